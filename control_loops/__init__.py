@@ -1,0 +1,1 @@
+"""Control and energy-optimization loops (see issue: chiller-plant control)."""

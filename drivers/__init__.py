@@ -1,0 +1,1 @@
+"""Field drivers: protocol implementations of `drivers.base.Driver`."""

@@ -1,0 +1,95 @@
+"""The interface every field driver implements, and the physical link they share."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar, Self
+
+from edge_agent.points import Reading, Value
+
+if TYPE_CHECKING:
+    from edge_agent.config.models import Device, Point
+
+
+class DriverError(Exception):
+    """A driver failed in a way the caller should report (with a reason)."""
+
+
+class DeviceUnavailable(DriverError):
+    """The whole device cannot be reached; every point of the poll is bad with this reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Link:
+    """One physical link (a serial bus, a TCP endpoint) shared by the devices on it.
+
+    Only one request is on a link at a time, and consecutive requests are spaced by at
+    least `gap_s` (RS-485 devices need an idle line between frames).
+    """
+
+    def __init__(self, key: str, gap_s: float = 0.0) -> None:
+        self.key = key
+        self.gap_s = gap_s
+        self.lock = asyncio.Lock()
+        self._last_request_end = -float("inf")
+
+    async def pace(self) -> None:
+        """Wait until the inter-request gap has passed; call with the lock held."""
+        wait = self._last_request_end + self.gap_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def request_done(self) -> None:
+        self._last_request_end = time.monotonic()
+
+
+class Driver(ABC):
+    """A protocol driver for one device. Use as an async context manager.
+
+    `read` turns per-point failures into bad-quality readings and raises
+    `DeviceUnavailable` when the device as a whole cannot be reached. All readings of one
+    `read` carry one source timestamp (when the device answered); only a value the driver
+    knows to be older (a stale COV value) keeps its own. Drivers take
+    `self.link.lock` around each exchange and call `link.pace()` / `link.request_done()`.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, device: Device, link: Link) -> None:
+        self.device = device
+        self.link = link
+
+    @staticmethod
+    def link_key(device: Device) -> str:
+        """Devices that return the same key share one `Link` (one lock, one gap)."""
+        return f"device:{device.id}"
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Prepare connections; failing to connect is not an error here (reads report it)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Must not hang."""
+
+    @abstractmethod
+    async def read(self, points: Sequence[Point]) -> list[Reading]: ...
+
+    @abstractmethod
+    async def write(self, point: Point, value: Value, priority: int | None = None) -> Reading:
+        """Write a value and return the read-back reading."""
+
+    async def release(self, point: Point, priority: int | None = None) -> Reading:
+        """Give control of a point back to the device (BACnet relinquish); default: no-op read."""
+        return (await self.read([point]))[0]

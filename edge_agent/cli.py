@@ -1,0 +1,157 @@
+"""`edge-agent`: the command line for technicians and for systemd.
+
+Every error is one clear line and an exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from edge_agent import __version__
+from edge_agent.config.cli import config as config_group
+
+DEFAULT_SOCKET = Path("/run/edge-agent/agent.sock")
+EXIT_NOT_RUNNING = 3
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edge-agent")
+def main() -> None:
+    """Edge controller runtime for hospital plant rooms."""
+
+
+main.add_command(config_group)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Site configuration (YAML).",
+)
+@click.option(
+    "--log-json/--log-console",
+    default=None,
+    help="Log format (default: JSON unless on a terminal).",
+)
+def run(config_path: Path, log_json: bool | None) -> None:
+    """Run the agent in the foreground (what systemd starts)."""
+    from edge_agent import logs
+    from edge_agent.config.errors import ConfigError
+    from edge_agent.config.loader import load_config
+    from edge_agent.service import serve
+    from edge_agent.store.outbox import StoreError
+    from edge_agent.store_worker import StoreLocked
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        sys.exit(1)
+    logs.configure(config.log_level, json=log_json)
+    try:
+        sys.exit(asyncio.run(serve(config_path, config)))
+    except (StoreLocked, StoreError, PermissionError) as exc:
+        _fail(str(exc))
+
+
+def _socket_path(socket: Path | None, config_path: Path | None) -> Path:
+    if socket is not None:
+        return socket
+    if config_path is not None:
+        from edge_agent.config.errors import ConfigError
+        from edge_agent.config.loader import load_config
+
+        try:
+            return load_config(config_path).local.socket
+        except ConfigError as exc:
+            _fail(
+                f"{config_path}: invalid configuration ({len(exc.issues)} problems); "
+                f"run 'edge-agent config validate {config_path}'"
+            )
+    return Path(os.environ.get("EDGE_AGENT_SOCKET", DEFAULT_SOCKET))
+
+
+def ask_agent(path: Path, cmd: str, **args: object) -> dict:
+    from edge_agent.local_api import request
+
+    try:
+        answer = request(path, cmd, **args)
+    except FileNotFoundError:
+        _fail(f"the agent is not running (no socket at {path})", EXIT_NOT_RUNNING)
+    except PermissionError:
+        _fail(f"no permission to talk to the agent at {path} (are you in the agent's group?)")
+    except OSError as exc:
+        _fail(f"the agent is not answering on {path}: {exc.strerror or exc}", EXIT_NOT_RUNNING)
+    if not answer.get("ok"):
+        _fail(f"the agent refused '{cmd}': {answer.get('message') or answer.get('error')}")
+    return answer
+
+
+socket_option = click.option(
+    "--socket",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The agent's local socket "
+    "(default: from --config, $EDGE_AGENT_SOCKET or /run/edge-agent/agent.sock).",
+)
+config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Site configuration, to find the agent's socket.",
+)
+
+
+@main.command()
+@socket_option
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(socket: Path | None, config_path: Path | None, as_json: bool) -> None:
+    """Uplink, backlog and device health of the running agent."""
+    answer = ask_agent(_socket_path(socket, config_path), "status")
+    answer.pop("ok", None)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    from rich.console import Console
+
+    from edge_agent.status_view import render_status
+
+    Console().print(render_status(answer))
+
+
+@main.command()
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Agent configuration to demonstrate (default: configs/demo-site.yaml).",
+)
+@click.option(
+    "--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C)."
+)
+def demo(config_path: Path | None, duration: float | None) -> None:
+    """Start a local broker, the plant and the agent, and show live status."""
+    from edge_agent.demo import run_demo
+
+    sys.exit(run_demo(config_path, duration))

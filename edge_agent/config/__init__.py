@@ -1,0 +1,1 @@
+"""Site configuration: YAML files validated into immutable models."""

@@ -1,0 +1,88 @@
+"""Building blocks of the configuration models, shared by the agent and the drivers.
+
+Drivers define their device and point models by subclassing `DeviceBase` and `PointBase`
+(see `drivers/fake.py`), so that validating a config never imports a protocol library.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+
+class Model(BaseModel):
+    """Immutable, strict about unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> object:
+    """'500ms', '5s', '2m', '1h', '7d' or a plain number of seconds -> seconds (float)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 5s, 500ms, 2m")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_S[match.group(2)]
+    raise ValueError(f"expected a duration such as 5s, 500ms, 2m, got {value!r}")
+
+
+# Seconds. Accepts numbers or strings with a unit. Finite: `.inf` would silently mean never.
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0, allow_inf_nan=False)]
+# Seconds, zero allowed (an idle gap, a simulated latency).
+Gap = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, allow_inf_nan=False)]
+
+
+class Limits(Model):
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Limits:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class PointBase(Model):
+    """Fields every point has, whatever its protocol."""
+
+    id: Id
+    name: str = ""
+    kind: Annotated[str, Field(pattern=r"^(analog|binary|multistate|string)$")] = "analog"
+    unit: str = ""
+    writable: bool = False
+    limits: Limits | None = None
+    # engineering value = raw * scale + offset (finite: .nan would turn every reading into NaN)
+    scale: Annotated[float, Field(allow_inf_nan=False)] = 1.0
+    offset: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+
+
+class DeviceBase(Model):
+    """Fields every device has. Subclasses fix `driver` to a literal and type `points`."""
+
+    id: Id
+    name: str = ""
+    driver: str
+    link: Id | None = None  # a shared physical link from `links:`; default: the driver decides
+    enabled: bool = True
+    poll_interval: Duration = 5.0
+    timeout: Duration = 2.0  # per request
+    points: list[PointBase] = Field(min_length=1)

@@ -1,0 +1,119 @@
+"""Cross-checks: rules that span several keys, run once the models have validated.
+
+Each finding names the key path of the offending item; the loader turns it into file:line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from drivers.fake import FakeDevice
+from edge_agent.config.base import DeviceBase
+from edge_agent.config.errors import Loc
+from edge_agent.config.models import AgentConfig
+
+T = TypeVar("T")
+
+# Kinds whose commands are numbers and must be checked against limits before a write.
+_BOUNDED_KINDS = ("analog", "multistate")
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: Loc
+    message: str
+    first: Loc | None = None  # the earlier item a duplicate collides with
+
+
+def cross_check(config: AgentConfig) -> list[Finding]:
+    findings = [
+        *_duplicates(config.devices, lambda d: d.id, ("devices",), ("id",), "device id"),
+        *_duplicates(config.links, lambda lk: lk.id, ("links",), ("id",), "link id"),
+        *_duplicates(
+            config.uplink.endpoints,
+            lambda e: f"{e.host.lower()}:{e.port}",  # host names are case-insensitive
+            ("uplink", "endpoints"),
+            (),
+            "endpoint",
+        ),
+        *_reconnect(config),
+        *_credentials(config),
+    ]
+    known_links = list(dict.fromkeys(link.id for link in config.links))
+    for index, device in enumerate(config.devices):
+        path = ("devices", index)
+        findings += _duplicates(
+            device.points, lambda p: p.id, (*path, "points"), ("id",), "point id"
+        )
+        findings += _device(device, path, known_links)
+    return findings
+
+
+def _duplicates(
+    items: Sequence[T], key: Callable[[T], str], at: Loc, leaf: Loc, what: str
+) -> Iterator[Finding]:
+    """One finding per item whose key an earlier item already has."""
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        k = key(item)
+        if k in first:
+            message = f"duplicate {what} {k!r}"
+            yield Finding((*at, index, *leaf), message, (*at, first[k], *leaf))
+        else:
+            first[k] = index
+
+
+def _device(device: DeviceBase, path: Loc, known_links: list[str]) -> Iterator[Finding]:
+    if device.link is not None and device.link not in known_links:
+        defined = ", ".join(known_links) if known_links else "none are defined under links:"
+        yield Finding((*path, "link"), f"unknown link {device.link!r} (links: {defined})")
+    yield from _timeout(device, path)
+    for index, point in enumerate(device.points):
+        if point.writable and point.kind in _BOUNDED_KINDS and point.limits is None:
+            message = f"a writable {point.kind} point needs limits (min and max) to check commands"
+            yield Finding((*path, "points", index, "writable"), message)
+    if isinstance(device, FakeDevice):
+        yield from _signals(device, path)
+
+
+def _timeout(device: DeviceBase, path: Loc) -> Iterator[Finding]:
+    if device.timeout < device.poll_interval:
+        return
+    # Point at the value the technician wrote; a default is not on any line.
+    given = device.model_fields_set
+    key = "timeout" if "timeout" in given or "poll_interval" not in given else "poll_interval"
+    timeout = _seconds(device.timeout, "timeout" in given)
+    interval = _seconds(device.poll_interval, "poll_interval" in given)
+    yield Finding(
+        (*path, key), f"timeout ({timeout}) must be shorter than poll_interval ({interval})"
+    )
+
+
+def _signals(device: FakeDevice, path: Loc) -> Iterator[Finding]:
+    for index, point in enumerate(device.points):
+        signal = point.signal
+        if signal.min > signal.max:
+            message = f"min ({signal.min:g}) is greater than max ({signal.max:g})"
+            yield Finding((*path, "points", index, "signal", "min"), message)
+
+
+def _reconnect(config: AgentConfig) -> Iterator[Finding]:
+    backoff = config.uplink.reconnect
+    if backoff.initial > backoff.max:
+        initial, longest = _seconds(backoff.initial, True), _seconds(backoff.max, True)
+        message = f"initial ({initial}) is longer than max ({longest})"
+        yield Finding(("uplink", "reconnect", "initial"), message)
+
+
+def _credentials(config: AgentConfig) -> Iterator[Finding]:
+    # The uplink only sends a password along with a user name: it would be dropped silently.
+    if config.uplink.password_file is not None and config.uplink.username is None:
+        message = "password_file needs a username (without one, no password is sent)"
+        yield Finding(("uplink", "password_file"), message)
+
+
+def _seconds(value: float, given: bool) -> str:
+    text = f"{value * 1000:g}ms" if value < 1 else f"{value:g}s"
+    return text if given else f"{text}, the default"

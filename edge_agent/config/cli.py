@@ -1,0 +1,68 @@
+"""`edge-agent config ...`: check and inspect site configuration files.
+
+Technicians run these on site, so a bad file gives one plain line per problem and exit
+status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+import yaml
+
+from edge_agent.config.errors import ConfigError
+from edge_agent.config.loader import load_config
+from edge_agent.config.models import AgentConfig
+
+config = click.Group(
+    "config", help="Check and inspect site configuration files (YAML, with !include)."
+)
+
+
+def _load_or_exit(file: str) -> AgentConfig:
+    try:
+        return load_config(file)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+    except Exception as exc:  # a bug in the loader must still not print a traceback
+        click.echo(f"{file}: internal error while loading ({type(exc).__name__}: {exc})", err=True)
+    raise click.exceptions.Exit(1)
+
+
+@config.command("validate")
+@click.argument("file", type=click.Path(dir_okay=True))
+def validate(file: str) -> None:
+    """Check FILE (and every file it includes); list all problems found."""
+    cfg = _load_or_exit(file)
+    points = sum(len(device.points) for device in cfg.devices)
+    click.echo(
+        f"OK {file}: {len(cfg.devices)} devices, {points} points, config hash {cfg.config_hash}"
+    )
+
+
+@config.command("show")
+@click.argument("file", type=click.Path(dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
+def show(file: str, as_json: bool) -> None:
+    """Print the effective configuration: defaults filled in, includes resolved."""
+    cfg = _load_or_exit(file)
+    data = cfg.model_dump(mode="json")
+    if as_json:
+        click.echo(json.dumps(_finite(data), indent=2))
+        return
+    click.echo(f"# effective configuration of {file} (config hash {cfg.config_hash})")
+    click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
+
+
+def _finite(value: object) -> object:
+    """Strict JSON has no infinity: write it as the string "inf", which loads back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

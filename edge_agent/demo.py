@@ -1,0 +1,101 @@
+"""`edge-agent demo`: a local broker, the plant, the agent and a live status screen."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from edge_agent.broker_tools import BrokerUnavailable, LocalBroker, PlatformSubscriber
+from edge_agent.local_api import request
+from edge_agent.status_view import render_status
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo-site.yaml"
+
+
+def _demo_config(source: Path, workdir: Path, port: int) -> Path:
+    """The demo config pointed at the local broker, with its store and socket in `workdir`."""
+    raw = yaml.safe_load(source.read_text())
+    raw["uplink"]["endpoints"] = [{"host": "127.0.0.1", "port": port}]
+    raw.setdefault("store", {})["path"] = str(workdir / "outbox.db")
+    raw.setdefault("local", {})["socket"] = str(workdir / "agent.sock")
+    target = workdir / "site.yaml"
+    target.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return target
+
+
+def _platform_view(subscriber: PlatformSubscriber) -> Table:
+    table = Table(
+        title="what the platform receives (latest message per device)", title_justify="left"
+    )
+    for column in ("device", "seq", "values"):
+        table.add_column(column)
+    for device, body in sorted(subscriber.latest.items()):
+        values = ", ".join(f"{k}={v}" for k, v in list(body["values"].items())[:5])
+        table.add_row(device, str(body["seq"]), values)
+    table.caption = f"{subscriber.count} messages, {subscriber.points} point values received"
+    return table
+
+
+def _screen(socket: Path, subscriber: PlatformSubscriber) -> Group:
+    try:
+        status = request(socket, "status")
+        status.pop("ok", None)
+        return Group(render_status(status), _platform_view(subscriber))
+    except OSError:
+        return Group("[yellow]agent starting...[/]", _platform_view(subscriber))
+
+
+def run_demo(config_path: Path | None, duration: float | None) -> int:
+    console = Console()
+    source = config_path or DEFAULT_CONFIG
+    workdir = Path(tempfile.mkdtemp(prefix="edge-agent-demo-"))
+    try:
+        broker = LocalBroker(workdir / "broker").start()
+    except BrokerUnavailable as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 1
+    site = _demo_config(source, workdir, broker.port)
+    console.print(
+        f"broker on 127.0.0.1:{broker.port}; agent config {site}; logs in {workdir}/agent.log"
+    )
+    subscriber = PlatformSubscriber(broker.port, keep=False, client_id="demo-platform").start()
+    with open(workdir / "agent.log", "wb") as log:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(site), "--log-json"],
+            stdout=log,
+            stderr=log,
+        )
+    deadline = time.monotonic() + duration if duration else float("inf")
+    socket = workdir / "agent.sock"
+    try:
+        if console.is_terminal:
+            with Live(_screen(socket, subscriber), console=console, refresh_per_second=2) as live:
+                while time.monotonic() < deadline and agent.poll() is None:
+                    time.sleep(1)
+                    live.update(_screen(socket, subscriber))
+        else:
+            while time.monotonic() < deadline and agent.poll() is None:
+                time.sleep(min(5, max(0.1, deadline - time.monotonic())))
+                console.print(_screen(socket, subscriber))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+        code = agent.wait(30)
+        subscriber.stop()
+        broker.stop()
+    console.print(
+        f"agent exited with {code}; the platform received {subscriber.count} messages "
+        f"({subscriber.points} point values). Files: {workdir}"
+    )
+    return 0 if code == 0 else 1

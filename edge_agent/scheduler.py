@@ -1,0 +1,187 @@
+"""Polling: one task per device on monotonic deadlines, with backoff and health tracking."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from drivers.base import DeviceUnavailable, Driver
+from edge_agent import logs
+from edge_agent.cache import PointCache
+from edge_agent.config.base import DeviceBase
+from edge_agent.events import Events
+from edge_agent.points import Batch, Quality, Reading, wall_ms
+
+log = logs.get("poller")
+
+MAX_BACKOFF_S = 300.0
+# A read that takes this many intervals is a hung driver. Per-request timeouts are the
+# driver's job; waiting for a busy shared link is not a device failure (slots get skipped).
+HUNG_READ_INTERVALS = 10
+
+
+@dataclass(slots=True)
+class DeviceHealth:
+    """What the status command shows for a device."""
+
+    up: bool = True
+    polls: int = 0
+    failures: int = 0  # polls that failed as a whole
+    bad_points: int = 0  # bad readings in the last poll
+    consecutive_failures: int = 0
+    skipped_slots: int = 0  # deadlines missed after a stall, not caught up
+    last_good_ts: int | None = None  # wall ms
+    last_error: str | None = None
+    last_rtt_s: float = 0.0
+    down_since_mono: float | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "up": self.up,
+            "polls": self.polls,
+            "failures": self.failures,
+            "error_rate": round(self.failures / self.polls, 4) if self.polls else 0.0,
+            "bad_points": self.bad_points,
+            "skipped_slots": self.skipped_slots,
+            "last_good_ts": self.last_good_ts,
+            "last_error": self.last_error,
+            "rtt_ms": round(self.last_rtt_s * 1000, 2),
+        }
+
+
+class Deadlines:
+    """Fixed-rate deadlines on the monotonic clock.
+
+    Slots are `start + k * interval`, so there is no drift. After a stall (a suspend, a
+    slow device) the missed slots are skipped, never caught up in a burst.
+    """
+
+    def __init__(self, start: float, interval: float) -> None:
+        self.interval = interval
+        self.next = start
+
+    def advance(self, now: float, slots: int = 1) -> int:
+        """Move to the next slot at least `slots` ahead that is still in the future.
+        Returns how many slots were skipped because they were already past."""
+        self.next += slots * self.interval
+        if now < self.next:
+            return 0
+        missed = math.floor((now - self.next) / self.interval) + 1
+        self.next += missed * self.interval
+        return missed
+
+
+class Poller:
+    """Polls one device forever; hands every poll to `submit` and the cache."""
+
+    def __init__(
+        self,
+        device: DeviceBase,
+        driver: Driver,
+        submit: Callable[[Batch], None],
+        cache: PointCache,
+        events: Events,
+        stagger_s: float = 0.0,
+    ) -> None:
+        self.device = device
+        self.driver = driver
+        self._submit = submit
+        self._cache = cache
+        self._events = events
+        self._stagger_s = stagger_s
+        self.health = DeviceHealth()
+        cache.configure_device(device.id, stale_after_s=3 * device.poll_interval)
+
+    async def run(self) -> None:
+        deadlines = Deadlines(time.monotonic() + self._stagger_s, self.device.poll_interval)
+        while True:
+            await asyncio.sleep(max(0.0, deadlines.next - time.monotonic()))
+            await self.poll_once()
+            skipped = deadlines.advance(time.monotonic(), self._backoff_slots())
+            if skipped:
+                self.health.skipped_slots += skipped
+                log.warning("poll slots skipped", device=self.device.id, skipped=skipped)
+
+    async def poll_once(self) -> Batch:
+        device = self.device
+        ts = wall_ms()
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(HUNG_READ_INTERVALS * device.poll_interval):
+                readings = await self.driver.read(device.points)
+            failure = None
+        except DeviceUnavailable as exc:
+            failure = exc.reason
+        except TimeoutError:
+            failure = "timeout"
+        except Exception as exc:
+            failure = f"driver error: {type(exc).__name__}: {exc}"
+            if self.health.up:
+                log.exception("driver failed", device=device.id)
+        self.health.last_rtt_s = time.monotonic() - started
+        if failure is not None:
+            readings = [Reading.bad(p.id, failure, ts) for p in device.points]
+        # The batch carries the readings' source timestamp (drivers stamp one read with one
+        # time), so only exceptions such as stale values need their own `ts` in the payload.
+        batch = Batch(device.id, readings[0].ts if readings else ts, tuple(readings))
+        self._record_health(failure, readings, ts)
+        self._cache.update(device.id, batch.readings)
+        self._submit(batch)
+        return batch
+
+    def _record_health(self, failure: str | None, readings: list[Reading], ts: int) -> None:
+        health = self.health
+        health.polls += 1
+        health.bad_points = sum(r.quality is Quality.BAD for r in readings)
+        if failure is None:
+            health.last_good_ts = ts
+            if not health.up:
+                down_for = time.monotonic() - (health.down_since_mono or time.monotonic())
+                self._events.emit(
+                    "device_recovered", device=self.device.id, down_for_s=round(down_for, 1)
+                )
+            health.up, health.consecutive_failures, health.down_since_mono = True, 0, None
+            return
+        health.failures += 1
+        health.consecutive_failures += 1
+        health.last_error = failure
+        if health.up:
+            health.up, health.down_since_mono = False, time.monotonic()
+            self._events.emit("device_down", level="warning", device=self.device.id, reason=failure)
+
+    def _backoff_slots(self) -> int:
+        """1 while healthy; doubles per consecutive failure, capped at MAX_BACKOFF_S."""
+        failures = self.health.consecutive_failures
+        if failures <= 1:
+            return 1
+        cap = max(1, int(MAX_BACKOFF_S // self.device.poll_interval))
+        return min(2 ** (failures - 1), cap)
+
+
+class ClockWatch:
+    """Detects wall-clock jumps (NTP steps, an RTC reset after a power cut).
+
+    Scheduling never uses the wall clock and streams are ordered by sequence numbers, so a
+    jump cannot reorder data; it only needs to be known, because timestamps jump with it.
+    """
+
+    def __init__(self, events: Events, threshold_s: float = 2.0, period_s: float = 1.0) -> None:
+        self._events = events
+        self._threshold = threshold_s
+        self._period = period_s
+
+    @staticmethod
+    def offset() -> float:
+        return time.time() - time.monotonic()
+
+    async def run(self) -> None:
+        reference = self.offset()
+        while True:
+            await asyncio.sleep(self._period)
+            now = self.offset()
+            if abs(now - reference) > self._threshold:
+                self._events.emit("clock_jump", level="warning", jump_s=round(now - reference, 3))
+            reference = now

@@ -1,0 +1,287 @@
+"""The agent process: supervision, signals, orderly shutdown and config reload.
+
+One `Runtime` runs one configuration: drivers, pollers, uplink, clock watch and the local
+socket, as named tasks in a TaskGroup. The store outlives runtimes, so a reload loses
+nothing. SIGTERM/SIGINT: stop polling, commit what was polled, publish the backlog for at
+most `uplink.flush_timeout`, say offline, close drivers in reverse order, exit 0.
+SIGHUP: validate the file again; a bad config is reported and the running one kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from drivers.base import Driver, Link
+from drivers.registry import driver_class
+from edge_agent import __version__, logs, sd_notify
+from edge_agent.cache import PointCache
+from edge_agent.config.errors import ConfigError
+from edge_agent.config.loader import load_config
+from edge_agent.config.models import AgentConfig
+from edge_agent.events import Events
+from edge_agent.local_api import LocalServer
+from edge_agent.scheduler import ClockWatch, Poller
+from edge_agent.store_worker import StoreWorker
+from edge_agent.uplink import Uplink
+
+log = logs.get("agent")
+
+DRIVER_CLOSE_TIMEOUT_S = 5.0
+MAX_RESTART_DELAY_S = 60.0
+
+
+async def supervise(name: str, factory: Callable[[], Awaitable[None]], events: Events) -> None:
+    """Run a task forever: a crash is logged with its trace once, reported as an event,
+    and the task restarted with exponential backoff (reset after a minute of health)."""
+    failures = 0
+    while True:
+        started = time.monotonic()
+        try:
+            await factory()
+            return
+        except Exception as exc:
+            if time.monotonic() - started > MAX_RESTART_DELAY_S:
+                failures = 0
+            failures += 1
+            delay = min(MAX_RESTART_DELAY_S, 2.0 ** (failures - 1))
+            log.exception("task crashed", task=name, restart_in_s=delay)
+            events.emit(
+                "task_crashed",
+                level="error",
+                task=name,
+                error=f"{type(exc).__name__}: {exc}",
+                restart_in_s=delay,
+            )
+            await asyncio.sleep(delay)
+
+
+class Control:
+    """What the signal handlers ask of the running agent."""
+
+    def __init__(self) -> None:
+        self.changed = asyncio.Event()
+        self.stop = False
+        self.new_config: AgentConfig | None = None
+
+    def request_stop(self) -> None:
+        self.stop = True
+        self.changed.set()
+
+    def request_reload(self, config: AgentConfig) -> None:
+        self.new_config = config
+        self.changed.set()
+
+
+class Runtime:
+    """Everything that depends on one configuration."""
+
+    def __init__(
+        self, config: AgentConfig, store: StoreWorker, events: Events, started: float
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.events = events
+        self.started = started
+        self.cache = PointCache()
+        self.uplink = Uplink(config, store, __version__)
+        self.pollers: list[Poller] = []
+
+    async def run(self, control: Control) -> None:
+        devices = [d for d in self.config.devices if d.enabled]
+        async with contextlib.AsyncExitStack() as stack:
+            links: dict[str, Link] = {}
+            gaps = {link.id: link.gap for link in self.config.links}
+            for index, device in enumerate(devices):
+                driver = await self._open_driver(device, links, gaps, stack)
+                stagger = device.poll_interval * index / max(1, len(devices))
+                self.pollers.append(
+                    Poller(
+                        device, driver, self.store.submit_batch, self.cache, self.events, stagger
+                    )
+                )
+            async with asyncio.TaskGroup() as tg:
+                uplink = tg.create_task(
+                    supervise("uplink", self.uplink.run, self.events), name="uplink"
+                )
+                polls = [
+                    tg.create_task(
+                        supervise(f"poll:{p.device.id}", p.run, self.events),
+                        name=f"poll:{p.device.id}",
+                    )
+                    for p in self.pollers
+                ]
+                helpers = [
+                    tg.create_task(
+                        supervise("clock", ClockWatch(self.events).run, self.events), name="clock"
+                    ),
+                    tg.create_task(self._local_server(), name="local-socket"),
+                ]
+                sd_notify.notify(f"READY=1\nSTATUS=polling {len(devices)} devices")
+                log.info("agent running", devices=len(devices), config_hash=self.config.config_hash)
+                await control.changed.wait()
+                await self._shutdown(polls, uplink, helpers)
+        log.info("drivers closed")
+
+    async def _open_driver(
+        self,
+        device: Any,
+        links: dict[str, Link],
+        gaps: dict[str, float],
+        stack: contextlib.AsyncExitStack,
+    ) -> Driver:
+        cls = driver_class(device.driver)
+        key = device.link or cls.link_key(device)
+        link = links.setdefault(key, Link(key, gaps.get(device.link or "", 0.0)))
+        driver = cls(device, link)
+        try:
+            await driver.open()
+        except Exception as exc:
+            log.warning("driver open failed", device=device.id, error=str(exc))
+        stack.push_async_callback(_close_driver, driver)
+        return driver
+
+    async def _shutdown(
+        self, polls: list[asyncio.Task], uplink: asyncio.Task, helpers: list[asyncio.Task]
+    ) -> None:
+        for task in polls:
+            task.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
+        await self.store.flush()
+        await self.uplink.stop(self.config.uplink.flush_timeout)
+        try:
+            await asyncio.wait_for(uplink, self.config.uplink.flush_timeout + 15)
+        except TimeoutError:
+            log.warning("uplink did not stop in time")
+        for task in helpers:
+            task.cancel()
+
+    async def _local_server(self) -> None:
+        try:
+            await LocalServer(
+                self.config.local.socket, {"status": self.status, "points": self.points}
+            ).run()
+        except OSError as exc:
+            # The CLI is a convenience; the agent keeps polling and forwarding without it.
+            log.error(
+                "local socket unavailable", path=str(self.config.local.socket), error=str(exc)
+            )
+
+    async def status(self, _request: dict[str, Any] | None = None) -> dict[str, Any]:
+        outbox = await self.store.call(self.store.outbox.stats)
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "site": self.config.site.id,
+            "gateway": self.config.gateway.id,
+            "config_hash": self.config.config_hash,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "uplink": self.uplink.stats(),
+            "store": {**dataclasses.asdict(outbox), **self.store.stats()},
+            "devices": {
+                p.device.id: {
+                    "driver": p.device.driver,
+                    "points": len(p.device.points),
+                    **p.health.as_dict(),
+                }
+                for p in self.pollers
+            },
+        }
+
+    async def points(self, request: dict[str, Any]) -> dict[str, Any]:
+        snapshot = self.cache.snapshot(request.get("device"))
+        return {
+            "points": {
+                ref: {"value": r.value, "quality": r.quality.value, "reason": r.reason, "ts": r.ts}
+                for ref, r in snapshot.items()
+            }
+        }
+
+
+async def _close_driver(driver: Driver) -> None:
+    try:
+        async with asyncio.timeout(DRIVER_CLOSE_TIMEOUT_S):
+            await driver.close()
+    except Exception as exc:
+        log.warning(
+            "driver close failed", device=driver.device.id, error=str(exc) or type(exc).__name__
+        )
+
+
+def _store_for(config: AgentConfig) -> StoreWorker:
+    s = config.store
+    identity = {"site": config.site.id, "gateway": config.gateway.id}
+    return StoreWorker(
+        s.path, int(s.disk_budget), s.retention, s.commit_interval, identity=identity
+    )
+
+
+async def serve(config_path: Path, config: AgentConfig) -> int:
+    """Run until SIGTERM/SIGINT. Returns the exit code."""
+    started = time.monotonic()
+    control = Control()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, control.request_stop)
+    loop.add_signal_handler(signal.SIGINT, control.request_stop)
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: loop.create_task(_reload(config_path, control, events))
+    )
+
+    store = _store_for(config)
+    await store.open()
+    identity = {"site": config.site.id, "gateway": config.gateway.id}
+    events = Events(store.submit, identity)
+    writer = loop.create_task(supervise("store-writer", store.run, events), name="store-writer")
+    events.emit(
+        "agent_started", version=__version__, config_hash=config.config_hash, pid=os.getpid()
+    )
+    try:
+        while True:
+            control.changed.clear()
+            await Runtime(config, store, events, started).run(control)
+            if control.stop:
+                break
+            previous, config = config, control.new_config or config
+            sd_notify.notify("RELOADING=0")
+            if config.store != previous.store:
+                # The outbox moves with its settings; everything committed so far stays in
+                # the old file and is published from there by an agent started on it.
+                log.warning("store settings changed; reopening", path=str(config.store.path))
+                await store.close()
+                store = _store_for(config)
+                await store.open()
+                writer.cancel()
+                events = Events(store.submit, identity)
+                writer = loop.create_task(
+                    supervise("store-writer", store.run, events), name="store-writer"
+                )
+            events.emit("config_applied", config_hash=config.config_hash)
+    finally:
+        sd_notify.notify("STOPPING=1")
+        writer.cancel()
+        await store.close()
+        log.info("agent stopped")
+    return 0
+
+
+async def _reload(path: Path, control: Control, events: Events) -> None:
+    try:
+        config = await asyncio.to_thread(load_config, path)
+    except ConfigError as exc:
+        events.emit(
+            "config_rejected",
+            level="error",
+            file=str(path),
+            problems=[str(issue) for issue in exc.issues],
+            action="kept the running configuration",
+        )
+        return
+    log.info("configuration valid; applying", config_hash=config.config_hash)
+    control.request_reload(config)

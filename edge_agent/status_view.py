@@ -1,0 +1,87 @@
+"""Rich rendering of the agent's status for technicians."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+
+
+def _age(ts_ms: int | None) -> str:
+    if not ts_ms:
+        return "-"
+    seconds = max(0.0, time.time() - ts_ms / 1000)
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def render_status(status: dict[str, Any]) -> Group:
+    up = status["uplink"]
+    store = status["store"]
+    head = Table.grid(padding=(0, 2))
+    head.add_row("[bold]site / gateway[/]", f"{status['site']} / {status['gateway']}")
+    head.add_row(
+        "[bold]agent[/]",
+        f"v{status['version']}  pid {status['pid']}  up {status['uptime_s']:.0f} s  "
+        f"config {status['config_hash']}",
+    )
+    state_style = "green" if up["state"] == "connected" else "red"
+    head.add_row(
+        "[bold]uplink[/]",
+        f"[{state_style}]{up['state']}[/] {up['endpoint'] or ''}  "
+        f"published {up['published']}  in flight {up['in_flight']}  connects {up['connects']}",
+    )
+    if up.get("last_error") and up["state"] != "connected":
+        head.add_row("", f"[red]{up['last_error']}[/]")
+    head.add_row(
+        "[bold]backlog[/]",
+        f"{store['backlog_rows']} messages, {store['backlog_points']} points, "
+        f"oldest {_age(store['oldest_ts'])}",
+    )
+    head.add_row(
+        "[bold]store[/]",
+        f"{_bytes(store['used_bytes'])} of {_bytes(store['budget_bytes'])}  "
+        f"evicted {store['evicted_points']} points",
+    )
+    if store.get("error"):
+        head.add_row("", f"[red]store error: {store['error']}[/]")
+
+    devices = Table(title="devices", title_justify="left")
+    for column in (
+        "device",
+        "driver",
+        "state",
+        "points",
+        "bad",
+        "last good read",
+        "rtt",
+        "error rate",
+        "last error",
+    ):
+        devices.add_column(column)
+    for name, d in sorted(status["devices"].items()):
+        devices.add_row(
+            name,
+            d["driver"],
+            "[green]up[/]" if d["up"] else "[red]down[/]",
+            str(d["points"]),
+            str(d["bad_points"]),
+            _age(d["last_good_ts"]),
+            f"{d['rtt_ms']:.1f} ms",
+            f"{100 * d['error_rate']:.1f} %",
+            d["last_error"] or "",
+        )
+    return Group(head, devices)

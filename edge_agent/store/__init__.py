@@ -1,0 +1,1 @@
+"""SQLite store-and-forward outbox (`outbox`) and its compact telemetry codec (`codec`)."""

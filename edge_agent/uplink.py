@@ -1,0 +1,332 @@
+"""MQTT uplink: drains the outbox to the broker, in order, at least once.
+
+paho-mqtt runs its network loop on its own thread; everything else happens on the asyncio
+thread. The uplink leases committed rows from the outbox, publishes them with QoS 1 and
+acks (deletes) them only on the broker's PUBACK. On disconnect every unacknowledged row
+goes back to ready; after reconnect it is published again, so a message whose PUBACK was
+lost can arrive twice (at-least-once), never zero times.
+
+Three lanes share the window of in-flight messages: PRIORITY (events, alarms, command
+results), LIVE (telemetry committed since this connection) and BACKLOG (older telemetry,
+flagged `historical`). Backlog may never fill the last `reserve` slots, so live data is
+not starved while a long backlog drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from collections.abc import Iterable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent import logs, payloads
+from edge_agent.config.models import AgentConfig, Endpoint
+from edge_agent.points import wall_ms
+from edge_agent.store.outbox import Lane, Outbox, Row
+from edge_agent.store_worker import StoreWorker
+
+log = logs.get("uplink")
+
+CONNECT_TIMEOUT_S = 10.0
+# Data polled at most this long before the connection came up is live, not a replay: it
+# was only waiting for the CONNACK, not stored through an outage.
+LIVE_GRACE_MS = 2000
+
+
+class ConnectFailed(Exception):
+    pass
+
+
+class SessionEnded(Exception):
+    pass
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential backoff with 'equal jitter': half fixed, half random, so that a fleet of
+    gateways that lost the broker together does not reconnect in lockstep."""
+    ceiling = min(maximum, initial * 2 ** max(0, attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _exchange(outbox: Outbox, acked: list[int], free: int, reserve: int) -> list[tuple[Row, Lane]]:
+    """Runs on the store thread: delete acknowledged rows, then lease the next window."""
+    if acked:
+        outbox.ack(acked)
+    leased: list[tuple[Row, Lane]] = []
+    for lane, room in ((Lane.PRIORITY, free), (Lane.LIVE, free), (Lane.BACKLOG, free - reserve)):
+        want = room - len(leased)
+        if want > 0:
+            leased.extend((row, lane) for row in outbox.lease(lane, want))
+    return leased
+
+
+class Uplink:
+    def __init__(self, config: AgentConfig, store: StoreWorker, version: str) -> None:
+        self.config = config
+        self.cfg = config.uplink
+        self.store = store
+        self.identity = {"site": config.site.id, "gateway": config.gateway.id}
+        self.topics = payloads.Topics.for_gateway(
+            self.cfg.topic_prefix, config.site.id, config.gateway.id
+        )
+        self._online = {"version": version, "config_hash": config.config_hash}
+        self._reserve = max(1, self.cfg.inflight // 8)
+        self._wake = asyncio.Event()
+        self._acks: deque[tuple[int, bool]] = deque()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._connected = False
+        self._lost_reason: str | None = None
+        self._stop_deadline: float | None = None
+        self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        store.on_commit(self._wake.set)
+        # What status shows.
+        self.state = "starting"
+        self.endpoint: str | None = None
+        self.connected_since: int | None = None
+        self.last_error: str | None = None
+        self.published = 0
+        self.acked = 0
+        self.connects = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        endpoints = self.cfg.endpoints
+        index, failures = 0, 0
+        while self._stop_deadline is None:
+            endpoint = endpoints[index % len(endpoints)]
+            self.state, self.endpoint = "connecting", f"{endpoint.host}:{endpoint.port}"
+            try:
+                client = await self._connect(endpoint)
+            except ConnectFailed as exc:
+                failures += 1
+                index += 1  # fail over to the next node of the cluster
+                self._note_error(f"connect to {self.endpoint} failed: {exc}", first=failures == 1)
+                await self._pause(
+                    backoff_delay(failures, self.cfg.reconnect.initial, self.cfg.reconnect.max)
+                )
+                continue
+            failures = 0
+            try:
+                await self._session(client)
+            finally:
+                await self._disconnect(client)
+                await self.store.call(self.store.outbox.requeue, None)
+                self._inflight.clear()
+                self._acks.clear()
+                self.state, self.connected_since = "disconnected", None
+            if self._stop_deadline is None:
+                self._note_error(
+                    f"connection to {self.endpoint} lost: {self._lost_reason}", first=True
+                )
+                await self._pause(
+                    backoff_delay(1, self.cfg.reconnect.initial, self.cfg.reconnect.max)
+                )
+        self.state = "stopped"
+
+    async def stop(self, timeout: float) -> None:
+        """Ask `run` to publish what is committed (for at most `timeout` s) and return."""
+        self._stop_deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._wake.set()
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "endpoint": self.endpoint,
+            "connected_since": self.connected_since,
+            "published": self.published,
+            "acked": self.acked,
+            "in_flight": len(self._inflight),
+            "connects": self.connects,
+            "last_error": self.last_error,
+        }
+
+    # -- connection ----------------------------------------------------------------------
+
+    def _client(self) -> mqtt.Client:
+        cfg = self.cfg
+        v5 = cfg.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            **({} if v5 else {"clean_session": True}),
+        )
+        client.connect_timeout = CONNECT_TIMEOUT_S
+        if cfg.tls is not None:
+            tls = cfg.tls
+            client.tls_set(
+                ca_certs=str(tls.ca) if tls.ca else None,
+                certfile=str(tls.cert) if tls.cert else None,
+                keyfile=str(tls.key) if tls.key else None,
+            )
+            client.tls_insecure_set(tls.insecure)
+        if cfg.username is not None:
+            password = cfg.password_file.read_text().strip() if cfg.password_file else None
+            client.username_pw_set(cfg.username, password)
+        client.will_set(
+            self.topics.status,
+            payloads.status(self.identity, "offline", wall_ms(), reason="connection lost"),
+            qos=1,
+            retain=True,
+        )
+        client.max_inflight_messages_set(cfg.inflight + 2)  # + the status messages
+        return client
+
+    async def _connect(self, endpoint: Endpoint) -> mqtt.Client:
+        loop = self._loop
+        assert loop is not None
+        try:
+            client = self._client()
+        except (OSError, ValueError) as exc:  # unreadable certificate or password file
+            raise ConnectFailed(str(exc)) from exc
+        connack: asyncio.Future[mqtt.ReasonCode] = loop.create_future()
+
+        def on_connect(_c, _u, _flags, reason, _props) -> None:
+            loop.call_soon_threadsafe(_settle, connack, reason)
+
+        def on_disconnect(_c, _u, _flags, reason, _props) -> None:
+            loop.call_soon_threadsafe(self._on_lost, str(reason))
+
+        def on_publish(_c, _u, mid, reason, _props) -> None:
+            self._acks.append((mid, reason.is_failure))
+            loop.call_soon_threadsafe(self._wake.set)
+
+        client.on_connect, client.on_disconnect, client.on_publish = (
+            on_connect,
+            on_disconnect,
+            on_publish,
+        )
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(
+                    client.connect, endpoint.host, endpoint.port, int(self.cfg.keepalive)
+                ),
+                CONNECT_TIMEOUT_S + 1,
+            )
+            client.loop_start()
+            reason = await asyncio.wait_for(connack, CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            await self._disconnect(client)
+            raise ConnectFailed(str(exc) or type(exc).__name__) from exc
+        if reason.is_failure:
+            await self._disconnect(client)
+            raise ConnectFailed(f"broker refused: {reason}")
+        return client
+
+    async def _disconnect(self, client: mqtt.Client) -> None:
+        def close() -> None:
+            client.disconnect()  # also stops paho's own reconnect attempts
+            client.loop_stop()
+
+        await asyncio.to_thread(close)
+
+    def _on_lost(self, reason: str) -> None:
+        self._connected = False
+        self._lost_reason = reason
+        self._wake.set()
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def _session(self, client: mqtt.Client) -> None:
+        self._connected, self._lost_reason = True, None
+        self.connects += 1
+        self.state, self.connected_since = "connected", wall_ms()
+        log.info("uplink connected", endpoint=self.endpoint)
+        client.publish(
+            self.topics.status,
+            payloads.status(self.identity, "online", wall_ms(), **self._online),
+            qos=1,
+            retain=True,
+        )
+        await self.store.call(self.store.outbox.mark_boundary, self.connected_since - LIVE_GRACE_MS)
+        self._wake.set()
+        idle = False
+        while True:
+            if self._stop_deadline is not None:
+                remaining = self._stop_deadline - time.monotonic()
+                if remaining <= 0 or (idle and not self._inflight):
+                    await self._say_offline(client, max(0.0, remaining))
+                    return
+                try:
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+                except TimeoutError:
+                    continue
+            else:
+                await self._wake.wait()
+            self._wake.clear()
+            if not self._connected:
+                return
+            acked = self._take_acks()
+            free = self.cfg.inflight - len(self._inflight)
+            leased = await self.store.call(_exchange, self.store.outbox, acked, free, self._reserve)
+            idle = not leased
+            if not self._publish(client, leased):
+                return
+
+    def _take_acks(self) -> list[int]:
+        acked: list[int] = []
+        while self._acks:
+            mid, failed = self._acks.popleft()
+            row_id = self._inflight.pop(mid, None)
+            if row_id is None:
+                continue  # a status message
+            if failed:
+                # The broker refused it (MQTT 5, e.g. not authorised). Keep the row and end
+                # the session: reconnecting with backoff beats hammering a refusal.
+                self._on_lost("broker rejected a publish (check the broker ACL)")
+                continue
+            acked.append(row_id)
+        self.acked += len(acked)
+        return acked
+
+    def _publish(self, client: mqtt.Client, leased: Iterable[tuple[Row, Lane]]) -> bool:
+        replay_before = (self.connected_since or 0) - LIVE_GRACE_MS
+        for row, lane in leased:
+            historical = lane is Lane.BACKLOG or row.ts < replay_before
+            topic, body = payloads.render(row, self.topics, self.identity, historical)
+            info = client.publish(topic, body, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self._on_lost(f"publish failed: {mqtt.error_string(info.rc)}")
+                return False
+            self._inflight[info.mid] = row.id
+            self.published += 1
+        return True
+
+    async def _say_offline(self, client: mqtt.Client, timeout: float) -> None:
+        """A clean shutdown is announced (the Last Will only covers unclean ones)."""
+        info = client.publish(
+            self.topics.status,
+            payloads.status(self.identity, "offline", wall_ms(), reason="shutdown"),
+            qos=1,
+            retain=True,
+        )
+        wait = max(timeout, 1.0)
+        # Best effort: the broker may already be gone (RuntimeError/ValueError from paho).
+        with contextlib.suppress(TimeoutError, RuntimeError, ValueError):
+            await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, wait), wait + 0.5)
+        acked = self._take_acks()
+        if acked:
+            await self.store.call(self.store.outbox.ack, acked)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _note_error(self, message: str, *, first: bool) -> None:
+        self.last_error = message
+        (log.warning if first else log.info)("uplink", error=message)
+
+
+def _settle(future: asyncio.Future, value: object) -> None:
+    if not future.done():
+        future.set_result(value)

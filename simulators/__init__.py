@@ -1,0 +1,1 @@
+"""Simulated hospital plant room (see issue: field drivers and simulator)."""

@@ -1,0 +1,211 @@
+"""Whole-system behaviour: the agent process, the fake plant, a real mosquitto, a subscriber."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+from edge_agent.broker_tools import LocalBroker, PlatformSubscriber
+from tests.harness import AgentProcess, contiguous, fake_device, site_config
+
+DEVICES = ["ahu-1", "chiller-1", "meter-1"]
+
+
+def _start(tmp_path: Path, port: int, agents: list, devices=None, **overrides) -> AgentProcess:
+    devices = devices or [fake_device(d) for d in DEVICES]
+    agent = AgentProcess(tmp_path, site_config(tmp_path, port, devices, **overrides)).start()
+    agents.append(agent)
+    agent.wait_ready()
+    return agent
+
+
+def _assert_content(bodies: list[dict]) -> None:
+    # The counter point `c` is incremented once per poll: its value pins each message's
+    # content to its sequence number even across restarts (the fake restarts at 0).
+    for body in bodies:
+        assert body["values"]["c"] >= 1
+        assert set(body["values"]) == {"c", "a0", "a1", "a2", "a3"}
+
+
+def test_every_sample_reaches_the_platform_in_order(tmp_path, broker, platform, agents):
+    agent = _start(tmp_path, broker.port, agents)
+    time.sleep(3)
+    assert agent.stop() == 0
+
+    per_device = platform.telemetry()
+    assert set(per_device) == set(DEVICES)
+    for device, bodies in per_device.items():
+        seqs = [b["seq"] for b in bodies]
+        assert seqs == sorted(seqs), f"{device} out of order"
+        missing, duplicates = contiguous(seqs)
+        assert (missing, duplicates) == ([], 0), device
+        assert len(seqs) >= 15  # ~30 polls in 3 s at 10 Hz, allowing for a slow start
+        assert [b["values"]["c"] for b in bodies] == list(range(1, len(bodies) + 1))
+        assert all(b["historical"] is False for b in bodies)
+        assert all(b["site"] == "test-site" and b["gateway"] == "gw1" for b in bodies)
+    # The online status is retained; a clean stop replaces it with offline/shutdown.
+    statuses = [m.body for m in platform.messages if m.topic == "t/test-site/gw1/status"]
+    assert statuses[0]["state"] == "online" and statuses[0]["config_hash"]
+    assert statuses[-1]["state"] == "offline" and statuses[-1]["reason"] == "shutdown"
+    # Everything acknowledged was deleted: nothing left in the outbox.
+    with sqlite3.connect(tmp_path / "outbox.db") as db:
+        assert db.execute("select count(*) from outbox where cls = 0").fetchone()[0] == 0
+
+
+def test_broker_outage_loses_nothing_and_live_data_resumes(tmp_path, broker, platform, agents):
+    agent = _start(tmp_path, broker.port, agents)
+    time.sleep(1.5)
+    broker.stop()
+    outage_start = time.time()
+    time.sleep(4)
+    backlog = agent.status()["store"]["backlog_rows"]
+    assert backlog >= 3 * 20  # three devices kept polling into the outbox
+    assert agent.status()["uplink"]["state"] != "connected"
+    broker.start()
+    reconnect_at = time.time()
+    # Live data resumes at once: a fresh (non-historical) message within a few seconds.
+    assert platform.wait_for(
+        lambda p: any(
+            m.at > reconnect_at
+            and m.body.get("historical") is False
+            and m.body.get("type") == "telemetry"
+            for m in p.messages
+        ),
+        timeout=10,
+    ), agent.log()
+    assert platform.wait_for(lambda p: agent.status()["store"]["backlog_rows"] == 0, timeout=20)
+    assert agent.stop() == 0
+
+    for device, bodies in platform.telemetry().items():
+        missing, duplicates = contiguous([b["seq"] for b in bodies])
+        assert missing == [], f"{device} lost {missing}"
+        # At-least-once: only messages in flight when the link dropped may come twice.
+        assert duplicates <= 256, device
+        replayed = [b for b in bodies if b["historical"]]
+        assert replayed, f"{device}: no historical messages after the outage"
+        assert all(b["ts"] / 1000 < reconnect_at for b in replayed)
+        assert any(b["ts"] / 1000 > outage_start for b in replayed)
+        for lane in (True, False):  # each lane is in order
+            seqs = [b["seq"] for b in bodies if b["historical"] is lane]
+            assert seqs == sorted(seqs), (device, lane)
+        _assert_content(bodies)
+
+
+def test_sigkill_at_random_moments_loses_no_committed_sample(tmp_path, broker, platform, agents):
+    rng = random.Random(20261124)
+    config = site_config(tmp_path, broker.port, [fake_device(d, interval=0.05) for d in DEVICES])
+    kills = 20
+    for _ in range(kills):
+        agent = AgentProcess(tmp_path, config).start()
+        agents.append(agent)
+        agent.wait_ready()
+        time.sleep(rng.uniform(0.05, 1.0))
+        agent.kill()
+    agent = AgentProcess(tmp_path, config).start()
+    agents.append(agent)
+    agent.wait_ready()
+    assert platform.wait_for(lambda p: agent.status()["store"]["backlog_rows"] == 0, timeout=30)
+    assert agent.stop() == 0
+
+    with sqlite3.connect(tmp_path / "outbox.db") as db:
+        assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+        committed = dict(db.execute("select name, last_seq from streams where kind = 0").fetchall())
+    for device, bodies in platform.telemetry().items():
+        seqs = [b["seq"] for b in bodies]
+        missing, _ = contiguous(seqs)
+        # Every number the store ever committed was published: a gap would be a lost sample.
+        assert missing == [], f"{device} lost {missing[:10]}"
+        assert max(seqs) == committed[device]
+
+
+def test_disk_budget_evicts_oldest_telemetry_and_reports_it(tmp_path, agents):
+    port = LocalBroker(tmp_path / "unused").port  # nothing listens: a long outage
+    devices = [fake_device(f"dev-{i}", n_points=100, interval=0.02) for i in range(4)]
+    agent = _start(tmp_path, port, agents, devices=devices, store={"disk_budget": 400_000})
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and agent.status()["store"]["evicted_rows"] == 0:
+        time.sleep(0.5)
+    store = agent.status()["store"]
+    assert store["evicted_rows"] > 0, agent.log()
+    assert store["used_bytes"] <= 400_000 * 1.1
+    time.sleep(2)  # keeps running and evicting
+    assert agent.process.poll() is None
+
+    broker = LocalBroker(tmp_path / "broker", port=port).start()
+    try:
+        subscriber = PlatformSubscriber(port, topic="t/#").start()
+        assert subscriber.wait_for(
+            lambda p: any(m.body.get("type") == "data_evicted" for m in p.messages), timeout=20
+        ), agent.log()
+        assert agent.stop() == 0
+        subscriber.stop()
+    finally:
+        broker.stop()
+    evicted = [m.body for m in subscriber.messages if m.body.get("type") == "data_evicted"]
+    gap = evicted[0]["streams"]
+    assert set(gap) <= {d["id"] for d in devices}
+    for device, bodies in subscriber.telemetry().items():
+        seqs = sorted({b["seq"] for b in bodies})
+        # What was evicted is exactly what is missing; the rest arrived.
+        evicted_seqs = {
+            s
+            for e in evicted
+            if device in e["streams"]
+            for s in range(e["streams"][device]["from_seq"], e["streams"][device]["to_seq"] + 1)
+        }
+        assert set(range(1, seqs[-1] + 1)) - set(seqs) <= evicted_seqs
+    with sqlite3.connect(tmp_path / "outbox.db") as db:
+        assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+
+
+def test_device_down_and_recovered_are_reported_once(tmp_path, broker, platform, agents):
+    control = tmp_path / "faults.json"
+    device = fake_device("pump-1", connection={"control_file": str(control)})
+    agent = _start(tmp_path, broker.port, agents, devices=[device, fake_device("meter-1")])
+    time.sleep(0.5)
+    control.write_text(json.dumps({"offline": True}))
+    time.sleep(2)
+    assert agent.status()["devices"]["pump-1"]["up"] is False
+    assert agent.status()["devices"]["meter-1"]["up"] is True  # the other device is unaffected
+    control.write_text(json.dumps({}))
+    time.sleep(2)
+    assert agent.status()["devices"]["pump-1"]["up"] is True
+    assert agent.stop() == 0
+
+    events = [m.body for m in platform.messages if m.topic == "t/test-site/gw1/event"]
+    kinds = [e["type"] for e in events if e.get("device") == "pump-1"]
+    assert kinds == ["device_down", "device_recovered"]
+    bad = [b for b in platform.telemetry()["pump-1"] if b.get("quality")]
+    assert bad and all(
+        q["status"] == "bad" and q["q"] == 0 and q["reason"] == "timeout"
+        for b in bad
+        for q in b["quality"].values()
+    )
+
+
+def test_sighup_keeps_running_config_when_new_one_is_bad(tmp_path, broker, platform, agents):
+    agent = _start(tmp_path, broker.port, agents)
+    old_hash = agent.status()["config_hash"]
+    agent.config_path.write_text("site: {id: [unclosed\n")
+    agent.signal(signal.SIGHUP)
+    assert platform.wait_for(
+        lambda p: any(m.body.get("type") == "config_rejected" for m in p.messages), 10
+    )
+    assert agent.status()["config_hash"] == old_hash
+    rejected = next(m.body for m in platform.messages if m.body.get("type") == "config_rejected")
+    assert "site.yaml:1" in rejected["problems"][0]
+
+    config = site_config(tmp_path, broker.port, [fake_device("only-one")])
+    agent.write_config(config)
+    agent.signal(signal.SIGHUP)
+    assert platform.wait_for(
+        lambda p: any(m.body.get("type") == "config_applied" for m in p.messages), 10
+    )
+    agent.wait_ready()
+    status = agent.status()
+    assert status["config_hash"] != old_hash and list(status["devices"]) == ["only-one"]
+    assert agent.stop() == 0

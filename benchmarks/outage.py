@@ -17,13 +17,12 @@ import threading
 import time
 from pathlib import Path
 
-from edge_agent.store.outbox import Outbox, Record, TrafficClass
-
 from benchmarks.common import emit, plant_config, plant_points, raw_paho_rate, start_agent
 from drivers.base import Link
 from drivers.fake import FakeDevice, FakeDriver
 from edge_agent.broker_tools import LocalBroker, PlatformSubscriber, Received
 from edge_agent.points import Batch, Reading
+from edge_agent.store.outbox import Outbox, Record, TrafficClass
 
 DEVICES, POINTS, INTERVAL_S, OUTAGE_S = 50, 100, 5.0, 3600
 
@@ -111,7 +110,7 @@ def main() -> None:
         proc.wait(60)
         subscriber.stop()
         sample = json.dumps(next(iter(subscriber.latest.values()))).encode()
-        raw = raw_paho_rate(broker.port, sample, 20_000)
+        raw, _ = raw_paho_rate(broker.port, sample, 20_000)
     baseline_s = rows / raw
     print(
         f"drained {rows * POINTS:,} points in {drain_s:.1f} s (agent start included); "

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import asyncio
+import json
+
+from edge_agent import scheduler, service
+from edge_agent.events import Events
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.records = []
+        self.events = Events(self.records.append, {"site": "s", "gateway": "g"})
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(r.payload) for r in self.records]
+
+
+async def test_a_crashed_task_is_reported_and_restarted_with_backoff(monkeypatch):
+    monkeypatch.setattr(service, "MAX_RESTART_DELAY_S", 0.05)
+    rec = Recorder()
+    calls = []
+
+    async def flaky() -> None:
+        calls.append(asyncio.get_running_loop().time())
+        if len(calls) < 3:
+            raise RuntimeError(f"boom {len(calls)}")
+
+    await asyncio.wait_for(service.supervise("flaky", flaky, rec.events), 5)
+    assert len(calls) == 3
+    crashed = [b for b in rec.bodies() if b["type"] == "task_crashed"]
+    assert [c["error"] for c in crashed] == ["RuntimeError: boom 1", "RuntimeError: boom 2"]
+    assert all(c["task"] == "flaky" for c in crashed)
+
+
+async def test_cancellation_is_not_a_crash():
+    rec = Recorder()
+    task = asyncio.create_task(service.supervise("sleeper", lambda: asyncio.sleep(60), rec.events))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and rec.records == []
+
+
+async def test_a_wall_clock_step_is_reported(monkeypatch):
+    # Stepping the real clock would disturb the whole machine; the offset is what is watched.
+    rec = Recorder()
+    offsets = iter([1000.0, 1000.0, 1000.001, 1037.5, 1037.5])
+    monkeypatch.setattr(scheduler.ClockWatch, "offset", staticmethod(lambda: next(offsets)))
+    watch = scheduler.ClockWatch(rec.events, threshold_s=2.0, period_s=0.001)
+    task = asyncio.create_task(watch.run())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    jumps = [b for b in rec.bodies() if b["type"] == "clock_jump"]
+    assert [j["jump_s"] for j in jumps] == [37.499]

@@ -1,0 +1,94 @@
+"""The technician's commands and the agent's shutdown, as processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+
+from edge_agent.broker_tools import free_port
+from tests.harness import REPO, AgentProcess, fake_device, site_config
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_status_of_a_running_agent(tmp_path, broker, platform, agents):
+    agent = AgentProcess(
+        tmp_path, site_config(tmp_path, broker.port, [fake_device("pump-7")])
+    ).start()
+    agents.append(agent)
+    agent.wait_ready()
+    time.sleep(1)
+    table = _cli("status", "--config", str(agent.config_path))
+    assert table.returncode == 0, table.stderr
+    assert "pump-7" in table.stdout and "connected" in table.stdout
+    as_json = json.loads(_cli("status", "--socket", str(agent.socket), "--json").stdout)
+    assert as_json["devices"]["pump-7"]["up"] is True
+    assert as_json["uplink"]["state"] == "connected"
+    assert agent.stop() == 0
+
+
+def test_status_when_the_agent_is_not_running(tmp_path):
+    result = _cli("status", "--socket", str(tmp_path / "nothing.sock"))
+    assert result.returncode == 3
+    assert (
+        result.stderr.strip()
+        == f"error: the agent is not running (no socket at {tmp_path / 'nothing.sock'})"
+    )
+
+
+def test_config_validate_through_the_console_script(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps(site_config(tmp_path, 1883, [fake_device("d1")])))
+    ok = _cli("config", "validate", str(good))
+    assert ok.returncode == 0 and ok.stdout.startswith("OK")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace('"poll_interval": 0.1', '"poll_interval": "fast"'))
+    result = _cli("config", "validate", str(bad))
+    assert result.returncode == 1
+    assert "devices[0].poll_interval: expected a duration" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_run_with_a_broken_config_exits_1_with_the_line(tmp_path):
+    bad = tmp_path / "site.yaml"
+    bad.write_text("site: {id: s}\ngateway: {id: g}\nuplink:\n  endpoints: []\n")
+    result = _cli("run", "--config", str(bad))
+    assert result.returncode == 1
+    assert "site.yaml:4 uplink.endpoints" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigterm_with_the_broker_down_exits_within_the_flush_bound(tmp_path, agents):
+    config = site_config(tmp_path, free_port(), [fake_device("d1")], uplink={"flush_timeout": 2})
+    agent = AgentProcess(tmp_path, config).start()
+    agents.append(agent)
+    agent.wait_ready()
+    time.sleep(1)
+    started = time.monotonic()
+    assert agent.stop() == 0
+    assert time.monotonic() - started < 6
+    with sqlite3.connect(tmp_path / "outbox.db") as db:  # everything polled is kept for later
+        kept = db.execute("select count(*) from outbox where cls = 0").fetchone()[0]
+    assert kept >= 5
+
+
+def test_a_second_agent_on_the_same_store_is_refused(tmp_path, agents):
+    config = site_config(tmp_path, free_port(), [fake_device("d1")])
+    first = AgentProcess(tmp_path, config).start()
+    agents.append(first)
+    first.wait_ready()
+    second = _cli("run", "--config", str(first.config_path))
+    assert second.returncode == 1
+    assert "another agent is using the store" in second.stderr
+    assert first.process.poll() is None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from edge_agent.points import Reading, Value
@@ -39,14 +40,17 @@ class Link:
         self.lock = asyncio.Lock()
         self._last_request_end = -float("inf")
 
-    async def pace(self) -> None:
-        """Wait until the inter-request gap has passed; call with the lock held."""
-        wait = self._last_request_end + self.gap_s - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-
-    def request_done(self) -> None:
-        self._last_request_end = time.monotonic()
+    @contextlib.asynccontextmanager
+    async def exchange(self) -> AsyncIterator[None]:
+        """Hold the link for one request/response, after the inter-request gap."""
+        async with self.lock:
+            wait = self._last_request_end + self.gap_s - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                yield
+            finally:
+                self._last_request_end = time.monotonic()
 
 
 class Driver(ABC):
@@ -55,8 +59,8 @@ class Driver(ABC):
     `read` turns per-point failures into bad-quality readings and raises
     `DeviceUnavailable` when the device as a whole cannot be reached. All readings of one
     `read` carry one source timestamp (when the device answered); only a value the driver
-    knows to be older (a stale COV value) keeps its own. Drivers take
-    `self.link.lock` around each exchange and call `link.pace()` / `link.request_done()`.
+    knows to be older (a stale COV value) keeps its own. Every request goes through
+    `async with self.link.exchange():`.
     """
 
     name: ClassVar[str]

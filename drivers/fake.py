@@ -72,12 +72,8 @@ class FakeDriver(Driver):
 
     async def read(self, points: Sequence[FakePoint]) -> list[Reading]:  # type: ignore[override]
         self._reload_faults()
-        async with self.link.lock:
-            await self.link.pace()
-            try:
-                await self._respond()
-            finally:
-                self.link.request_done()
+        async with self.link.exchange():
+            await self._respond()
         self._ticks += 1
         ts = wall_ms()
         point_faults = self._faults.get("points", {})
@@ -93,12 +89,8 @@ class FakeDriver(Driver):
     async def write(self, point: FakePoint, value: Value, priority: int | None = None) -> Reading:  # type: ignore[override]
         if not point.writable:
             raise DriverError(f"point {point.id} is not writable")
-        async with self.link.lock:
-            await self.link.pace()
-            try:
-                await self._respond()
-            finally:
-                self.link.request_done()
+        async with self.link.exchange():
+            await self._respond()
         self._written[point.id] = value
         self._state[point.id] = value
         return Reading(point.id, value, wall_ms())

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -18,6 +19,18 @@ from edge_agent.config.cli import config as config_group
 
 DEFAULT_SOCKET = Path("/run/edge-agent/agent.sock")
 EXIT_NOT_RUNNING = 3
+
+
+def config_option(*, required: bool, help: str) -> Callable:
+    return click.option(
+        "--config",
+        "-c",
+        "config_path",
+        type=click.Path(path_type=Path),
+        required=required,
+        default=None,
+        help=help,
+    )
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -35,14 +48,7 @@ main.add_command(config_group)
 
 
 @main.command()
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Site configuration (YAML).",
-)
+@config_option(required=True, help="Site configuration (YAML).")
 @click.option(
     "--log-json/--log-console",
     default=None,
@@ -110,19 +116,11 @@ socket_option = click.option(
     help="The agent's local socket "
     "(default: from --config, $EDGE_AGENT_SOCKET or /run/edge-agent/agent.sock).",
 )
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Site configuration, to find the agent's socket.",
-)
 
 
 @main.command()
 @socket_option
-@config_option
+@config_option(required=False, help="Site configuration, to find the agent's socket.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(socket: Path | None, config_path: Path | None, as_json: bool) -> None:
     """Uplink, backlog and device health of the running agent."""
@@ -139,13 +137,8 @@ def status(socket: Path | None, config_path: Path | None, as_json: bool) -> None
 
 
 @main.command()
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Agent configuration to demonstrate (default: configs/demo-site.yaml).",
+@config_option(
+    required=False, help="Agent configuration to demonstrate (default: configs/demo-site.yaml)."
 )
 @click.option(
     "--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C)."

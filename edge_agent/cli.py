@@ -71,9 +71,13 @@ def run(config_path: Path, log_json: bool | None) -> None:
         sys.exit(1)
     logs.configure(config.log_level, json=log_json)
     try:
-        sys.exit(asyncio.run(serve(config_path, config)))
+        code = asyncio.run(serve(config_path, config))
     except (StoreLocked, StoreError, PermissionError) as exc:
         _fail(str(exc))
+    except Exception as exc:  # the trace goes to the journal, not the screen
+        logs.get("agent").exception("agent failed")
+        _fail(f"the agent stopped on an unexpected error: {type(exc).__name__}: {exc}")
+    sys.exit(code)
 
 
 def _socket_path(socket: Path | None, config_path: Path | None) -> Path:

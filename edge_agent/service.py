@@ -27,7 +27,7 @@ from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.models import AgentConfig
 from edge_agent.events import Events
-from edge_agent.local_api import LocalServer
+from edge_agent.local_api import AgentAlreadyRunning, LocalServer
 from edge_agent.scheduler import ClockWatch, Poller
 from edge_agent.store_worker import StoreWorker
 from edge_agent.uplink import Uplink
@@ -35,6 +35,7 @@ from edge_agent.uplink import Uplink
 log = logs.get("agent")
 
 DRIVER_CLOSE_TIMEOUT_S = 5.0
+BACKLOG_REPORT_S = 60.0
 MAX_RESTART_DELAY_S = 60.0
 
 
@@ -123,6 +124,10 @@ class Runtime:
                         supervise("clock", ClockWatch(self.events).run, self.events), name="clock"
                     ),
                     tg.create_task(self._local_server(), name="local-socket"),
+                    tg.create_task(
+                        supervise("backlog-report", self._report_backlog, self.events),
+                        name="backlog-report",
+                    ),
                 ]
                 sd_notify.notify(f"READY=1\nSTATUS=polling {len(devices)} devices")
                 log.info("agent running", devices=len(devices), config_hash=self.config.config_hash)
@@ -163,12 +168,32 @@ class Runtime:
         for task in helpers:
             task.cancel()
 
+    async def _report_backlog(self) -> None:
+        """A journal line a minute while data waits to be published (an outage, a slow
+        link), so that the backlog is visible without the CLI."""
+        while True:
+            await asyncio.sleep(BACKLOG_REPORT_S)
+            stats = await self.store.call(self.store.outbox.stats)
+            if stats.oldest_ts is None:
+                continue
+            age_s = time.time() - stats.oldest_ts / 1000
+            if self.uplink.state != "connected" or age_s > BACKLOG_REPORT_S:
+                log.warning(
+                    "backlog waiting",
+                    uplink=self.uplink.state,
+                    rows=stats.backlog_rows,
+                    points=stats.backlog_points,
+                    oldest_age_s=round(age_s),
+                    used_bytes=stats.used_bytes,
+                    evicted_points=stats.evicted_points,
+                )
+
     async def _local_server(self) -> None:
         try:
             await LocalServer(
                 self.config.local.socket, {"status": self.status, "points": self.points}
             ).run()
-        except OSError as exc:
+        except (OSError, AgentAlreadyRunning) as exc:
             # The CLI is a convenience; the agent keeps polling and forwarding without it.
             log.error(
                 "local socket unavailable", path=str(self.config.local.socket), error=str(exc)

@@ -61,6 +61,7 @@ def site_config(workdir: Path, port: int, devices: list[dict], **overrides: obje
 class AgentProcess:
     def __init__(self, workdir: Path, config: dict) -> None:
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "site.yaml"
         self.write_config(config)
         self.process: subprocess.Popen | None = None

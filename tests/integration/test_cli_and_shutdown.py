@@ -92,3 +92,20 @@ def test_a_second_agent_on_the_same_store_is_refused(tmp_path, agents):
     assert second.returncode == 1
     assert "another agent is using the store" in second.stderr
     assert first.process.poll() is None
+
+
+def test_a_taken_socket_does_not_stop_the_agent(tmp_path, broker, platform, agents):
+    first = AgentProcess(
+        tmp_path / "a", site_config(tmp_path / "a", broker.port, [fake_device("d1")])
+    )
+    agents.append(first.start())
+    first.wait_ready()
+    # A second agent with its own store but the same socket path keeps polling without it.
+    second_config = site_config(tmp_path / "b", broker.port, [fake_device("d2")])
+    second_config["local"] = {"socket": str(first.socket)}
+    second = AgentProcess(tmp_path / "b", second_config)
+    agents.append(second.start())
+    assert platform.wait_for(lambda p: len(p.telemetry().get("d2", [])) >= 5, 15), second.log()
+    assert second.process.poll() is None
+    assert "another agent is listening" in second.log()
+    assert second.stop() == 0 and first.stop() == 0

@@ -167,6 +167,24 @@ def test_each_lane_leases_its_rows_in_order(open_outbox) -> None:
     assert all(box.lease(lane, 10) == [] for lane in Lane)
 
 
+def test_polls_made_just_before_the_connection_are_live(open_outbox) -> None:
+    box = open_outbox()
+    now = wall_ms()
+    old = box.append([tel("a", 0, ts=now - 60_000), tel("b", 0, ts=now - 30_000)])
+    recent = box.append([tel("a", 1, ts=now - 500), tel("b", 1, ts=now - 100)])
+    box.mark_boundary(before_ts=now - 2000)
+    assert ids(box.lease(Lane.BACKLOG, 10)) == ids(old)
+    assert ids(box.lease(Lane.LIVE, 10)) == ids(recent)
+
+
+def test_without_old_rows_everything_is_live(open_outbox) -> None:
+    box = open_outbox()
+    rows = box.append([tel("a", i) for i in range(3)])
+    box.mark_boundary(before_ts=wall_ms() - 2000)
+    assert box.lease(Lane.BACKLOG, 10) == []
+    assert ids(box.lease(Lane.LIVE, 10)) == ids(rows)
+
+
 def test_a_row_is_never_leased_twice(open_outbox) -> None:
     box = open_outbox()
     rows = box.append([tel("a", i) for i in range(10)])

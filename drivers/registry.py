@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
+from drivers.bacnet.config import BacnetDevice
 from drivers.fake import FakeDevice
+from drivers.modbus.config import ModbusDevice
 
 if TYPE_CHECKING:
     from drivers.base import Driver
 
 # Discriminated by `driver`. Add a new driver's device model here.
-DEVICE_MODELS = Union[FakeDevice]  # noqa: UP007 - must stay a Union to take more members
+DEVICE_MODELS = Union[FakeDevice, ModbusDevice, BacnetDevice]  # noqa: UP007 - must stay a Union to take more members
 
 
 def _fake() -> type[Driver]:
@@ -24,7 +26,23 @@ def _fake() -> type[Driver]:
     return FakeDriver
 
 
-_LOADERS: dict[str, Callable[[], type[Driver]]] = {"fake": _fake}
+def _bacnet() -> type[Driver]:
+    from drivers.bacnet.driver import BacnetDriver
+
+    return BacnetDriver
+
+
+def _modbus() -> type[Driver]:
+    from drivers.modbus.driver import ModbusDriver
+
+    return ModbusDriver
+
+
+_LOADERS: dict[str, Callable[[], type[Driver]]] = {
+    "fake": _fake,
+    "modbus": _modbus,
+    "bacnet": _bacnet,
+}
 
 
 def driver_class(name: str) -> type[Driver]:

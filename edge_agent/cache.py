@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from edge_agent.points import Quality, Reading
 
@@ -62,5 +62,5 @@ class PointCache:
         reading = entry.reading
         limit = self._stale_after.get(ref.partition(".")[0])
         if reading.quality is Quality.GOOD and limit is not None and now - entry.received > limit:
-            return replace(reading, quality=Quality.STALE, reason="not refreshed")
+            return reading._replace(quality=Quality.STALE, reason="not refreshed")
         return reading

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 Value = float | int | bool | str | None
 
@@ -36,9 +37,12 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """The value of one point at one moment, as read from the field."""
+class Reading(NamedTuple):
+    """The value of one point at one moment, as read from the field.
+
+    A NamedTuple, not a frozen dataclass: equally immutable, and about four times cheaper
+    to build — every point of every poll makes one, on the hottest path of the agent.
+    """
 
     point: str  # point id, unique within its device
     value: Value

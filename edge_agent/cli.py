@@ -142,13 +142,32 @@ def status(socket: Path | None, config_path: Path | None, as_json: bool) -> None
 
 @main.command()
 @config_option(
-    required=False, help="Agent configuration to demonstrate (default: configs/demo-site.yaml)."
+    required=False, help="Agent configuration to demonstrate (default: configs/hospital-site.yaml)."
+)
+@click.option(
+    "--sim",
+    "sim_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Simulator configuration (default: configs/sim/hospital.yaml).",
+)
+@click.option(
+    "--no-sim", is_flag=True, help="Start no simulator (e.g. with configs/demo-site.yaml)."
+)
+@click.option(
+    "--speed", type=float, default=1.0, show_default=True, help="Simulated time per real time."
 )
 @click.option(
     "--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C)."
 )
-def demo(config_path: Path | None, duration: float | None) -> None:
-    """Start a local broker, the plant and the agent, and show live status."""
-    from edge_agent.demo import run_demo
+def demo(
+    config_path: Path | None,
+    sim_path: Path | None,
+    no_sim: bool,
+    speed: float,
+    duration: float | None,
+) -> None:
+    """Start the simulated plant room, a local broker and the agent, and show live status."""
+    from edge_agent.demo import DEFAULT_SIM, run_demo
 
-    sys.exit(run_demo(config_path, duration))
+    sys.exit(run_demo(config_path, duration, None if no_sim else sim_path or DEFAULT_SIM, speed))

@@ -18,12 +18,18 @@ from edge_agent.broker_tools import BrokerUnavailable, LocalBroker, PlatformSubs
 from edge_agent.local_api import request
 from edge_agent.status_view import render_status
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo-site.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG = CONFIGS / "hospital-site.yaml"
+DEFAULT_SIM = CONFIGS / "sim" / "hospital.yaml"
+SIM_READY_TIMEOUT_S = 30.0
 
 
 def _demo_config(source: Path, workdir: Path, port: int) -> Path:
-    """The demo config pointed at the local broker, with its store and socket in `workdir`."""
-    raw = yaml.safe_load(source.read_text())
+    """The demo config pointed at the local broker, with its store and socket in `workdir`.
+    Includes are resolved first (the copy lives elsewhere)."""
+    from edge_agent.config.loader import load_config
+
+    raw = load_config(source).model_dump(mode="json", exclude_defaults=True)
     raw["uplink"]["endpoints"] = [{"host": "127.0.0.1", "port": port}]
     raw.setdefault("store", {})["path"] = str(workdir / "outbox.db")
     raw.setdefault("local", {})["socket"] = str(workdir / "agent.sock")
@@ -54,14 +60,42 @@ def _screen(socket: Path, subscriber: PlatformSubscriber) -> Group:
         return Group("[yellow]agent starting...[/]", _platform_view(subscriber))
 
 
-def run_demo(config_path: Path | None, duration: float | None) -> int:
+def _start_simulator(sim: Path, speed: float, workdir: Path) -> subprocess.Popen:
+    log = workdir / "simulator.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "simulators", "--config", str(sim), "--speed", str(speed)],
+            stdout=out,
+            stderr=out,
+        )
+    deadline = time.monotonic() + SIM_READY_TIMEOUT_S
+    while b"simulator ready" not in log.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the simulator did not start: {log.read_text()[-800:]}")
+        time.sleep(0.1)
+    return process
+
+
+def run_demo(
+    config_path: Path | None,
+    duration: float | None,
+    sim: Path | None = DEFAULT_SIM,
+    speed: float = 1.0,
+) -> int:
     console = Console()
     source = config_path or DEFAULT_CONFIG
     workdir = Path(tempfile.mkdtemp(prefix="edge-agent-demo-"))
+    simulator = None
     try:
+        if sim is not None:
+            console.print(f"starting the simulated plant room ({sim}, {speed}x real time)")
+            simulator = _start_simulator(sim, speed, workdir)
         broker = LocalBroker(workdir / "broker").start()
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, RuntimeError) as exc:
         console.print(f"[red]error:[/] {exc}")
+        if simulator is not None:
+            simulator.terminate()
         return 1
     site = _demo_config(source, workdir, broker.port)
     console.print(
@@ -94,6 +128,9 @@ def run_demo(config_path: Path | None, duration: float | None) -> int:
         code = agent.wait(30)
         subscriber.stop()
         broker.stop()
+        if simulator is not None:
+            simulator.terminate()
+            simulator.wait(10)
     console.print(
         f"agent exited with {code}; the platform received {subscriber.count} messages "
         f"({subscriber.points} point values). Files: {workdir}"

@@ -142,17 +142,17 @@ CASES = {
     ),
     "unknown driver": Case(
         "    driver: fake",
-        "    driver: modbus",
+        "    driver: profinet",
         13,
         "devices[0].driver",
-        "expected one of 'fake' (got 'modbus')",
+        "expected one of 'fake', 'modbus', 'bacnet' (got 'profinet')",
     ),
     "driver missing": Case(
         "    driver: fake",
         "    name: Chiller 1",
         12,
         "devices[0].driver",
-        "required key missing (one of 'fake')",
+        "required key missing (one of 'fake', 'modbus', 'bacnet')",
     ),
     "bad duration": Case(
         "    poll_interval: 5s",

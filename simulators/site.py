@@ -1,0 +1,227 @@
+"""A whole simulated plant room: the physics behind Modbus and BACnet devices.
+
+Each simulated device serves a vendor map from `configs/maps/` — the same file the
+agent's configuration includes for that device — and maps every point to the plant tag
+`{tags}.{point id}`. One map file per device type thus describes both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Field, TypeAdapter
+
+from drivers.bacnet.config import BacnetPoint
+from drivers.modbus.config import ModbusPoint
+from edge_agent.config.base import Id, Model
+from simulators.bacnet_server import BacnetSimDevice, SimObject
+from simulators.clock import SimClock
+from simulators.config import PlantConfig
+from simulators.modbus_server import MapPoint, ModbusSimServer
+from simulators.plant import PlantRoom
+from simulators.sensors import SensorFault
+
+CONTROL_POLL_S = 0.5
+
+
+class SimUnit(Model):
+    unit: Annotated[int, Field(ge=1, le=247)]
+    map: Path  # relative to the simulator config file
+    tags: str  # plant tag prefix, e.g. "chiller-1"
+
+
+class ModbusSim(Model):
+    id: Id
+    transport: Literal["tcp", "rtu-over-tcp", "rtu"]
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 0  # tcp, rtu-over-tcp
+    pty: Path | None = None  # rtu: the agent opens this end of a socat pty pair
+    units: list[SimUnit] = Field(min_length=1)
+
+
+class BacnetSim(Model):
+    id: Id
+    instance: Annotated[int, Field(ge=0, le=4194302)]
+    address: str  # "127.0.0.1:47810"
+    map: Path
+    tags: str
+
+
+class SimConfig(Model):
+    seed: int = 0
+    # Faults, in the same form as the control file (see `PlantSite.apply_faults`), at start.
+    faults: dict[str, Any] = Field(default_factory=dict)
+    control_file: Path | None = None  # JSON faults re-read when it changes
+    speed: Annotated[float, Field(gt=0)] = 1.0  # simulated seconds per real second
+    plant: PlantConfig = PlantConfig()
+    modbus: tuple[ModbusSim, ...] = ()
+    bacnet: tuple[BacnetSim, ...] = ()
+
+
+def load_sim_config(path: Path) -> tuple[SimConfig, Path]:
+    """The config and the directory its relative map paths start from."""
+    return SimConfig.model_validate(yaml.safe_load(path.read_text())), path.parent
+
+
+# BACnet engineering units for the units used in the maps.
+_BACNET_UNITS = {
+    "degC": "degrees-celsius",
+    "kW": "kilowatts",
+    "kWh": "kilowatt-hours",
+    "L/s": "liters-per-second",
+    "%": "percent",
+    "h": "hours",
+}
+
+
+def _map(path: Path, model: type) -> list:
+    return TypeAdapter(list[model]).validate_python(yaml.safe_load(path.read_text()))
+
+
+def modbus_units(sim: ModbusSim, base: Path) -> dict[int, list[MapPoint]]:
+    return {
+        u.unit: [
+            MapPoint(**p.model_dump(), tag=f"{u.tags}.{p.id}")
+            for p in _map(base / u.map, ModbusPoint)
+        ]
+        for u in sim.units
+    }
+
+
+def bacnet_objects(sim: BacnetSim, base: Path) -> list[SimObject]:
+    return [
+        SimObject(
+            name=p.id,
+            bacnet={"object": p.bacnet.object, "instance": p.bacnet.instance},
+            tag=f"{sim.tags}.{p.id}",
+            units=_BACNET_UNITS.get(p.unit, "no-units"),
+            writable=p.writable,
+        )
+        for p in _map(base / sim.map, BacnetPoint)
+    ]
+
+
+class PtyPair:
+    """A virtual RS-485 line: socat joins two ptys; the agent opens one end, the server
+    the other. A pty does not enforce baud rate or inter-frame timing."""
+
+    def __init__(self, agent_end: Path) -> None:
+        self.agent_end = agent_end
+        self.sim_end = agent_end.with_name(agent_end.name + ".sim")
+        self._process: subprocess.Popen | None = None
+
+    async def start(self) -> None:
+        socat = shutil.which("socat")
+        if socat is None:
+            raise RuntimeError("socat is not installed (apt-get install socat)")
+        self.agent_end.parent.mkdir(parents=True, exist_ok=True)
+        self._process = subprocess.Popen(
+            [socat, f"pty,raw,echo=0,link={self.sim_end}", f"pty,raw,echo=0,link={self.agent_end}"],
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            if self.sim_end.exists() and self.agent_end.exists():
+                return
+            await asyncio.sleep(0.02)
+        raise RuntimeError(f"socat did not create {self.agent_end}")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(5)
+
+
+class PlantSite:
+    """The physics and every device server of one simulator config."""
+
+    def __init__(self, config: SimConfig, base: Path) -> None:
+        self.config = config
+        self.plant = PlantRoom(config.plant, seed=config.seed, clock=SimClock(speed=config.speed))
+        self.modbus: dict[str, ModbusSimServer] = {}
+        self.bacnet: dict[str, BacnetSimDevice] = {}
+        self.ptys: list[PtyPair] = []
+        for sim in config.modbus:
+            serial = None
+            if sim.transport == "rtu":
+                if sim.pty is None:
+                    raise ValueError(f"modbus {sim.id}: transport rtu needs pty")
+                pair = PtyPair(sim.pty)
+                self.ptys.append(pair)
+                serial = str(pair.sim_end)
+            self.modbus[sim.id] = ModbusSimServer(
+                modbus_units(sim, base), self.plant, sim.transport, sim.host, sim.port, serial
+            )
+        for sim in config.bacnet:
+            self.bacnet[sim.id] = BacnetSimDevice(
+                sim.instance, sim.address, bacnet_objects(sim, base), self.plant, name=sim.id
+            )
+
+    def apply_faults(self, spec: dict[str, Any]) -> None:
+        """Replace all faults with `spec`:
+
+        {"modbus": {"chillers": {"2": {"offline": true}}},       # per server and unit id
+         "bacnet": {"chiller-3": {"offline": true, "delay": 0.5}},
+         "sensors": {"chiller-1.chws_temp": {"stuck": 9.5}}}     # stuck|drift|noise|offset
+
+        Unknown names raise KeyError or ValueError; nothing is half-applied for a server.
+        """
+        for server in self.modbus.values():
+            server.clear_faults()
+        for device in self.bacnet.values():
+            device.offline, device.delay = False, 0.0
+        for tag, info in self.plant.tags.items():
+            if not info.writable:
+                self.plant.inject(tag, None)
+        for server_id, units in spec.get("modbus", {}).items():
+            for unit, settings in units.items():
+                self.modbus[server_id].set_faults(int(unit), settings)
+        for device_id, settings in spec.get("bacnet", {}).items():
+            device = self.bacnet[device_id]
+            device.offline = bool(settings.get("offline", False))
+            device.delay = float(settings.get("delay", 0.0))
+        for tag, fault in spec.get("sensors", {}).items():
+            ((kind, value),) = fault.items()
+            self.plant.inject(tag, getattr(SensorFault, kind)(value))
+
+    async def _watch_control(self, path: Path) -> None:
+        seen: float | None = None
+        while True:
+            try:
+                mtime = path.stat().st_mtime
+            except FileNotFoundError:
+                mtime = None
+            if mtime != seen:
+                seen = mtime
+                try:
+                    self.apply_faults(json.loads(path.read_text() or "{}") if mtime else {})
+                    print(f"faults applied from {path}", flush=True)
+                except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                    print(f"faults in {path} not applied: {exc}", flush=True)
+            await asyncio.sleep(CONTROL_POLL_S)
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Serve until cancelled."""
+        async with contextlib.AsyncExitStack() as stack:
+            for pair in self.ptys:
+                await pair.start()
+                stack.callback(pair.stop)
+            for server in [*self.modbus.values(), *self.bacnet.values()]:
+                await stack.enter_async_context(server)
+            self.apply_faults(self.config.faults)
+            tasks = [asyncio.create_task(self.plant.run(), name="physics")]
+            if self.config.control_file is not None:
+                tasks.append(asyncio.create_task(self._watch_control(self.config.control_file)))
+            if ready is not None:
+                ready.set()
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()

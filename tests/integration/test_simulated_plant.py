@@ -1,0 +1,153 @@
+"""The agent polling the whole simulated plant room: Modbus TCP, RTU over TCP, an RS-485
+bus on a pty pair and a BACnet/IP chiller, all processes, through a real broker."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge_agent.broker_tools import free_port
+from edge_agent.config.loader import load_config
+from tests.harness import REPO, AgentProcess
+
+SIM_CONFIG = REPO / "configs" / "sim" / "hospital.yaml"
+AGENT_CONFIG = REPO / "configs" / "hospital-site.yaml"
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _relocated(tmp_path: Path, broker_port: int) -> tuple[Path, dict]:
+    """The shipped simulator and agent configs on free ports and a private pty."""
+    sim = yaml.safe_load(SIM_CONFIG.read_text())
+    tcp_ports, serial = {}, {}
+    for server in sim["modbus"]:
+        for unit in server["units"]:
+            unit["map"] = str((SIM_CONFIG.parent / unit["map"]).resolve())
+        if server["transport"] == "rtu":
+            serial[server["pty"]] = server["pty"] = str(tmp_path / server["id"])
+        else:
+            tcp_ports[server["port"]] = server["port"] = free_port()
+    bacnet_ports = {}
+    for device in sim["bacnet"]:
+        device["map"] = str((SIM_CONFIG.parent / device["map"]).resolve())
+        host = device["address"].split(":")[0]
+        bacnet_ports[device["address"]] = device["address"] = f"{host}:{_free_udp_port()}"
+    sim["control_file"] = str(tmp_path / "faults.json")
+    sim["speed"] = 60
+    sim_path = tmp_path / "sim.yaml"
+    sim_path.write_text(yaml.safe_dump(sim))
+
+    agent = load_config(AGENT_CONFIG).model_dump(mode="json", exclude_defaults=True)
+    agent["uplink"]["endpoints"] = [{"host": "127.0.0.1", "port": broker_port}]
+    agent["uplink"]["topic_prefix"] = "t"
+    agent["store"] = {"path": str(tmp_path / "outbox.db")}
+    agent["local"] = {"socket": str(tmp_path / "agent.sock")}
+    for device in agent["devices"]:
+        conn = device["connection"]
+        if device["driver"] == "bacnet":
+            conn["address"] = bacnet_ports[conn["address"]]
+            conn["local_port"] = _free_udp_port()
+        elif conn["transport"] == "rtu":
+            conn["port"] = serial[conn["port"]]
+        else:
+            conn["port"] = tcp_ports[conn["port"]]
+    return sim_path, agent
+
+
+@pytest.fixture
+def simulated_plant(tmp_path: Path, broker) -> Iterator[tuple[AgentProcess, Path]]:
+    sim_path, agent_config = _relocated(tmp_path, broker.port)
+    log = open(tmp_path / "sim.log", "wb")  # noqa: SIM115 - owned by the child
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "simulators", "--config", str(sim_path)],
+        stdout=log,
+        stderr=log,
+        cwd=REPO,
+    )
+    deadline = time.monotonic() + 30
+    while b"simulator ready" not in (tmp_path / "sim.log").read_bytes():
+        assert sim.poll() is None and time.monotonic() < deadline, (
+            tmp_path / "sim.log"
+        ).read_text()
+        time.sleep(0.1)
+    agent = AgentProcess(tmp_path, agent_config).start()
+    try:
+        agent.wait_ready()
+        yield agent, tmp_path / "faults.json"
+    finally:
+        if agent.process.poll() is None:
+            agent.kill()
+        sim.terminate()
+        sim.wait(10)
+
+
+def _latest(platform, device: str) -> dict:
+    return platform.telemetry()[device][-1]
+
+
+def test_every_device_of_the_plant_reaches_the_platform(simulated_plant, platform):
+    agent, _ = simulated_plant
+    devices = [d.id for d in load_config(AGENT_CONFIG).devices]
+    assert platform.wait_for(
+        lambda p: all(len(p.telemetry().get(d, [])) >= 2 for d in devices if d != "weather"), 40
+    ), agent.log()
+    for device in devices:
+        if device == "weather":  # polled every 30 s
+            continue
+        latest = _latest(platform, device)
+        assert "quality" not in latest, (device, latest.get("quality"))
+    chiller = _latest(platform, "chiller-1")["values"]
+    assert 4 < chiller["chws_temp"] < 12 and chiller["run_status"] is True
+    assert chiller["chws_temp"] == pytest.approx(chiller["chws_setpoint"], abs=1.5)
+    bacnet_chiller = _latest(platform, "chiller-3")["values"]
+    assert set(bacnet_chiller) >= {"chws_temp", "enable", "status"}
+    meters = platform.telemetry()["meter-main"]  # RS-485, int32 counters in 0.1 kWh
+    assert meters[-1]["values"]["energy_kwh"] > meters[0]["values"]["energy_kwh"]
+    assert 0.8 < meters[-1]["values"]["power_factor"] < 1.0
+    assert 6 < _latest(platform, "sewage")["values"]["ph"] < 9  # RTU framed over TCP
+    assert agent.stop() == 0
+
+
+def test_faults_hit_exactly_what_they_target(simulated_plant, platform):
+    agent, faults = simulated_plant
+    assert platform.wait_for(lambda p: len(p.telemetry().get("chiller-2", [])) >= 1, 30), (
+        agent.log()
+    )
+    faults.write_text(
+        json.dumps(
+            {
+                "modbus": {"chillers": {"2": {"offline": True}, "1": {"exceptions": {"104": 2}}}},
+                "sensors": {"plant.chws_temp": {"stuck": 9.5}},
+            }
+        )
+    )
+    time.sleep(8)
+    status = agent.status()["devices"]
+    # chiller-2 is silent; chiller-1 shares its TCP server and is unaffected but for one point.
+    assert status["chiller-2"]["up"] is False and status["chiller-1"]["up"] is True
+    latest = _latest(platform, "chiller-1")
+    assert latest["quality"] == {"cws_temp": {"q": 0, "status": "bad", "reason": "exception 2"}}
+    assert latest["values"]["cwr_temp"] is not None  # its neighbour in the same block
+    assert _latest(platform, "plant")["values"]["chws_temp"] == pytest.approx(9.5)
+    faults.write_text("{}")
+    assert platform.wait_for(
+        lambda p: any(m.body.get("type") == "device_recovered" for m in p.messages), 30
+    ), agent.log()
+    events = [m.body for m in platform.messages if m.body.get("type", "").startswith("device_")]
+    assert [(e["type"], e["device"]) for e in events] == [
+        ("device_down", "chiller-2"),
+        ("device_recovered", "chiller-2"),
+    ]
+    assert agent.stop() == 0

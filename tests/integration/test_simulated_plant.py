@@ -54,11 +54,12 @@ def _relocated(tmp_path: Path, broker_port: int) -> tuple[Path, dict]:
     agent["uplink"]["topic_prefix"] = "t"
     agent["store"] = {"path": str(tmp_path / "outbox.db")}
     agent["local"] = {"socket": str(tmp_path / "agent.sock")}
+    agent_bacnet_port = _free_udp_port()  # one local application for all BACnet devices
     for device in agent["devices"]:
         conn = device["connection"]
         if device["driver"] == "bacnet":
             conn["address"] = bacnet_ports[conn["address"]]
-            conn["local_port"] = _free_udp_port()
+            conn["local_port"] = agent_bacnet_port
         elif conn["transport"] == "rtu":
             conn["port"] = serial[conn["port"]]
         else:
@@ -113,6 +114,8 @@ def test_every_device_of_the_plant_reaches_the_platform(simulated_plant, platfor
     assert chiller["chws_temp"] == pytest.approx(chiller["chws_setpoint"], abs=1.5)
     bacnet_chiller = _latest(platform, "chiller-3")["values"]
     assert set(bacnet_chiller) >= {"chws_temp", "enable", "status"}
+    bms = _latest(platform, "building")["values"]  # a second BACnet device, same local app
+    assert bms["cooling_load_kw"] > 1000 and 0 <= bms["valve_pct"] <= 100
     meters = platform.telemetry()["meter-main"]  # RS-485, int32 counters in 0.1 kWh
     assert meters[-1]["values"]["energy_kwh"] > meters[0]["values"]["energy_kwh"]
     assert 0.8 < meters[-1]["values"]["power_factor"] < 1.0

@@ -172,6 +172,13 @@ class TowerConfig(Model):
     fan_speed_cmd: Percent = 70.0
 
 
+class PIGains(Model):
+    """A PI controller: output += kp x error now, and kp x error x dt / ti_s over time."""
+
+    kp: Positive  # output % per unit of error
+    ti_s: Positive  # integral time: the integral repeats the proportional action once per ti_s
+
+
 class WeatherConfig(Model):
     """One repeating day: a diurnal cosine between min (at hour_min) and max (at hour_max)."""
 
@@ -302,6 +309,12 @@ class PlantConfig(Model):
     chws_setpoint: Annotated[float, Field(ge=4, le=15)] = 6.67
     dp_setpoint_kpa: Annotated[float, Field(ge=20, le=300)] = 80.0
     cws_setpoint: Annotated[float, Field(ge=15, le=35)] = 30.0
+    # Equipment-level loops (simulators/local_control.py). Off by default, so a plant built
+    # from defaults keeps following its speed commands; configs/sim/hospital.yaml turns them on.
+    dp_control: bool = False  # CHW pump drives hold plant.dp at dp_setpoint_kpa
+    cw_control: bool = False  # tower fans hold plant.cws_temp at cws_setpoint
+    dp_gains: PIGains = PIGains(kp=0.1, ti_s=10.0)  # % speed per kPa
+    cw_gains: PIGains = PIGains(kp=20.0, ti_s=60.0)  # % fan speed per K
     max_substep_s: Annotated[float, Field(gt=0, le=60)] = 5.0  # keeps explicit updates stable
 
     @model_validator(mode="after")

@@ -20,6 +20,15 @@ def slew(current: float, target: float, max_change: float) -> float:
     )
 
 
+def drive_target(command: float, local_speed: float | None, min_pct: float) -> float:
+    """Speed a drive heads for: a local loop's output when one is set, else the command.
+
+    0 stops the drive; anything else runs it at least at its minimum speed.
+    """
+    wanted = command if local_speed is None else local_speed
+    return max(wanted, min_pct) if wanted > 0 else 0.0
+
+
 # --- chillers -------------------------------------------------------------------------------
 
 
@@ -204,6 +213,8 @@ class Pump:
         self.config = config
         self.enable = config.enabled
         self.speed_cmd = config.speed_cmd
+        # Set by the plant's DP loop while it runs; None: the drive follows speed_cmd.
+        self.local_speed: float | None = None
         self.speed = self.target_speed()  # % actual, from the drive
         self.shutoff_kpa = config.shutoff_head_ratio * config.design_head_kpa
         self.curve_coefficient = (
@@ -217,10 +228,15 @@ class Pump:
     def running(self) -> bool:
         return self.speed > 0.0
 
+    @property
+    def commanded_on(self) -> bool:
+        """Run command: enabled with a non-zero speed command, whoever sets the speed."""
+        return self.enable and self.speed_cmd > 0
+
     def target_speed(self) -> float:
-        if not self.enable or self.speed_cmd <= 0:
+        if not self.commanded_on:
             return 0.0
-        return max(self.speed_cmd, self.config.min_speed_pct)
+        return drive_target(self.speed_cmd, self.local_speed, self.config.min_speed_pct)
 
     def ramp(self, dt_s: float) -> None:
         self.speed = slew(self.speed, self.target_speed(), self.config.ramp_pct_per_s * dt_s)
@@ -319,6 +335,8 @@ class TowerCell:
     def __init__(self, config: TowerConfig) -> None:
         self.config = config
         self.fan_speed_cmd = config.fan_speed_cmd
+        # Set by the plant's condenser-water loop while it runs; None: follow fan_speed_cmd.
+        self.local_speed: float | None = None
         self.fan_speed = self.target_speed()
         self.air_design = config.design_water_flow_ls / config.design_lg_ratio  # kg/s
         self._ntu_coefficient = self._fit_ntu_coefficient()
@@ -339,10 +357,15 @@ class TowerCell:
         ua = counterflow_ntu(effectiveness, c_min / c_max) * c_min
         return ua / (air_cap * (c.design_water_flow_ls / self.air_design) ** self.EXPONENT)
 
+    @property
+    def commanded_on(self) -> bool:
+        """A zero command locks the fan out, even under local control (cell out of service)."""
+        return self.fan_speed_cmd > 0
+
     def target_speed(self) -> float:
-        if self.fan_speed_cmd <= 0:
+        if not self.commanded_on:
             return 0.0
-        return max(self.fan_speed_cmd, self.config.min_fan_pct)
+        return drive_target(self.fan_speed_cmd, self.local_speed, self.config.min_fan_pct)
 
     def ramp(self, dt_s: float) -> None:
         self.fan_speed = slew(

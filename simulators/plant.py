@@ -19,6 +19,7 @@ from simulators.config import KW_PER_RT, WATER_CP, PlantConfig
 from simulators.electrical import Substation
 from simulators.equipment import Chiller, Pump, SystemCurve, TowerCell, solve_parallel_pumps
 from simulators.load import BuildingLoad, Weather
+from simulators.local_control import CondenserLoop, PressureLoop
 from simulators.sensors import ActiveFault, SensorFault
 from simulators.sewage import SewageMonitor
 
@@ -73,6 +74,10 @@ class PlantRoom:
         self.chws_setpoint = config.chws_setpoint
         self.dp_setpoint = config.dp_setpoint_kpa
         self.cws_setpoint = config.cws_setpoint
+        self.dp_control = config.dp_control
+        self.cw_control = config.cw_control
+        self._dp_loop = PressureLoop(config.dp_gains, self.chw_pumps)
+        self._cw_loop = CondenserLoop(config.cw_gains, self.towers)
 
         chw = config.chw_loop
         self._k_valve = chw.design_dp_kpa / chw.design_flow_ls**2
@@ -97,6 +102,7 @@ class PlantRoom:
         self.delivered_kw = 0.0
         self.building_cooling_kwh = 0.0
         self.load.update(self.clock.hour_of_day, self.weather, 0.0)
+        self._hydraulics()  # the local loops' first sample sees a real DP
 
         self._faults: dict[str, ActiveFault] = {}
         self._tags = self._build_tags()
@@ -165,6 +171,7 @@ class PlantRoom:
         hour = self.clock.hour_of_day
         self.weather.update(hour, dt)
         self.load.update(hour, self.weather, dt)
+        self._local_control(dt)
         for machine in (*self.chw_pumps, *self.cw_pumps, *self.towers):
             machine.ramp(dt)
         for chiller in self.chillers:
@@ -175,6 +182,11 @@ class PlantRoom:
         self._valves(dt)
         self.substation.update(self.plant_power_kw, self.load.occupancy, dt)
         self.sewage.update(hour, dt)
+
+    def _local_control(self, dt: float) -> None:
+        """Equipment loops act on the last substep's measurements, like sampled controllers."""
+        self._dp_loop.step(self.dp_control, self.dp_setpoint - self.dp, dt)
+        self._cw_loop.step(self.cw_control, self.cws_temp - self.cws_setpoint, dt)
 
     def _hydraulics(self) -> None:
         chw = self.config.chw_loop
@@ -437,7 +449,7 @@ class PlantRoom:
         add(
             "plant.dp_setpoint",
             "kPa",
-            "differential-pressure setpoint (for pump control)",
+            "differential-pressure setpoint (pump drives hold it when dp_control is on)",
             lambda: self.dp_setpoint,
             set=setter(self, "dp_setpoint", float),
             lo=20.0,
@@ -446,11 +458,27 @@ class PlantRoom:
         add(
             "plant.cws_setpoint",
             "°C",
-            "condenser-water setpoint (for tower control)",
+            "condenser-water supply setpoint (fans hold it when cw_control is on)",
             lambda: self.cws_setpoint,
             set=setter(self, "cws_setpoint", float),
             lo=15.0,
             hi=35.0,
+        )
+        add(
+            "plant.dp_control",
+            "",
+            "pump drives hold plant.dp at plant.dp_setpoint (false: follow speed_cmd)",
+            lambda: self.dp_control,
+            kind="binary",
+            set=setter(self, "dp_control", bool),
+        )
+        add(
+            "plant.cw_control",
+            "",
+            "tower fans hold plant.cws_temp at plant.cws_setpoint (false: follow fan_speed_cmd)",
+            lambda: self.cw_control,
+            kind="binary",
+            set=setter(self, "cw_control", bool),
         )
         add("plant.chws_temp", "°C", "supply header", lambda: self.chws_temp)
         add("plant.chwr_temp", "°C", "return header", lambda: self.chwr_temp)

@@ -120,6 +120,9 @@ def test_every_device_of_the_plant_reaches_the_platform(simulated_plant, platfor
     assert meters[-1]["values"]["energy_kwh"] > meters[0]["values"]["energy_kwh"]
     assert 0.8 < meters[-1]["values"]["power_factor"] < 1.0
     assert 6 < _latest(platform, "sewage")["values"]["ph"] < 9  # RTU framed over TCP
+    plant = _latest(platform, "plant")["values"]  # the pump drives hold dp at its setpoint
+    assert plant["dp_control"] is True
+    assert plant["dp"] == pytest.approx(plant["dp_setpoint"], abs=10)
     assert agent.stop() == 0
 
 

@@ -21,6 +21,7 @@ from bacpypes3.primitivedata import (
 
 from drivers.bacnet.config import BacnetPoint
 from drivers.base import DriverError
+from drivers.numbers import float32_meant
 from edge_agent.points import Value
 
 MAX_TEXT = 120  # constructed values become text; keep a payload field short
@@ -36,7 +37,9 @@ def to_python(value: Any) -> Value:
         return bool(value)
     if isinstance(value, Enumerated):
         return str(value)  # its name, e.g. "no-fault-detected"
-    if isinstance(value, Real | Double):
+    if isinstance(value, Real):
+        return float32_meant(float(value))
+    if isinstance(value, Double):
         return float(value)
     if isinstance(value, Unsigned | Integer):
         return int(value)

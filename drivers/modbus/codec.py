@@ -18,6 +18,7 @@ import numpy as np
 
 from drivers.modbus.config import REGISTERS, ModbusAddress, ModbusPoint
 from drivers.modbus.plan import Block
+from drivers.numbers import FLOAT32_DIGITS
 from edge_agent.points import Value
 
 # numpy type codes; applied big-endian to registers laid out most significant word first.
@@ -203,7 +204,7 @@ class Decoder:
             np.array([points[i].offset for i in members]),
             [g for g, i in enumerate(members) if points[i].kind == "multistate"],
             10.0 ** np.array(decimals) if scaled and not dtype.startswith("float") else None,
-            7 if dtype == "float32" else None,
+            FLOAT32_DIGITS if dtype == "float32" else None,
         )
 
     def decode(

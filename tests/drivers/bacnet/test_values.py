@@ -65,5 +65,6 @@ def test_encode() -> None:
 
 @pytest.mark.parametrize(("sent", "meant"), [(6.67, 6.67), (4738.97, 4738.97), (-0.0123, -0.0123)])
 def test_a_real_is_the_decimal_the_device_meant(sent: float, meant: float) -> None:
-    assert float(Real(sent)) != meant  # REAL is float32: 6.67 arrives as 6.670000076293945
-    assert to_python(Real(sent)) == meant
+    received = Real.decode(Real(sent).encode())  # as it arrives: float32 on the wire
+    assert float(received) != meant  # 6.67 arrives as 6.670000076293945
+    assert to_python(received) == meant

@@ -79,7 +79,10 @@ class LocalBroker:
         self.conf_path.write_text("\n".join(lines) + "\n" + self.extra_conf)
         log = open(self.workdir / "mosquitto.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
-            [find_mosquitto(), "-c", str(self.conf_path)], stdout=log, stderr=log
+            [find_mosquitto(), "-c", str(self.conf_path)],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # stopped by its owner, not by terminal signals
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -51,13 +51,27 @@ def _platform_view(subscriber: PlatformSubscriber) -> Table:
     return table
 
 
+def _plant_headline(subscriber: PlatformSubscriber) -> str:
+    """The energy manager's line: what the chilled-water plant draws for what it delivers."""
+    plant = subscriber.latest.get("plant", {}).get("values", {})
+    if not {"power_kw", "cooling_rt", "kw_per_ton"} <= plant.keys():
+        return ""
+    return (
+        f"[bold]chilled-water plant[/]  {plant['power_kw']:,.0f} kW for "
+        f"{plant['cooling_rt']:,.0f} RT = [bold]{plant['kw_per_ton']:.3f} kW/RT[/]  "
+        f"(supply {plant.get('chws_temp', float('nan')):.2f} degC)"
+    )
+
+
 def _screen(socket: Path, subscriber: PlatformSubscriber) -> Group:
+    parts: list = [_plant_headline(subscriber)]
     try:
         status = request(socket, "status")
         status.pop("ok", None)
-        return Group(render_status(status), _platform_view(subscriber))
+        parts.append(render_status(status))
     except OSError:
-        return Group("[yellow]agent starting...[/]", _platform_view(subscriber))
+        parts.append("[yellow]agent starting...[/]")
+    return Group(*parts, _platform_view(subscriber))
 
 
 def _start_simulator(sim: Path, speed: float, workdir: Path) -> subprocess.Popen:
@@ -67,6 +81,7 @@ def _start_simulator(sim: Path, speed: float, workdir: Path) -> subprocess.Popen
             [sys.executable, "-m", "simulators", "--config", str(sim), "--speed", str(speed)],
             stdout=out,
             stderr=out,
+            start_new_session=True,  # terminal signals go to the demo, which stops it
         )
     deadline = time.monotonic() + SIM_READY_TIMEOUT_S
     while b"simulator ready" not in log.read_bytes():
@@ -77,6 +92,10 @@ def _start_simulator(sim: Path, speed: float, workdir: Path) -> subprocess.Popen
     return process
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(
     config_path: Path | None,
     duration: float | None,
@@ -84,6 +103,8 @@ def run_demo(
     speed: float = 1.0,
 ) -> int:
     console = Console()
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal or a kill: clean up too
+        signal.signal(sig, _interrupt)
     source = config_path or DEFAULT_CONFIG
     workdir = Path(tempfile.mkdtemp(prefix="edge-agent-demo-"))
     simulator = None
@@ -107,6 +128,9 @@ def run_demo(
             [sys.executable, "-m", "edge_agent", "run", "--config", str(site), "--log-json"],
             stdout=log,
             stderr=log,
+            # Not in the terminal's process group: a closed terminal's SIGHUP would make the
+            # agent reload and outlive the demo; the demo stops it with SIGTERM instead.
+            start_new_session=True,
         )
     deadline = time.monotonic() + duration if duration else float("inf")
     socket = workdir / "agent.sock"

@@ -1,0 +1,54 @@
+"""The README's first command: simulator, broker and agent together, then a clean stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from tests.harness import REPO
+
+
+def test_the_demo_runs_the_plant_and_stops_cleanly():
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "demo", "--duration", "12", "--speed", "60"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Traceback" not in out + result.stderr
+    assert re.search(r"chilled-water plant\s+[\d,]+ kW for [\d,]+ RT = 0\.\d+ kW/RT", out), out[
+        -3000:
+    ]
+    assert "connected" in out and "down" not in out
+    final = re.search(r"agent exited with 0; the platform received (\d+) messages", out)
+    assert final and int(final.group(1)) > 20
+
+
+def test_closing_the_terminal_stops_everything(tmp_path):
+    out_path = tmp_path / "demo.out"
+    with open(out_path, "w") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "demo", "--speed", "60"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while "chilled-water plant" not in out_path.read_text():
+        assert demo.poll() is None and time.monotonic() < deadline, out_path.read_text()
+        time.sleep(0.2)
+    os.killpg(demo.pid, signal.SIGHUP)  # what a terminal does to its process group on close
+    assert demo.wait(60) == 0
+    text = out_path.read_text()
+    assert "agent exited with 0" in text
+    workdir = re.search(r"Files: (\S+)", text.replace("\n", " ")).group(1)
+    left = subprocess.run(["pgrep", "-f", workdir], capture_output=True, text=True).stdout
+    assert left == "", f"processes left behind: {left}"

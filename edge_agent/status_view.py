@@ -59,19 +59,12 @@ def render_status(status: dict[str, Any]) -> Group:
     if store.get("error"):
         head.add_row("", f"[red]store error: {store['error']}[/]")
 
-    devices = Table(title="devices", title_justify="left")
-    for column in (
-        "device",
-        "driver",
-        "state",
-        "points",
-        "bad",
-        "last good read",
-        "rtt",
-        "error rate",
-        "last error",
-    ):
-        devices.add_column(column)
+    devices = Table(title="devices", title_justify="left", padding=(0, 1))
+    # The device name is what the technician looks for: never cut it. Errors are listed
+    # under the table, where a long reason has the whole width.
+    devices.add_column("device", no_wrap=True)
+    for column in ("driver", "state", "points", "bad", "last read", "rtt", "errors"):
+        devices.add_column(column, no_wrap=True)
     for name, d in sorted(status["devices"].items()):
         devices.add_row(
             name,
@@ -82,6 +75,16 @@ def render_status(status: dict[str, Any]) -> Group:
             _age(d["last_good_ts"]),
             f"{d['rtt_ms']:.1f} ms",
             f"{100 * d['error_rate']:.1f} %",
-            d["last_error"] or "",
         )
-    return Group(head, devices)
+    problems = [
+        _problem(name, d)
+        for name, d in sorted(status["devices"].items())
+        if not d["up"] or d["bad_points"]
+    ]
+    return Group(head, devices, *problems)
+
+
+def _problem(name: str, device: dict[str, Any]) -> str:
+    what = "down" if not device["up"] else f"{device['bad_points']} bad points"
+    reason = device["last_error"] if not device["up"] else None
+    return f"[red]{name}[/]: {what}" + (f" — {reason}" if reason else "")

@@ -171,3 +171,28 @@ def demo(
     from edge_agent.demo import DEFAULT_SIM, run_demo
 
     sys.exit(run_demo(config_path, duration, None if no_sim else sim_path or DEFAULT_SIM, speed))
+
+
+@main.command("install-service")
+@click.option(
+    "--prefix",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The installation (a venv, or a checkout with .venv) whose edge-agent systemd runs "
+    "(default: this one).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=Path("/etc/edge-agent/site.yaml"),
+    show_default=True,
+    help="Site configuration the service runs with.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the steps without doing them.")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("/"), hidden=True)
+def install_service(prefix: Path | None, config_path: Path, dry_run: bool, root: Path) -> None:
+    """Create the edge-agent user, install and enable the systemd unit (idempotent)."""
+    from edge_agent.install import main as install_main
+
+    sys.exit(install_main(prefix, config_path, dry_run, root))

@@ -14,6 +14,8 @@ def notify(message: str) -> bool:
     if address.startswith("@"):  # abstract namespace
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        # Called on the event loop: a full receive queue must not stall it (EAGAIN instead).
+        sock.setblocking(False)
         try:
             sock.sendto(message.encode(), address)
         except OSError:

@@ -21,7 +21,7 @@ from typing import Any
 
 from drivers.base import Driver, Link
 from drivers.registry import driver_class
-from edge_agent import __version__, logs, sd_notify
+from edge_agent import __version__, logs, sd_notify, watchdog
 from edge_agent.cache import PointCache
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
@@ -127,6 +127,11 @@ class Runtime:
                     tg.create_task(
                         supervise("backlog-report", self._report_backlog, self.events),
                         name="backlog-report",
+                    ),
+                    # Pings systemd only while the store and the uplink task are healthy.
+                    tg.create_task(
+                        watchdog.run(watchdog.runtime_health(self.store.stats, uplink)),
+                        name="watchdog",
                     ),
                 ]
                 sd_notify.notify(f"READY=1\nSTATUS=polling {len(devices)} devices")
@@ -274,7 +279,6 @@ async def serve(config_path: Path, config: AgentConfig) -> int:
             if control.stop:
                 break
             previous, config = config, control.new_config or config
-            sd_notify.notify("RELOADING=0")
             if config.store != previous.store:
                 # The outbox moves with its settings; everything committed so far stays in
                 # the old file and is published from there by an agent started on it.
@@ -309,4 +313,6 @@ async def _reload(path: Path, control: Control, events: Events) -> None:
         )
         return
     log.info("configuration valid; applying", config_hash=config.config_hash)
+    # systemd's reload protocol: RELOADING=1 now, READY=1 when the new runtime is up.
+    sd_notify.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
     control.request_reload(config)

@@ -1,0 +1,220 @@
+"""`edge-agent install-service`: the system user, the unit file, daemon-reload, enable.
+
+Every step checks first whether it is already done (so running it twice is harmless),
+prints what it does, and `--dry-run` prints the same plan without changing anything.
+`root` is the filesystem root (a temp dir in tests); the account tools get `--root` then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+USER = GROUP = "edge-agent"
+SERIAL_GROUP = "dialout"
+HOME = "/var/lib/edge-agent"
+UNIT_NAME = "edge-agent.service"
+UNIT_DIR = "etc/systemd/system"
+WANTS_DIR = "etc/systemd/system/multi-user.target.wants"
+DEFAULT_CONFIG = Path("/etc/edge-agent/site.yaml")
+TEMPLATE = Path(__file__).resolve().parents[1] / "systemd" / UNIT_NAME
+
+EXIT_FAILED = 1
+EXIT_NOT_ROOT = 4
+EXIT_NO_SYSTEMD = 5
+
+
+class InstallError(Exception):
+    """One line for the operator, and the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclasses.dataclass
+class Step:
+    what: str  # "group edge-agent"
+    done: bool  # already in place: nothing to do
+    command: list[str] | None = None  # run to do it, or
+    action: Callable[[], None] | None = None  # a file change made here
+
+
+def executable_in(prefix: Path) -> Path:
+    """This installation's `edge-agent`: PREFIX/bin (a venv) or PREFIX/.venv/bin (a checkout)."""
+    for candidate in (prefix / "bin" / "edge-agent", prefix / ".venv" / "bin" / "edge-agent"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate.absolute()
+    raise InstallError(f"no edge-agent executable in {prefix}/bin or {prefix}/.venv/bin")
+
+
+def render_unit(template: str, executable: Path, config: Path) -> str:
+    """The packaged unit with ExecStart pointing at this installation and site file."""
+    for path in (executable, config):
+        if any(c.isspace() for c in str(path)):
+            raise InstallError(f"paths with whitespace are not supported in the unit: {path}")
+    lines = []
+    for line in template.splitlines():
+        if line.startswith("ExecStart="):
+            line = f"ExecStart={executable} run --config {config}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _entries(path: Path) -> dict[str, list[str]]:
+    """name -> fields of /etc/passwd or /etc/group (the local files useradd writes)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    return {
+        fields[0]: fields for fields in (line.split(":") for line in text.splitlines()) if fields
+    }
+
+
+def plan(root: Path, executable: Path, config: Path, template: str) -> list[Step]:
+    chroot = [] if root == Path("/") else ["--root", str(root)]
+    groups = _entries(root / "etc/group")
+    users = _entries(root / "etc/passwd")
+    if SERIAL_GROUP not in groups:
+        raise InstallError(f"group {SERIAL_GROUP} does not exist (serial ports need it)")
+    serial_members = groups[SERIAL_GROUP][3].split(",") if len(groups[SERIAL_GROUP]) > 3 else []
+
+    unit_path = root / UNIT_DIR / UNIT_NAME
+    unit = render_unit(template, executable, config)
+    current = unit_path.read_text() if unit_path.is_file() else None
+
+    def write_unit() -> None:
+        unit_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = unit_path.with_suffix(".tmp")
+        tmp.write_text(unit)
+        tmp.chmod(0o644)
+        tmp.replace(unit_path)
+
+    return [
+        Step(
+            f"group {GROUP}",
+            GROUP in groups,
+            ["groupadd", *chroot, "--system", GROUP],
+        ),
+        Step(
+            f"system user {USER}",
+            USER in users,
+            [
+                "useradd",
+                *chroot,
+                "--system",
+                "--gid",
+                GROUP,
+                "--home-dir",
+                HOME,
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "edge-agent plant-room gateway",
+                USER,
+            ],
+        ),
+        Step(
+            f"{USER} in group {SERIAL_GROUP} (serial ports)",
+            USER in serial_members,
+            ["usermod", *chroot, "--append", "--groups", SERIAL_GROUP, USER],
+        ),
+        Step(f"unit {unit_path}", current == unit, action=write_unit),
+        # Only needed when the unit changed; a custom root has no running manager to reload.
+        Step(
+            "systemd reloaded the unit",
+            current == unit or bool(chroot),
+            ["systemctl", "daemon-reload"],
+        ),
+        Step(
+            f"{UNIT_NAME} enabled at boot",
+            (root / WANTS_DIR / UNIT_NAME).exists(),
+            ["systemctl", *chroot, "enable", UNIT_NAME],
+        ),
+    ]
+
+
+def _run(command: list[str]) -> None:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise InstallError(f"{command[0]} not found on PATH") from None
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        why = f": {detail[-1]}" if detail else ""
+        raise InstallError(f"'{shlex.join(command)}' failed (exit {result.returncode}){why}")
+
+
+def install_service(
+    *,
+    prefix: Path,
+    config: Path,
+    dry_run: bool,
+    root: Path = Path("/"),
+    echo: Callable[[str], None] = print,
+    euid: int | None = None,
+    template: Path = TEMPLATE,
+) -> None:
+    """Raises InstallError; prints one line per step."""
+    if not config.is_absolute():
+        raise InstallError(f"--config must be an absolute path (the service runs in /): {config}")
+    euid = os.geteuid() if euid is None else euid
+    problems = []
+    if euid != 0 and root == Path("/"):
+        problems.append(
+            InstallError("must run as root (try: sudo edge-agent install-service)", EXIT_NOT_ROOT)
+        )
+    if not (root / "run/systemd/system").is_dir():
+        where = root / "run/systemd/system"
+        problems.append(InstallError(f"systemd is not running here (no {where})", EXIT_NO_SYSTEMD))
+    if problems and not dry_run:
+        raise problems[0]
+    for problem in problems:
+        echo(f"note: {problem} - a real run would stop here")
+    try:
+        template_text = template.read_text()
+    except OSError as exc:
+        raise InstallError(f"cannot read the unit template {template}: {exc.strerror}") from None
+    executable = executable_in(prefix)
+    if not (root / str(config).lstrip("/")).is_file():
+        echo(f"note: {config} does not exist yet; the service will not start until it does")
+    for step in plan(root, executable, config, template_text):
+        if step.done:
+            echo(f"ok       {step.what}")
+            continue
+        how = shlex.join(step.command) if step.command else "write file"
+        if dry_run:
+            echo(f"would    {step.what}: {how}")
+            continue
+        echo(f"doing    {step.what}: {how}")
+        if step.command:
+            _run(step.command)
+        elif step.action:
+            try:
+                step.action()
+            except OSError as exc:
+                raise InstallError(f"{step.what}: {exc.strerror or exc}") from None
+    if not dry_run:
+        echo(f"installed; start it with: systemctl start {UNIT_NAME}")
+
+
+def main(prefix: Path | None, config: Path, dry_run: bool, root: Path) -> int:
+    """The CLI entry: exit code, errors as one line on stderr."""
+    try:
+        install_service(
+            prefix=prefix or Path(sys.prefix), config=config, dry_run=dry_run, root=root
+        )
+    except InstallError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except OSError as exc:  # e.g. /etc/group unreadable: still one line, no traceback
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILED
+    return 0

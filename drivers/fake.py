@@ -47,6 +47,7 @@ class FakeConnection(Model):
     seed: int = 0
     latency: Gap = 0.0  # simulated response time
     offline: bool = False  # the whole device does not answer
+    close_latency: Gap = 0.0  # a driver slow to let go of its connection
     control_file: Path | None = None  # JSON faults re-read at run time
 
 
@@ -98,6 +99,10 @@ class FakeDriver(Driver):
     async def release(self, point: FakePoint, priority: int | None = None) -> Reading:  # type: ignore[override]
         self._written.pop(point.id, None)
         return Reading(point.id, self._state[point.id], wall_ms())
+
+    async def close(self) -> None:
+        if self.device.connection.close_latency:
+            await asyncio.sleep(self.device.connection.close_latency)
 
     async def _respond(self) -> None:
         conn = self.device.connection

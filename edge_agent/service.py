@@ -94,6 +94,9 @@ class Runtime:
         self.cache = PointCache()
         self.uplink = Uplink(config, store, __version__)
         self.pollers: list[Poller] = []
+        # What the process watchdog asks while this runtime runs; None while it starts or
+        # stops (a swap or a shutdown is deliberate and bounded, not a failure).
+        self.health: watchdog.HealthCheck | None = None
 
     async def run(self, control: Control) -> None:
         devices = [d for d in self.config.devices if d.enabled]
@@ -128,12 +131,8 @@ class Runtime:
                         supervise("backlog-report", self._report_backlog, self.events),
                         name="backlog-report",
                     ),
-                    # Pings systemd only while the store and the uplink task are healthy.
-                    tg.create_task(
-                        watchdog.run(watchdog.runtime_health(self.store.stats, uplink)),
-                        name="watchdog",
-                    ),
                 ]
+                self.health = watchdog.runtime_health(self.store.stats, uplink)
                 sd_notify.notify(f"READY=1\nSTATUS=polling {len(devices)} devices")
                 log.info("agent running", devices=len(devices), config_hash=self.config.config_hash)
                 await control.changed.wait()
@@ -161,6 +160,7 @@ class Runtime:
     async def _shutdown(
         self, polls: list[asyncio.Task], uplink: asyncio.Task, helpers: list[asyncio.Task]
     ) -> None:
+        self.health = None  # the uplink is about to end on purpose
         for task in polls:
             task.cancel()
         await asyncio.gather(*polls, return_exceptions=True)
@@ -272,10 +272,20 @@ async def serve(config_path: Path, config: AgentConfig) -> int:
     events.emit(
         "agent_started", version=__version__, config_hash=config.config_hash, pid=os.getpid()
     )
+    runtime: Runtime | None = None
+
+    def health() -> str | None:
+        # One watchdog for the process: it outlives runtime swaps on SIGHUP, which must not
+        # starve it (closing many slow drivers can take longer than WatchdogSec).
+        check = runtime.health if runtime is not None else None
+        return check() if check is not None else None
+
+    pinger = loop.create_task(watchdog.run(health), name="watchdog")
     try:
         while True:
             control.changed.clear()
-            await Runtime(config, store, events, started).run(control)
+            runtime = Runtime(config, store, events, started)
+            await runtime.run(control)
             if control.stop:
                 break
             previous, config = config, control.new_config or config
@@ -294,6 +304,7 @@ async def serve(config_path: Path, config: AgentConfig) -> int:
             events.emit("config_applied", config_hash=config.config_hash)
     finally:
         sd_notify.notify("STOPPING=1")
+        pinger.cancel()
         writer.cancel()
         await store.close()
         log.info("agent stopped")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -222,6 +224,50 @@ def test_the_real_agent_pings_while_the_broker_is_down(
     finally:
         assert agent.stop() == 0
     assert "STOPPING=1" in received(notify_socket)
+
+
+def test_a_reload_keeps_the_watchdog_fed_and_follows_the_protocol(
+    tmp_path: Path, notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGHUP swaps the runtime; the process stays healthy throughout, so pings go on and
+    nothing claims otherwise (a swap that starved the watchdog would get us killed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    workdir = tmp_path / "agent"
+    slow = fake_device("d1", connection={"close_latency": 1.2})  # the swap takes > 1 s
+    agent = AgentProcess(workdir, site_config(workdir, port, [slow]))
+    agent.start()
+    try:
+        agent.wait_ready()
+        received(notify_socket)
+        agent.write_config(site_config(workdir, port, [slow, fake_device("d2")]))
+        timeline = _listen(notify_socket, seconds=0.6)  # pings before the signal too
+        agent.signal(signal.SIGHUP)
+        timeline += _listen(notify_socket, seconds=3.0)
+        assert list(agent.status()["devices"]) == ["d1", "d2"], agent.log()
+    finally:
+        assert agent.stop() == 0
+    messages = [m for _, m in timeline]
+    reloading = next(i for i, m in enumerate(messages) if m.startswith("RELOADING=1"))
+    assert "MONOTONIC_USEC=" in messages[reloading]
+    assert any(m.startswith("READY=1") for m in messages[reloading:])
+    pings = [t for t, m in timeline if m == "WATCHDOG=1"]
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
+    assert len(pings) >= 8 and max(gaps) < 0.6, gaps  # one every 0.2 s, swap included
+    assert "withholding watchdog pings" not in agent.log()
+
+
+def _listen(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
+    """Every notification with its arrival time, for `seconds`."""
+    timeline = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        timeline += [(time.monotonic(), m) for m in received(sock)]
+        time.sleep(0.01)
+    return timeline
 
 
 # -- the unit file --------------------------------------------------------------------------

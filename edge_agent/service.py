@@ -23,6 +23,7 @@ from drivers.base import Driver, Link
 from drivers.registry import driver_class
 from edge_agent import __version__, logs, sd_notify, watchdog
 from edge_agent.cache import PointCache
+from edge_agent.config.base import DeviceBase
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.models import AgentConfig
@@ -141,7 +142,7 @@ class Runtime:
 
     async def _open_driver(
         self,
-        device: Any,
+        device: DeviceBase,
         links: dict[str, Link],
         gaps: dict[str, float],
         stack: contextlib.AsyncExitStack,

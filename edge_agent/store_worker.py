@@ -40,7 +40,9 @@ class StoreWorker:
         max_pending_points: int = 2_000_000,
         identity: dict[str, str] | None = None,
     ) -> None:
-        self._args = (path, budget_bytes, retention_s)
+        self._path = path
+        self._budget_bytes = budget_bytes
+        self._retention_s = retention_s
         self._identity = identity
         self._commit_interval = commit_interval_s
         self._max_pending_points = max_pending_points
@@ -55,7 +57,7 @@ class StoreWorker:
         self.dropped_points = 0  # lost before commit because the store kept failing
 
     async def open(self) -> None:
-        path = self._args[0]
+        path = self._path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o640)
         try:
@@ -63,7 +65,9 @@ class StoreWorker:
         except BlockingIOError:
             os.close(self._lock_fd)
             raise StoreLocked(f"another agent is using the store {path}") from None
-        self.outbox = await self.call(partial(Outbox, *self._args, identity=self._identity))
+        self.outbox = await self.call(
+            partial(Outbox, path, self._budget_bytes, self._retention_s, identity=self._identity)
+        )
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(*args)` on the store thread (the only thread that touches SQLite)."""

@@ -191,6 +191,19 @@ class PlatformSubscriber:
                     per_device[m.body["device"]].append(m.body)
         return per_device
 
+    def send(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
+        """Publish as the platform does (QoS 1), e.g. a command to a gateway."""
+        self._client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def acks(self, command_id: str) -> list[dict]:
+        """The command_result messages received for one command id, in order."""
+        with self._lock:
+            return [
+                m.body
+                for m in self.messages
+                if m.body.get("type") == "command_result" and m.body.get("id") == command_id
+            ]
+
     def wait_for(self, predicate: Callable[[PlatformSubscriber], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

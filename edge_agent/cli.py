@@ -196,3 +196,8 @@ def install_service(prefix: Path | None, config_path: Path, dry_run: bool, root:
     from edge_agent.install import main as install_main
 
     sys.exit(install_main(prefix, config_path, dry_run, root))
+
+from edge_agent.cli_points import points, read, release, write  # noqa: E402
+
+for _command in (points, read, write, release):
+    main.add_command(_command)

@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -60,18 +62,21 @@ class LocalServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            peer = _peer_user(writer.get_extra_info("socket"))
             while line := await reader.readline():
-                writer.write(json.dumps(await self._answer(line), default=str).encode() + b"\n")
+                answer = await self._answer(line, peer)
+                writer.write(json.dumps(answer, default=str).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
             pass
         finally:
             writer.close()
 
-    async def _answer(self, line: bytes) -> dict[str, Any]:
+    async def _answer(self, line: bytes, peer: str) -> dict[str, Any]:
         try:
             request = json.loads(line)
             handler = self.handlers[request["cmd"]]
+            request["peer"] = peer  # who asks, from the kernel: never from the request
         except (ValueError, KeyError, TypeError):
             return {"ok": False, "error": "bad_request", "known": sorted(self.handlers)}
         try:
@@ -79,6 +84,21 @@ class LocalServer:
         except Exception as exc:
             log.exception("local request failed", cmd=request.get("cmd"))
             return {"ok": False, "error": "internal", "message": str(exc)}
+
+
+def _peer_user(sock: socket.socket | None) -> str:
+    """The unix user at the other end (SO_PEERCRED): the technician's name in the audit."""
+    if sock is None:
+        return "unknown"
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return "unknown"
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def request(path: Path, cmd: str, timeout: float = 2.0, **args: Any) -> dict[str, Any]:

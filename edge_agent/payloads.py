@@ -27,6 +27,11 @@ class Topics:
     def status(self) -> str:
         return f"{self.root}/status"
 
+    @property
+    def command(self) -> str:
+        """The one topic the gateway takes commands from."""
+        return f"{self.root}/cmd"
+
     def telemetry(self, device: str) -> str:
         return f"{self.root}/telemetry/{device}"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import time
@@ -23,12 +24,16 @@ from drivers.base import Driver, Link
 from drivers.registry import driver_class
 from edge_agent import __version__, logs, sd_notify, watchdog
 from edge_agent.cache import PointCache
+from edge_agent.commands import messages
+from edge_agent.commands.audit import Audit
+from edge_agent.commands.router import CommandRouter, Context
 from edge_agent.config.base import DeviceBase
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.models import AgentConfig
 from edge_agent.events import Events
 from edge_agent.local_api import AgentAlreadyRunning, LocalServer
+from edge_agent.points import Batch, wall_ms
 from edge_agent.scheduler import ClockWatch, Poller
 from edge_agent.store_worker import StoreWorker
 from edge_agent.uplink import Uplink
@@ -38,6 +43,8 @@ log = logs.get("agent")
 DRIVER_CLOSE_TIMEOUT_S = 5.0
 BACKLOG_REPORT_S = 60.0
 MAX_RESTART_DELAY_S = 60.0
+MAX_COMMANDS_IN_FLIGHT = 64
+COMMAND_DRAIN_S = 5.0  # how long shutdown waits for commands being carried out
 
 
 async def supervise(name: str, factory: Callable[[], Awaitable[None]], events: Events) -> None:
@@ -93,8 +100,11 @@ class Runtime:
         self.events = events
         self.started = started
         self.cache = PointCache()
-        self.uplink = Uplink(config, store, __version__)
+        self.identity = {"site": config.site.id, "gateway": config.gateway.id}
+        self.uplink = Uplink(config, store, __version__, on_command=self._on_command)
         self.pollers: list[Poller] = []
+        self.router: CommandRouter | None = None
+        self._commands: set[asyncio.Task] = set()
         # What the process watchdog asks while this runtime runs; None while it starts or
         # stops (a swap or a shutdown is deliberate and bounded, not a failure).
         self.health: watchdog.HealthCheck | None = None
@@ -104,14 +114,22 @@ class Runtime:
         async with contextlib.AsyncExitStack() as stack:
             links: dict[str, Link] = {}
             gaps = {link.id: link.gap for link in self.config.links}
+            drivers: dict[str, Driver] = {}
             for index, device in enumerate(devices):
-                driver = await self._open_driver(device, links, gaps, stack)
+                driver = drivers[device.id] = await self._open_driver(device, links, gaps, stack)
                 stagger = device.poll_interval * index / max(1, len(devices))
                 self.pollers.append(
                     Poller(
                         device, driver, self.store.submit_batch, self.cache, self.events, stagger
                     )
                 )
+            audit = await self.store.call(Audit, self.store.path)
+            stack.push_async_callback(self.store.call, audit.close)
+            self.router = CommandRouter(
+                devices, drivers, self.cache, self.store, audit, self.identity
+            )
+            self._register_commands(self.router)
+            await self.router.start()
             async with asyncio.TaskGroup() as tg:
                 uplink = tg.create_task(
                     supervise("uplink", self.uplink.run, self.events), name="uplink"
@@ -131,6 +149,12 @@ class Runtime:
                     tg.create_task(
                         supervise("backlog-report", self._report_backlog, self.events),
                         name="backlog-report",
+                    ),
+                    tg.create_task(
+                        supervise("holds", self.router.expire_holds, self.events), name="holds"
+                    ),
+                    tg.create_task(
+                        supervise("audit", self.router.prune_audit, self.events), name="audit"
                     ),
                 ]
                 self.health = watchdog.runtime_health(self.store.stats, uplink)
@@ -162,6 +186,8 @@ class Runtime:
         self, polls: list[asyncio.Task], uplink: asyncio.Task, helpers: list[asyncio.Task]
     ) -> None:
         self.health = None  # the uplink is about to end on purpose
+        if self._commands:  # let writes under way finish (and answer) before drivers close
+            await asyncio.wait(list(self._commands), timeout=COMMAND_DRAIN_S)
         for task in polls:
             task.cancel()
         await asyncio.gather(*polls, return_exceptions=True)
@@ -194,11 +220,60 @@ class Runtime:
                     evicted_points=stats.evicted_points,
                 )
 
-    async def _local_server(self) -> None:
+    # -- commands --------------------------------------------------------------------------
+
+    def _register_commands(self, router: CommandRouter) -> None:
+        router.register("status", lambda _c, _ctx: self._status_result)
+        router.register("rebirth", lambda _c, _ctx: self._rebirth)
+
+    def _on_command(self, payload: bytes, retained: bool) -> None:
+        """A message on the command topic (called on the event loop by the uplink)."""
+        router = self.router
+        if router is None:
+            return  # not started yet: the broker redelivers nothing, the platform retries
+        if len(self._commands) >= MAX_COMMANDS_IN_FLIGHT:
+            router.refuse_busy(payload)
+            return
+        task = asyncio.get_running_loop().create_task(router.receive(payload, retained=retained))
+        self._commands.add(task)
+        task.add_done_callback(self._commands.discard)
+
+    async def _status_result(self) -> dict[str, Any]:
+        return await self.status()
+
+    async def _rebirth(self) -> dict[str, Any]:
+        """Publish the current value of every point, one telemetry message per device."""
+        now = wall_ms()
+        devices = points = 0
+        for poller in self.pollers:
+            device = poller.device.id
+            snapshot = self.cache.snapshot(device)
+            if not snapshot:
+                continue
+            readings = tuple(snapshot.values())
+            self.store.submit_batch(Batch(device, now, readings))
+            devices, points = devices + 1, points + len(readings)
+        return {"devices": devices, "points": points}
+
+    async def command(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The technician's command over the local socket (source: manual)."""
+        router = self.router
+        if router is None:
+            return {"stages": [], "error": "starting"}
         try:
-            await LocalServer(
-                self.config.local.socket, {"status": self.status, "points": self.points}
-            ).run()
+            command = messages.decode(json.dumps(request.get("command")))
+        except messages.Rejected as exc:
+            return {"stages": [{"id": exc.command_id, "stage": "rejected",
+                                "reason": exc.reason.value, "message": exc.message}]}  # fmt: skip
+        stages: list[dict[str, Any]] = []
+        context = Context(messages.Source.MANUAL, request["peer"])
+        await router.execute(command, context, stages.append)
+        return {"stages": stages}
+
+    async def _local_server(self) -> None:
+        handlers = {"status": self.status, "points": self.points, "command": self.command}
+        try:
+            await LocalServer(self.config.local.socket, handlers).run()
         except (OSError, AgentAlreadyRunning) as exc:
             # The CLI is a convenience; the agent keeps polling and forwarding without it.
             log.error(
@@ -215,6 +290,7 @@ class Runtime:
             "config_hash": self.config.config_hash,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "uplink": self.uplink.stats(),
+            "commands": self.router.stats() if self.router else None,
             "store": {**dataclasses.asdict(outbox), **self.store.stats()},
             "devices": {
                 p.device.id: {
@@ -228,7 +304,13 @@ class Runtime:
 
     async def points(self, request: dict[str, Any]) -> dict[str, Any]:
         snapshot = self.cache.snapshot(request.get("device"))
+        holds = {}
+        if self.router is not None:
+            for ref in snapshot:
+                if (hold := self.router.holds.winner(ref)) is not None:
+                    holds[ref] = hold.as_dict()
         return {
+            "holds": holds,
             "points": {
                 ref: {"value": r.value, "quality": r.quality.value, "reason": r.reason, "ts": r.ts}
                 for ref, r in snapshot.items()

@@ -8,6 +8,7 @@ publishes committed rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 from collections.abc import Callable
@@ -50,11 +51,16 @@ class StoreWorker:
         self._pending: list[Record] = []
         self._pending_points = 0
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
         self._failing: str | None = None
         self.outbox: Outbox | None = None
         self.committed_rows = 0
         self.dropped_points = 0  # lost before commit because the store kept failing
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     async def open(self) -> None:
         path = self._path
@@ -79,8 +85,12 @@ class StoreWorker:
     def submit_batch(self, batch: Batch) -> None:
         self.submit(Record(TrafficClass.TELEMETRY, batch.stream, batch.ts, batch=batch))
 
-    def submit(self, record: Record) -> None:
+    def submit(self, record: Record, *, urgent: bool = False) -> None:
+        """Queue a record for the next commit; `urgent` commits without waiting for more
+        (a command's reply: someone is waiting for it)."""
         self._pending.append(record)
+        if urgent:
+            self._urgent.set()
         if record.batch is not None:
             self._pending_points += len(record.batch.readings)
             if self._pending_points > self._max_pending_points:
@@ -91,7 +101,9 @@ class StoreWorker:
         """The writer task."""
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self._commit_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), self._commit_interval)
+            self._urgent.clear()
             await self.flush()
 
     async def flush(self) -> None:

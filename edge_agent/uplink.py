@@ -10,6 +10,9 @@ Three lanes share the window of in-flight messages: PRIORITY (events, alarms, co
 results), LIVE (telemetry committed since this connection) and BACKLOG (older telemetry,
 flagged `historical`). Backlog may never fill the last `reserve` slots, so live data is
 not starved while a long backlog drains.
+
+Commands: the uplink subscribes to exactly one topic, `…/cmd`, and hands each message to
+`on_command` on the asyncio thread; a message on any other topic is ignored.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -66,7 +69,13 @@ def _exchange(outbox: Outbox, acked: list[int], free: int, reserve: int) -> list
 
 
 class Uplink:
-    def __init__(self, config: AgentConfig, store: StoreWorker, version: str) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        store: StoreWorker,
+        version: str,
+        on_command: Callable[[bytes, bool], None] | None = None,
+    ) -> None:
         self.config = config
         self.cfg = config.uplink
         self.store = store
@@ -75,6 +84,8 @@ class Uplink:
             self.cfg.topic_prefix, config.site.id, config.gateway.id
         )
         self._online = {"version": version, "config_hash": config.config_hash}
+        self._on_command = on_command
+        self.ignored_messages = 0
         self._reserve = max(1, self.cfg.inflight // 8)
         self._wake = asyncio.Event()
         self._acks: deque[tuple[int, bool]] = deque()
@@ -200,11 +211,17 @@ class Uplink:
             self._acks.append((mid, reason.is_failure))
             loop.call_soon_threadsafe(self._wake.set)
 
+        def on_message(_c, _u, message: mqtt.MQTTMessage) -> None:
+            loop.call_soon_threadsafe(
+                self._deliver, message.topic, message.payload, bool(message.retain)
+            )
+
         client.on_connect, client.on_disconnect, client.on_publish = (
             on_connect,
             on_disconnect,
             on_publish,
         )
+        client.on_message = on_message
         try:
             await asyncio.wait_for(
                 asyncio.to_thread(
@@ -247,6 +264,8 @@ class Uplink:
             qos=1,
             retain=True,
         )
+        if self._on_command is not None:
+            client.subscribe(self.topics.command, qos=1)
         await self.store.call(self.store.outbox.mark_boundary, self.connected_since - LIVE_GRACE_MS)
         self._wake.set()
         idle = False
@@ -271,6 +290,13 @@ class Uplink:
             idle = not leased
             if not self._publish(client, leased):
                 return
+
+    def _deliver(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic != self.topics.command or self._on_command is None:
+            self.ignored_messages += 1  # only the configured command topic is obeyed
+            log.warning("message on an unexpected topic ignored", topic=topic)
+            return
+        self._on_command(payload, retained)
 
     def _take_acks(self) -> list[int]:
         acked: list[int] = []

@@ -72,6 +72,7 @@ class AgentProcess:
         return self.workdir / "agent.sock"
 
     def write_config(self, config: dict) -> None:
+        self.config = config
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def start(self) -> AgentProcess:
@@ -107,6 +108,10 @@ class AgentProcess:
 
     def status(self) -> dict:
         return request(self.socket, "status")
+
+    def request(self, cmd: str, **args: object) -> dict:
+        """One local-socket request, as the CLI makes it."""
+        return request(self.socket, cmd, **args)
 
     def signal(self, sig: int) -> None:
         self.process.send_signal(sig)

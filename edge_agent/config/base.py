@@ -70,6 +70,9 @@ class PointBase(Model):
     unit: str = ""
     writable: bool = False
     limits: Limits | None = None
+    # Commands may write the point at most this often (EEPROM-backed registers wear out;
+    # a runaway script must not hammer a device). Equipment protection comes on top.
+    min_write_interval: Gap = 1.0
     # engineering value = raw * scale + offset (finite: .nan would turn every reading into NaN)
     scale: Annotated[float, Field(allow_inf_nan=False)] = 1.0
     offset: Annotated[float, Field(allow_inf_nan=False)] = 0.0

@@ -1,0 +1,170 @@
+"""The command audit log and the persisted holds, in the outbox's SQLite file.
+
+A second connection to the same database, used only on the store thread. Writes commit
+with synchronous=NORMAL: the reply to every command is an outbox row committed with FULL
+right after, and that sync covers these rows too (one WAL). Rows are never updated in
+place except for their outcome, and are pruned by age and count.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.commands.holds import Hold
+from edge_agent.commands.messages import Source
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS command_audit (
+    id TEXT PRIMARY KEY,            -- the command id: a repeat is answered from here
+    source TEXT NOT NULL,           -- safety | manual | platform | auto
+    type TEXT NOT NULL,
+    by TEXT,                        -- unix user, platform identity, loop id
+    received_ts INTEGER NOT NULL,
+    body TEXT NOT NULL,             -- the command as received
+    stage TEXT NOT NULL,            -- received | rejected | done | failed
+    reason TEXT,
+    message TEXT,
+    result TEXT,                    -- JSON: read-back value and the like
+    finished_ts INTEGER
+);
+CREATE INDEX IF NOT EXISTS command_audit_ts ON command_audit (received_ts);
+CREATE TABLE IF NOT EXISTS holds (
+    point TEXT NOT NULL,
+    source INTEGER NOT NULL,
+    value TEXT NOT NULL,            -- JSON
+    priority INTEGER,
+    command_id TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    by TEXT,
+    PRIMARY KEY (point, source)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    id: str
+    source: str
+    type: str
+    by: str | None
+    received_ts: int
+    stage: str
+    reason: str | None
+    message: str | None
+    result: dict | None
+    finished_ts: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.stage in ("rejected", "done", "failed")
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+_ROW = "id, source, type, by, received_ts, stage, reason, message, result, finished_ts"
+
+
+class Audit:
+    """Call only on the store thread (`StoreWorker.call`)."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def begin(
+        self, command_id: str, source: Source, type_: str, by: str | None, body: str, ts: int
+    ) -> AuditRow | None:
+        """Record a new command; if the id is known already, return its row instead."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO command_audit (id, source, type, by, received_ts, body, stage)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'received')",
+            (command_id, source.label, type_, by, ts, body),
+        )
+        return None if cur.rowcount == 1 else self.get(command_id)
+
+    def finish(
+        self,
+        command_id: str,
+        stage: str,
+        reason: str | None,
+        message: str | None,
+        result: dict | None,
+        ts: int,
+    ) -> None:
+        self._db.execute(
+            "UPDATE command_audit SET stage = ?, reason = ?, message = ?, result = ?, "
+            "finished_ts = ? WHERE id = ?",
+            (stage, reason, message, _json(result), ts, command_id),
+        )
+
+    def get(self, command_id: str) -> AuditRow | None:
+        row = self._db.execute(
+            f"SELECT {_ROW} FROM command_audit WHERE id = ?", (command_id,)
+        ).fetchone()
+        return _audit_row(row) if row else None
+
+    def recent(self, limit: int = 50, source: str | None = None) -> list[AuditRow]:
+        where, args = ("WHERE source = ?", (source, limit)) if source else ("", (limit,))
+        rows = self._db.execute(
+            f"SELECT {_ROW} FROM command_audit {where} ORDER BY received_ts DESC, rowid DESC "
+            "LIMIT ?",
+            args,
+        ).fetchall()
+        return [_audit_row(row) for row in rows]
+
+    def prune(self, before_ts: int, keep_rows: int) -> int:
+        """Delete rows older than `before_ts`, and beyond the newest `keep_rows`."""
+        cur = self._db.execute(
+            "DELETE FROM command_audit WHERE received_ts < ? OR rowid <= "
+            "(SELECT coalesce(max(rowid), 0) FROM command_audit) - ?",
+            (before_ts, keep_rows),
+        )
+        return cur.rowcount
+
+    # -- holds ---------------------------------------------------------------------------
+
+    def holds(self) -> list[Hold]:
+        return [
+            Hold(point, Source(source), json.loads(value), priority, cid, since, expires, by)
+            for point, source, value, priority, cid, since, expires, by in self._db.execute(
+                "SELECT point, source, value, priority, command_id, since_ms, expires_ms, by "
+                "FROM holds"
+            )
+        ]
+
+    def save_hold(self, hold: Hold) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                hold.point,
+                int(hold.source),
+                json.dumps(hold.value),
+                hold.priority,
+                hold.command_id,
+                hold.since_ms,
+                hold.expires_ms,
+                hold.by,
+            ),
+        )
+
+    def delete_hold(self, point: str, source: Source) -> None:
+        self._db.execute("DELETE FROM holds WHERE point = ? AND source = ?", (point, int(source)))
+
+
+def _json(value: dict | None) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+def _audit_row(row: tuple) -> AuditRow:
+    *head, result, finished = row
+    return AuditRow(*head, json.loads(result) if result else None, finished)

@@ -1,0 +1,210 @@
+"""Command messages (docs/mqtt-api.md, "Commands"): decoding and the reasons for refusal.
+
+Decoding never raises anything but `Rejected`: whatever arrives on the command topic (or
+the local socket) becomes either a typed command or a rejection that says why, carrying
+the command id when one could be read (so that the sender gets a `rejected` reply).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter
+from pydantic import ValidationError as PydanticError
+
+from edge_agent.config.base import Duration, Id, Model
+
+VERSION = 1
+MAX_PAYLOAD = 1024 * 1024  # a whole config may ride in a config_apply
+MAX_MESSAGE = 300  # characters of a rejection's readable message
+_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces: safe in logs and SQL
+_REF = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+class Reason(StrEnum):
+    """Machine-readable reasons of `rejected` and `failed` replies."""
+
+    MALFORMED = "malformed"  # not JSON, not an object, missing or wrong fields
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_TYPE = "unknown_type"
+    RETAINED = "retained"  # a retained message is old news, never an order
+    EXPIRED = "expired"
+    UNKNOWN_POINT = "unknown_point"
+    READ_ONLY = "read_only"
+    WRONG_TYPE = "wrong_type"
+    OUT_OF_LIMITS = "out_of_limits"
+    RATE_LIMITED = "rate_limited"
+    OVERRIDDEN = "overridden"  # a higher-priority source holds the point
+    PROTECTION = "protection"  # equipment protection (min on/off time, starts, flow)
+    NOT_HELD = "not_held"  # release of a point this source does not hold
+    PRIORITY_RESERVED = "priority_reserved"
+    UNKNOWN_LOOP = "unknown_loop"
+    UNKNOWN_ALARM = "unknown_alarm"
+    ALREADY_ACKNOWLEDGED = "already_acknowledged"
+    UNAVAILABLE = "unavailable"  # the feature is not configured (no loops, no history)
+    CONFIG_INVALID = "config_invalid"
+    CONFIG_CONFLICT = "config_conflict"  # base_hash is not the running config
+    BAD_RANGE = "bad_range"
+    BUSY = "busy"
+    # failed (after accepted)
+    DEVICE_UNAVAILABLE = "device_unavailable"
+    WRITE_FAILED = "write_failed"
+    READBACK_MISMATCH = "readback_mismatch"
+    CONFIG_FAILED = "config_failed"  # the new config did not start; rolled back
+    INTERNAL = "internal"
+
+
+class Source(IntEnum):
+    """Who asks, in order of precedence (lower wins)."""
+
+    SAFETY = 0  # equipment protection and interlocks inside the agent
+    MANUAL = 1  # the technician on site
+    PLATFORM = 2  # the central platform
+    AUTO = 3  # the agent's own control loops
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Rejected(Exception):
+    """A command refused before anything was done."""
+
+    def __init__(self, reason: Reason, message: str, command_id: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message[:MAX_MESSAGE]
+        self.command_id = command_id
+
+
+class Failed(Exception):
+    """An accepted command that could not be carried out."""
+
+    def __init__(self, reason: Reason, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message[:MAX_MESSAGE]
+        self.detail = detail
+
+
+PointRef = Annotated[str, Field(pattern=_REF)]
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+EpochMs = Annotated[int, Field(ge=0, lt=2**53)]
+
+
+class Base(Model):
+    v: Literal[1]
+    id: str
+    ts: EpochMs | None = None  # when the platform made it (informational)
+    expires: EpochMs | None = None  # refused after this instant (ms since the epoch)
+
+
+class Write(Base):
+    type: Literal["write"]
+    point: PointRef
+    value: Scalar
+    priority: Annotated[int, Field(ge=1, le=16)] | None = None  # BACnet priority
+    duration: Duration | None = None  # the hold ends after this long …
+    until: EpochMs | None = None  # … or at this instant; neither: until released
+    dry_run: bool = False  # validate only
+
+
+class Release(Base):
+    type: Literal["release"]
+    point: PointRef
+
+
+class Read(Base):
+    type: Literal["read"]
+    point: PointRef
+
+
+class LoopCommand(Base):
+    type: Literal["loop"]
+    loop: Id
+    action: Literal["enable", "disable", "set"]
+    parameter: str | None = None  # for "set": e.g. "setpoint"
+    value: StrictFloat | StrictInt | None = None
+
+
+class AlarmAck(Base):
+    type: Literal["alarm_ack"]
+    alarm: Annotated[str, Field(min_length=1, max_length=200)]
+    by: Annotated[str, Field(max_length=100)] | None = None
+    note: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class ConfigApply(Base):
+    type: Literal["config_apply"]
+    config: Annotated[str, Field(min_length=1)]  # the whole YAML document
+    base_hash: str | None = None  # refuse unless this is the running config's hash
+
+
+class Backfill(Base):
+    type: Literal["backfill"]
+    since: EpochMs
+    until: EpochMs
+    devices: list[Id] | None = None
+
+
+class Status(Base):
+    type: Literal["status"]
+
+
+class Rebirth(Base):
+    type: Literal["rebirth"]
+
+
+Command = (
+    Write | Release | Read | LoopCommand | AlarmAck | ConfigApply | Backfill | Status | Rebirth
+)
+TYPES = tuple(t.model_fields["type"].annotation.__args__[0] for t in Command.__args__)
+_ADAPTER: TypeAdapter[Command] = TypeAdapter(Annotated[Command, Field(discriminator="type")])
+
+
+def decode(payload: bytes | str) -> Command:
+    """Parse one command message; raises `Rejected` (with `command_id` when readable)."""
+    if len(payload) > MAX_PAYLOAD:
+        raise Rejected(Reason.MALFORMED, f"message larger than {MAX_PAYLOAD} bytes")
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise Rejected(Reason.MALFORMED, f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise Rejected(Reason.MALFORMED, "a command is a JSON object")
+    command_id = _usable_id(data.get("id"))
+    if command_id is None:
+        raise Rejected(Reason.MALFORMED, "missing or unusable id (1-128 printable characters)")
+    if data.get("v") != VERSION:
+        raise Rejected(
+            Reason.UNSUPPORTED_VERSION, f"v must be {VERSION}, got {data.get('v')!r}", command_id
+        )
+    if data.get("type") not in TYPES:
+        raise Rejected(
+            Reason.UNKNOWN_TYPE,
+            f"type must be one of {', '.join(TYPES)}; got {data.get('type')!r}",
+            command_id,
+        )
+    try:
+        return _ADAPTER.validate_python(data)
+    except PydanticError as exc:
+        raise Rejected(Reason.MALFORMED, _first_problem(exc), command_id) from None
+
+
+def _usable_id(value: object) -> str | None:
+    return value if isinstance(value, str) and _ID.match(value) else None
+
+
+def _first_problem(exc: PydanticError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"][1:]) or "command"  # [0] is the type tag
+        message = error["msg"]
+        if error["type"] == "string_pattern_mismatch":
+            message = "expected a point as device.point" if where == "point" else "not an id"
+        problems.append(f"{where}: {message}")
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return problems[0] + more

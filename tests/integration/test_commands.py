@@ -1,0 +1,243 @@
+"""Platform commands through mosquitto to a running agent, and the technician's CLI.
+
+The platform is a real paho client on the broker; the agent is a process; the device is
+the fake driver (the simulator-backed tests live in test_commands_simulated.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edge_agent.points import wall_ms
+from tests.harness import REPO, AgentProcess, fake_device, site_config
+
+CMD = "t/test-site/gw1/cmd"
+
+
+def _valve_device() -> dict:
+    device = fake_device("ahu-1", n_points=2, interval=0.2)
+    device["points"] += [
+        {"id": "sp", "unit": "degC", "writable": True, "limits": {"min": 5, "max": 12},
+         "min_write_interval": 0.5, "signal": {"mode": "constant", "value": 7.0}},
+        {"id": "run", "kind": "binary", "writable": True, "min_write_interval": 0,
+         "signal": {"mode": "constant", "value": False}},
+        {"id": "mode", "kind": "multistate", "writable": True, "min_write_interval": 0,
+         "limits": {"min": 1, "max": 4},
+         "signal": {"mode": "constant", "value": 1}},
+    ]  # fmt: skip
+    return device
+
+
+@pytest.fixture
+def agent(tmp_path, broker, platform, agents) -> AgentProcess:
+    process = AgentProcess(tmp_path, site_config(tmp_path, broker.port, [_valve_device()]))
+    agents.append(process.start())
+    process.wait_ready()
+    assert platform.wait_for(lambda p: "ahu-1" in p.latest, 10)
+    return process
+
+
+def _send(platform, command_id: str, **body) -> None:
+    platform.send(CMD, json.dumps({"v": 1, "id": command_id, **body}))
+
+
+def _final(platform, command_id: str, timeout: float = 10.0) -> list[dict]:
+    """Every reply to a command once its final stage has arrived."""
+    finals = ("rejected", "done", "failed")
+    assert platform.wait_for(
+        lambda p: any(a["stage"] in finals for a in p.acks(command_id)), timeout
+    ), f"no final reply to {command_id}: {platform.acks(command_id)}"
+    time.sleep(0.1)  # a stray extra reply would show up now
+    return platform.acks(command_id)
+
+
+def _value(agent: AgentProcess, ref: str):
+    return agent.request("points", device=ref.split(".")[0])["points"][ref]["value"]
+
+
+def _audit(agent: AgentProcess) -> dict[str, tuple]:
+    with sqlite3.connect(agent.config["store"]["path"]) as db:
+        rows = db.execute("SELECT id, source, stage, reason, result FROM command_audit")
+        return {row[0]: row[1:] for row in rows}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", *args],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+
+
+def test_write_is_accepted_then_done_with_the_read_back(agent, platform):
+    _send(platform, "w-1", type="write", point="ahu-1.sp", value=8.5)
+    replies = _final(platform, "w-1")
+    assert [r["stage"] for r in replies] == ["accepted", "done"]
+    done = replies[-1]
+    assert done["result"]["readback"] == 8.5 and done["result"]["source"] == "platform"
+    assert done["site"] == "test-site" and done["command"] == "write"
+    assert _value(agent, "ahu-1.sp") == 8.5
+    source, stage, reason, result = _audit(agent)["w-1"]
+    assert (source, stage, reason) == ("platform", "done", None)
+    assert json.loads(result)["readback"] == 8.5
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"point": "ahu-1.sp", "value": 30.0}, "out_of_limits"),
+        ({"point": "ahu-1.sp", "value": "warm"}, "wrong_type"),
+        ({"point": "ahu-1.sp", "value": True}, "wrong_type"),
+        ({"point": "ahu-1.run", "value": 2}, "wrong_type"),
+        ({"point": "ahu-1.a0", "value": 1.0}, "read_only"),
+        ({"point": "ahu-1.nothing", "value": 1.0}, "unknown_point"),
+        ({"point": "ahu-9.sp", "value": 1.0}, "unknown_point"),
+        ({"point": "ahu-1.sp", "value": 8.0, "expires": 1_000_000}, "expired"),
+        ({"point": "ahu-1.sp", "value": 8.0, "priority": 1}, "priority_reserved"),
+        ({"point": "ahu-1.sp", "value": 8.0, "colour": "red"}, "malformed"),
+    ],
+)
+def test_bad_writes_are_rejected_and_nothing_is_written(agent, platform, body, reason):
+    _send(platform, f"bad-{reason}", type="write", **body)
+    replies = _final(platform, f"bad-{reason}")
+    assert [r["stage"] for r in replies] == ["rejected"]
+    assert replies[0]["reason"] == reason and replies[0]["message"]
+    assert _value(agent, "ahu-1.sp") == 7.0
+    assert _value(agent, "ahu-1.run") is False
+    if reason != "malformed":  # a malformed command is refused before the audit
+        assert _audit(agent)[f"bad-{reason}"][1:3] == ("rejected", reason)
+
+
+def test_a_repeated_id_is_answered_from_the_audit_without_executing(agent, platform):
+    _send(platform, "dup", type="write", point="ahu-1.mode", value=3)
+    assert _final(platform, "dup")[-1]["stage"] == "done"
+    # The device changes meanwhile (a technician); a re-execution would write 3 again.
+    assert _cli("write", "ahu-1.mode", "2", "--socket", str(agent.socket)).returncode == 0
+    _send(platform, "dup", type="write", point="ahu-1.mode", value=3)
+    assert platform.wait_for(lambda p: len(p.acks("dup")) == 3, 10)
+    replay = platform.acks("dup")[-1]
+    assert replay["duplicate"] is True and replay["stage"] == "done"
+    assert _value(agent, "ahu-1.mode") == 2
+
+
+def test_writes_faster_than_the_rate_limit_are_rejected(agent, platform):
+    _send(platform, "r-1", type="write", point="ahu-1.sp", value=8.0)
+    _send(platform, "r-2", type="write", point="ahu-1.sp", value=9.0)
+    assert _final(platform, "r-1")[-1]["stage"] == "done"
+    second = _final(platform, "r-2")
+    assert second[-1]["reason"] == "rate_limited"
+    assert _value(agent, "ahu-1.sp") == 8.0
+    time.sleep(0.6)
+    _send(platform, "r-3", type="write", point="ahu-1.sp", value=9.0)
+    assert _final(platform, "r-3")[-1]["stage"] == "done"
+
+
+def test_a_manual_override_beats_the_platform_until_released(agent, platform):
+    socket = str(agent.socket)
+    cli = _cli("write", "ahu-1.sp", "10", "--for", "10m", "--socket", socket)
+    assert cli.returncode == 0, cli.stderr
+    assert "10" in cli.stdout and "overridden" in cli.stdout
+    _send(platform, "p-1", type="write", point="ahu-1.sp", value=6.0)
+    rejected = _final(platform, "p-1")[-1]
+    assert rejected["reason"] == "overridden" and "manual" in rejected["message"]
+    assert _value(agent, "ahu-1.sp") == 10
+    held = agent.request("points", device="ahu-1")["holds"]["ahu-1.sp"]
+    assert held["source"] == "manual" and held["expires_ms"] > wall_ms() + 500_000
+    # The platform may not release the technician's hold either.
+    _send(platform, "p-2", type="release", point="ahu-1.sp")
+    assert _final(platform, "p-2")[-1]["reason"] == "not_held"
+    released = _cli("release", "ahu-1.sp", "--socket", socket)
+    assert released.returncode == 0, released.stderr
+    time.sleep(0.6)
+    _send(platform, "p-3", type="write", point="ahu-1.sp", value=6.0)
+    assert _final(platform, "p-3")[-1]["stage"] == "done"
+    assert _value(agent, "ahu-1.sp") == 6.0
+
+
+def test_an_override_expires_and_the_platform_value_comes_back(agent, platform):
+    _send(platform, "base", type="write", point="ahu-1.sp", value=9.0)
+    assert _final(platform, "base")[-1]["stage"] == "done"
+    time.sleep(0.6)
+    cli = _cli("write", "ahu-1.sp", "11", "--for", "2s", "--socket", str(agent.socket))
+    assert cli.returncode == 0, cli.stderr
+    assert _value(agent, "ahu-1.sp") == 11
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _value(agent, "ahu-1.sp") != 9.0:
+        time.sleep(0.2)
+    assert _value(agent, "ahu-1.sp") == 9.0  # the platform's hold is in force again
+    holds = agent.request("points", device="ahu-1")["holds"]
+    assert holds["ahu-1.sp"]["source"] == "platform"
+
+
+def test_read_status_and_rebirth(agent, platform):
+    _send(platform, "rd", type="read", point="ahu-1.c")
+    done = _final(platform, "rd")[-1]
+    assert done["stage"] == "done" and isinstance(done["result"]["value"], int)
+    _send(platform, "st", type="status")
+    status = _final(platform, "st")[-1]["result"]
+    assert status["devices"]["ahu-1"]["up"] is True and status["uplink"]["state"] == "connected"
+    count = len(platform.telemetry()["ahu-1"])
+    _send(platform, "rb", type="rebirth")
+    assert _final(platform, "rb")[-1]["result"] == {"devices": 1, "points": 5}
+    assert platform.wait_for(lambda p: len(p.telemetry()["ahu-1"]) > count, 5)
+
+
+def test_malformed_messages_get_a_reason_or_are_dropped(agent, platform):
+    platform.send(CMD, b"\xff\xfe not json")
+    platform.send(CMD, json.dumps({"v": 1, "type": "write"}))  # no id: nothing to answer
+    platform.send(CMD, json.dumps({"v": 2, "id": "v2", "type": "status"}))
+    platform.send(CMD, json.dumps({"v": 1, "id": "zz", "type": "reboot"}))
+    assert _final(platform, "v2")[-1]["reason"] == "unsupported_version"
+    assert _final(platform, "zz")[-1]["reason"] == "unknown_type"
+    # The agent is still fine and answers the next command.
+    _send(platform, "after", type="status")
+    assert _final(platform, "after")[-1]["stage"] == "done"
+    assert agent.status()["commands"]["dropped"] == 2
+
+
+def test_a_retained_command_is_never_executed(tmp_path, broker, platform, agents):
+    # Left on the broker by a careless client: the broker hands it to every new subscriber.
+    body = {"v": 1, "id": "ret", "type": "write", "point": "ahu-1.run", "value": True}
+    platform.send(CMD, json.dumps(body), retain=True)
+    process = AgentProcess(tmp_path, site_config(tmp_path, broker.port, [_valve_device()]))
+    agents.append(process.start())
+    process.wait_ready()
+    assert _final(platform, "ret")[-1]["reason"] == "retained"
+    assert _value(process, "ahu-1.run") is False
+    platform.send(CMD, b"", retain=True)  # clear it from the broker
+
+
+def test_cli_points_read_and_errors(agent):
+    socket = str(agent.socket)
+    table = _cli("points", "--device", "ahu-1", "--socket", socket)
+    assert table.returncode == 0 and "ahu-1.sp" in table.stdout
+    as_json = json.loads(_cli("points", "--json", "--socket", socket).stdout)
+    assert as_json["ahu-1.sp"]["value"] == 7.0
+    read = _cli("read", "ahu-1.sp", "--socket", socket)
+    assert read.returncode == 0 and "ahu-1.sp = 7.0" in read.stdout
+    out_of_range = _cli("write", "ahu-1.sp", "40", "--socket", socket)
+    assert out_of_range.returncode == 1
+    assert out_of_range.stderr.strip().startswith("rejected (out_of_limits)")
+    assert "Traceback" not in out_of_range.stderr
+    dry = _cli("write", "ahu-1.sp", "9", "--dry-run", "--socket", socket)
+    assert dry.returncode == 0 and "dry run" in dry.stdout
+    assert _value(agent, "ahu-1.sp") == 7.0
+    assert _audit(agent)  # the CLI's commands are audited too, with the user's name
+    with sqlite3.connect(agent.config["store"]["path"]) as db:
+        users = {row[0] for row in db.execute("SELECT by FROM command_audit")}
+    assert users and None not in users and "unknown" not in users
+
+
+def test_cli_says_the_agent_is_not_running(tmp_path):
+    for args in (["write", "x.y", "1"], ["read", "x.y"], ["release", "x.y"], ["points"]):
+        result = _cli(*args, "--socket", str(tmp_path / "none.sock"))
+        assert result.returncode == 3, args
+        assert (
+            result.stderr.strip()
+            == f"error: the agent is not running (no socket at {tmp_path / 'none.sock'})"
+        )

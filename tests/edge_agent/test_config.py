@@ -592,7 +592,7 @@ def test_errors_inside_included_files_name_that_file(in_tmp: Path) -> None:
     assert found(got) == [
         ("points/chiller.yaml", 3, "devices[0].points[0].scale", "expected a number, got 'x'"),
         ("points/chiller.yaml", 5, "devices[0].points[1].foo", "unknown key 'foo' (allowed: id, "
-         "name, kind, unit, writable, limits, scale, offset, signal)"),
+         "name, kind, unit, writable, limits, min_write_interval, scale, offset, signal)"),
     ]  # fmt: skip
 
 

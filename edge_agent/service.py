@@ -33,6 +33,7 @@ from edge_agent.config.loader import load_config
 from edge_agent.config.models import AgentConfig
 from edge_agent.events import Events
 from edge_agent.local_api import AgentAlreadyRunning, LocalServer
+from edge_agent.local_logs import logs_handler
 from edge_agent.points import Batch, wall_ms
 from edge_agent.scheduler import ClockWatch, Poller
 from edge_agent.store_worker import StoreWorker
@@ -271,7 +272,12 @@ class Runtime:
         return {"stages": stages}
 
     async def _local_server(self) -> None:
-        handlers = {"status": self.status, "points": self.points, "command": self.command}
+        handlers = {
+            "status": self.status,
+            "points": self.points,
+            "command": self.command,
+            "logs": logs_handler,
+        }
         try:
             await LocalServer(self.config.local.socket, handlers).run()
         except (OSError, AgentAlreadyRunning) as exc:
@@ -314,7 +320,7 @@ class Runtime:
             "points": {
                 ref: {"value": r.value, "quality": r.quality.value, "reason": r.reason, "ts": r.ts}
                 for ref, r in snapshot.items()
-            }
+            },
         }
 
 

@@ -1,0 +1,568 @@
+"""Field tools of the technician CLI: `edge-agent discover bacnet|modbus` and `edge-agent logs`.
+
+Every error is one line (`error: ...`) and an exit code, never a traceback. Progress goes
+to stderr, results to stdout (`--json` for scripts). Heavy imports (pymodbus, bacpypes3,
+rich) happen inside the commands, so that the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+EXIT_NOT_RUNNING = 3  # as edge_agent.cli (not imported here: cli imports this module)
+EXIT_INTERRUPTED = 130
+FOLLOW_PERIOD_S = 0.5
+JOURNAL_UNIT = "edge-agent"
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class _OneLineErrors(click.Command):
+    """Usage errors (a bad number, a missing option) as one line, like every other error."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            _fail(f"{exc.format_message()} (see '{ctx.command_path} -h')", exc.exit_code)
+
+
+# -- discover -------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def discover() -> None:
+    """Find field devices: BACnet (Who-Is) and Modbus (unit ids and register ranges)."""
+
+
+@discover.command("bacnet", cls=_OneLineErrors)
+@click.option(
+    "--address",
+    help="Local address to bind, with its prefix (it gives the broadcast address), "
+    "e.g. 192.168.10.5/24.",
+)
+@click.option("--interface", help="Network interface to use instead of --address, e.g. eth1.")
+@click.option("--port", type=click.IntRange(1, 65535), default=47808, show_default=True)
+@click.option("--low", type=click.IntRange(0, 4194303), default=None, help="Lowest instance.")
+@click.option("--high", type=click.IntRange(0, 4194303), default=None, help="Highest instance.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 600),
+    default=3.0,
+    show_default=True,
+    help="Seconds to collect I-Am answers.",
+)
+@click.option("--no-names", is_flag=True, help="Do not read each device's object name.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def discover_bacnet(
+    address: str | None,
+    interface: str | None,
+    port: int,
+    low: int | None,
+    high: int | None,
+    timeout: float,
+    no_names: bool,
+    as_json: bool,
+) -> None:
+    """Broadcast a Who-Is and list the BACnet devices that answer."""
+    if (address is None) == (interface is None):
+        _fail("give either --address ADDRESS/PREFIX or --interface NAME")
+    if (low is None) != (high is None):
+        _fail("give both --low and --high, or neither")
+    if low is not None and high is not None and low > high:
+        _fail(f"--low {low} is greater than --high {high}")
+    local = _interface_address(interface) if interface else _check_address(address or "")
+
+    from drivers.bacnet.discovery import discover as who_is
+
+    status = _stderr_console()
+    try:
+        with status.status(f"Who-Is from {local} for {timeout:g} s ...", spinner="dots"):
+            found = asyncio.run(who_is(local, timeout, low, high, port=port, names=not no_names))
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except OSError as exc:
+        _fail(f"cannot use {local.partition('/')[0]} port {port}: {_bind_problem(exc, port)}")
+    except Exception as exc:  # bacpypes3 has many ways to refuse an address
+        _fail(f"BACnet discovery failed: {type(exc).__name__}: {exc}")
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {"instance": d.instance, "address": d.address, "vendor": d.vendor}
+                    | {"name": d.name}
+                    for d in found
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not found:
+        click.echo(f"No BACnet device answered within {timeout:g} s.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"BACnet devices ({len(found)})", title_justify="left")
+    table.add_column("Instance", justify="right")
+    table.add_column("Address")
+    table.add_column("Vendor", justify="right")
+    table.add_column("Name")
+    for d in found:
+        table.add_row(str(d.instance), d.address, str(d.vendor), d.name or "")
+    Console().print(table)
+
+
+def _check_address(address: str) -> str:
+    try:
+        iface = ipaddress.ip_interface(address)
+    except ValueError:
+        _fail(f"--address {address!r} is not an IPv4 address with a prefix (e.g. 10.0.0.5/24)")
+    if iface.version != 4 or "/" not in address:
+        _fail(f"--address {address!r}: give an IPv4 address with its prefix, e.g. 10.0.0.5/24")
+    return address
+
+
+def _interface_address(name: str) -> str:
+    """The first IPv4 address/prefix of interface `name` (iproute2's JSON output)."""
+    if shutil.which("ip") is None:
+        _fail("cannot look up --interface without the 'ip' command: give --address instead")
+    done = subprocess.run(
+        ["ip", "-j", "-4", "addr", "show", "dev", name],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
+    if done.returncode != 0:
+        _fail(f"no network interface {name!r}")
+    for link in json.loads(done.stdout or "[]"):
+        for info in link.get("addr_info", []):
+            if info.get("family") == "inet":
+                return f"{info['local']}/{info['prefixlen']}"
+    _fail(f"interface {name!r} has no IPv4 address")
+
+
+def _bind_problem(exc: OSError, port: int) -> str:
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return f"port busy (is the agent running? it owns UDP {port}; stop it or use --port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "this machine has no such address (see 'ip -4 addr')"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+# -- discover modbus ----------------------------------------------------------------------
+
+
+@discover.command("modbus", cls=_OneLineErrors)
+@click.option("--host", help="Modbus TCP device or gateway.")
+@click.option("--port", type=click.IntRange(1, 65535), default=502, show_default=True)
+@click.option("--serial", "serial_port", help="Serial port of an RTU bus, e.g. /dev/ttyUSB0.")
+@click.option("--baudrate", type=click.IntRange(300, 1_000_000), default=9600, show_default=True)
+@click.option("--parity", type=click.Choice(["N", "E", "O"], case_sensitive=False), default="N")
+@click.option("--stopbits", type=click.Choice(["1", "2"]), default="1")
+@click.option("--bytesize", type=click.Choice(["7", "8"]), default="8")
+@click.option("--units", default="1-10", show_default=True, help="Unit ids, e.g. 1-10 or 1,5,7-9.")
+@click.option(
+    "--tables",
+    default="holding,input,coils,discrete",
+    show_default=True,
+    help="Tables to scan, in this order.",
+)
+@click.option(
+    "--range",
+    "span_text",
+    default="0-999",
+    show_default=True,
+    help="Protocol addresses (0-based) to scan in every table.",
+)
+@click.option(
+    "--max-requests",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Most requests sent to one unit.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.01, 30),
+    default=0.5,
+    show_default=True,
+    help="Seconds to wait for each answer.",
+)
+@click.option(
+    "--gap",
+    type=click.FloatRange(0, 5),
+    default=None,
+    help="Seconds of quiet between requests (default: 0.01 on serial, 0 on TCP).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def discover_modbus(
+    host: str | None,
+    port: int,
+    serial_port: str | None,
+    baudrate: int,
+    parity: str,
+    stopbits: str,
+    bytesize: str,
+    units: str,
+    tables: str,
+    span_text: str,
+    max_requests: int,
+    timeout: float,
+    gap: float | None,
+    as_json: bool,
+) -> None:
+    """Find the unit ids that answer and the register ranges each one can read."""
+    from drivers.modbus import discovery as md
+
+    if (host is None) == (serial_port is None):
+        _fail("give either --host HOST (Modbus TCP) or --serial PORT (Modbus RTU)")
+    target: md.Target
+    if serial_port is not None:
+        target = md.SerialTarget(
+            serial_port,
+            baudrate,
+            parity.upper(),
+            int(stopbits),
+            int(bytesize),  # type: ignore[arg-type]
+        )
+        unit_range = (1, 247)  # 0 is broadcast: nobody answers it
+    else:
+        target = md.TcpTarget(host or "", port)
+        unit_range = (0, 255)
+    try:
+        unit_ids = md.parse_numbers(units, *unit_range, what="--units")
+        table_list = md.parse_tables(tables)
+        span = md.parse_span(span_text, what="--range")
+    except ValueError as exc:
+        _fail(str(exc))
+    # pymodbus logs connection trouble on its own; we say it once, in one line.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)
+    console = _stderr_console()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    all_units = bars.add_task("units", total=len(unit_ids), info="")
+    one_unit = bars.add_task("unit", total=span.count * len(table_list), info="")
+
+    def progress(p: md.ScanProgress) -> None:
+        bars.update(all_units, completed=p.units_done)
+        bars.update(
+            one_unit,
+            description=f"unit {p.unit} {p.table or ''}",
+            completed=p.addresses_done,
+            info=f"{p.requests}/{max_requests} requests",
+        )
+
+    started = time.monotonic()
+    try:
+        with bars:
+            result = asyncio.run(
+                md.scan(
+                    target,
+                    unit_ids,
+                    tables=table_list,
+                    span=span,
+                    max_requests=max_requests,
+                    timeout=timeout,
+                    gap=gap,
+                    progress=progress,
+                )
+            )
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except md.ScanError as exc:
+        _fail(str(exc))
+    elapsed = time.monotonic() - started
+    if as_json:
+        click.echo(json.dumps(_scan_json(result, elapsed), indent=2))
+        return
+    _print_scan(result, elapsed)
+
+
+def _scan_json(result: Any, elapsed: float) -> dict[str, Any]:
+    return {
+        "target": result.target,
+        "seconds": round(elapsed, 3),
+        "units": [
+            {
+                "unit": u.unit,
+                "present": u.present,
+                "answer": u.answer,
+                "requests": u.requests,
+                "complete": u.complete,
+                "tables": {
+                    t.table: {
+                        "readable": [[s.start, s.end] for s in t.readable],
+                        "unscanned": [[s.start, s.end] for s in t.unscanned],
+                        "unsupported": t.unsupported,
+                        "note": t.note,
+                    }
+                    for t in u.tables
+                },
+            }
+            for u in result.units
+        ],
+    }
+
+
+def _print_scan(result: Any, elapsed: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    present = result.present
+    absent = [u.unit for u in result.units if not u.present]
+    if present:
+        table = Table(title=f"Modbus units on {result.target}", title_justify="left")
+        table.add_column("Unit", justify="right")
+        table.add_column("Table")
+        table.add_column("Readable addresses")
+        table.add_column("Count", justify="right")
+        table.add_column("Notes")
+        for u in present:
+            for i, t in enumerate(u.tables):
+                notes = []
+                if t.unsupported:
+                    notes.append("not supported (illegal function)")
+                if t.unscanned:
+                    notes.append(
+                        f"{t.note or 'not scanned'}: "
+                        + ", ".join(str(s) for s in t.unscanned)
+                        + " not scanned"
+                    )
+                table.add_row(
+                    str(u.unit) if i == 0 else "",
+                    t.table,
+                    ", ".join(str(s) for s in t.readable) or "-",
+                    str(t.registers),
+                    "; ".join(notes),
+                    end_section=i == len(u.tables) - 1,
+                )
+        console.print(table)
+    else:
+        console.print(f"No unit answered on {result.target}.")
+    if absent:
+        console.print(f"No answer from unit(s) {_compact(absent)}.")
+    requests = sum(u.requests for u in result.units)
+    console.print(f"{requests} requests in {elapsed:.1f} s.")
+
+
+def _compact(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    parts: list[str] = []
+    for n in numbers:
+        if parts and parts[-1][1] == n - 1:
+            parts[-1] = (parts[-1][0], n)
+        else:
+            parts.append((n, n))  # type: ignore[arg-type]
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)  # type: ignore[misc]
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+# -- logs ---------------------------------------------------------------------------------
+
+
+@click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--socket",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The agent's local socket "
+    "(default: from --config, $EDGE_AGENT_SOCKET or /run/edge-agent/agent.sock).",
+)
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Site configuration, to find the agent's socket.",
+)
+@click.option(
+    "-n", "lines", type=click.IntRange(1, 2000), default=100, show_default=True, help="Records."
+)
+@click.option("--level", help="Only records at this level or above (debug ... critical).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new records (Ctrl-C stops).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
+def logs(
+    socket: Path | None,
+    config_path: Path | None,
+    lines: int,
+    level: str | None,
+    follow: bool,
+    as_json: bool,
+) -> None:
+    """The running agent's recent log records (or the journal's, when it is not running)."""
+    from edge_agent.cli import _socket_path
+    from edge_agent.local_api import request
+    from edge_agent.logs import level_number
+
+    if level is not None:
+        try:
+            level_number(level)
+        except ValueError as exc:
+            _fail(f"--level: {exc}")
+        level = level.lower()
+    path = _socket_path(socket, config_path)
+    try:
+        answer = request(path, "logs", n=lines, level=level)
+    except (FileNotFoundError, ConnectionRefusedError):
+        _journal(path, lines, level, follow, as_json)
+    except PermissionError:
+        _fail(f"no permission to talk to the agent at {path} (are you in the agent's group?)")
+    except OSError as exc:
+        _fail(f"the agent is not answering on {path}: {exc.strerror or exc}", EXIT_NOT_RUNNING)
+    _check(answer)
+    for record in answer["records"]:
+        _echo_record(record, as_json)
+    after = answer["last"]
+    if not follow:
+        return
+    try:
+        while True:
+            time.sleep(FOLLOW_PERIOD_S)
+            try:
+                answer = request(path, "logs", n=2000, level=level, after=after)
+            except OSError:
+                _fail(f"the agent stopped (no answer on {path})", EXIT_NOT_RUNNING)
+            _check(answer)
+            for record in answer["records"]:
+                _echo_record(record, as_json)
+            after = answer["last"]
+    except KeyboardInterrupt:
+        return
+
+
+def _check(answer: dict[str, Any]) -> None:
+    if answer.get("error") == "bad_request" and "logs" not in answer.get("known", ["logs"]):
+        _fail("the running agent does not serve its logs (an older version?); use journalctl")
+    if not answer.get("ok"):
+        _fail(f"the agent refused 'logs': {answer.get('message') or answer.get('error')}")
+
+
+_LEVEL_COLOURS = {"debug": "blue", "warning": "yellow", "error": "red", "critical": "red"}
+_SHOWN = ("timestamp", "level", "event", "seq")
+
+
+def _echo_record(record: dict[str, Any], as_json: bool) -> None:
+    click.echo(_format(record, as_json))
+
+
+def _format(record: dict[str, Any], as_json: bool) -> str:
+    """One record as one line: JSON, or "timestamp level event key=value ..."."""
+    if as_json:
+        return json.dumps(record, default=str)
+    level = str(record.get("level", ""))
+    extra = " ".join(f"{k}={v}" for k, v in record.items() if k not in _SHOWN)
+    return (
+        f"{record.get('timestamp', '')} "
+        + click.style(f"{level:<8}", fg=_LEVEL_COLOURS.get(level))  # dropped when piped
+        + f" {record.get('event', '')}"
+        + (f"  {extra}" if extra else "")
+    )
+
+
+def _journal(path: Path, lines: int, level: str | None, follow: bool, as_json: bool) -> NoReturn:
+    """The agent is not running: its earlier records are in the systemd journal."""
+    journalctl = shutil.which("journalctl")
+    if journalctl is None:
+        _fail(
+            f"the agent is not running (no socket at {path}); when it runs as a service its "
+            f"log goes to the systemd journal (journalctl -u {JOURNAL_UNIT}), otherwise to "
+            "the stderr of whoever started it",
+            EXIT_NOT_RUNNING,
+        )
+    click.echo(
+        f"the agent is not running (no socket at {path}); "
+        f"from the journal (journalctl -u {JOURNAL_UNIT}):",
+        err=True,
+    )
+    # With a level filter, ask for more lines: the filter drops some.
+    wanted = 2000 if level else lines
+    command = [journalctl, "-u", JOURNAL_UNIT, "-n", str(wanted), "--no-pager", "-o", "cat"]
+    if follow:
+        command.append("-f")
+    least = _level_of(level) if level else 0
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, errors="replace")
+    except OSError as exc:
+        _fail(f"cannot run journalctl: {exc.strerror or exc}", EXIT_NOT_RUNNING)
+    kept: collections.deque[str] = collections.deque(maxlen=lines)
+    interrupted = False
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            shown = _journal_line(line, least, as_json)
+            if shown is None:
+                continue
+            if follow:
+                click.echo(shown)
+            else:
+                kept.append(shown)
+    except KeyboardInterrupt:  # Ctrl-C ends --follow; journalctl got it too
+        interrupted = True
+        proc.terminate()
+    code = proc.wait()
+    for shown in kept:
+        click.echo(shown)
+    if not kept and not follow and code == 0:
+        click.echo(f"(the journal holds no records of {JOURNAL_UNIT})", err=True)
+    sys.exit(0 if interrupted else code)
+
+
+def _journal_line(line: str, least: int, as_json: bool) -> str | None:
+    """A journal line as we print it, or None if the level filter drops it. The agent
+    writes JSON lines; others (a crash's traceback) are kept as they are."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        return line
+    if least and _level_of(str(record.get("level", "info"))) < least:
+        return None
+    return _format(record, as_json)
+
+
+def _level_of(level: str) -> int:
+    from edge_agent.logs import level_number
+
+    try:
+        return level_number(level)
+    except ValueError:
+        return logging.INFO

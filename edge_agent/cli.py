@@ -198,9 +198,10 @@ def install_service(prefix: Path | None, config_path: Path, dry_run: bool, root:
     sys.exit(install_main(prefix, config_path, dry_run, root))
 
 
+from edge_agent.cli_plant import alarms, loops  # noqa: E402
 from edge_agent.cli_points import points, read, release, write  # noqa: E402
 
-for _command in (points, read, write, release):
+for _command in (points, read, write, release, alarms, loops):
     main.add_command(_command)
 
 from edge_agent.cli_field import discover, logs  # noqa: E402

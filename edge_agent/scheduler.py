@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from drivers.base import DeviceUnavailable, Driver
 from edge_agent import logs
@@ -74,6 +75,16 @@ class Deadlines:
         return missed
 
 
+class PollWatcher(Protocol):
+    """Told of every poll and of device loss and recovery (the alarm engine)."""
+
+    def observe(self, device: str, readings: Sequence[Reading], now_ms: int) -> None: ...
+
+    def device_down(self, device: str, reason: str, now_ms: int) -> None: ...
+
+    def device_recovered(self, device: str, now_ms: int) -> None: ...
+
+
 class Poller:
     """Polls one device forever; hands every poll to `submit` and the cache."""
 
@@ -85,8 +96,10 @@ class Poller:
         cache: PointCache,
         events: Events,
         stagger_s: float = 0.0,
+        watcher: PollWatcher | None = None,
     ) -> None:
         self.device = device
+        self._watcher = watcher
         self.driver = driver
         self._submit = submit
         self._cache = cache
@@ -130,6 +143,8 @@ class Poller:
         self._record_health(failure, readings, ts)
         self._cache.update(device.id, batch.readings)
         self._submit(batch)
+        if self._watcher is not None:
+            self._watcher.observe(device.id, batch.readings, ts)
         return batch
 
     def _record_health(self, failure: str | None, readings: list[Reading], ts: int) -> None:
@@ -143,6 +158,8 @@ class Poller:
                 self._events.emit(
                     "device_recovered", device=self.device.id, down_for_s=round(down_for, 1)
                 )
+                if self._watcher is not None:
+                    self._watcher.device_recovered(self.device.id, ts)
             health.up, health.consecutive_failures, health.down_since_mono = True, 0, None
             return
         health.failures += 1
@@ -151,6 +168,8 @@ class Poller:
         if health.up:
             health.up, health.down_since_mono = False, time.monotonic()
             self._events.emit("device_down", level="warning", device=self.device.id, reason=failure)
+            if self._watcher is not None:
+                self._watcher.device_down(self.device.id, failure, ts)
 
     def _backoff_slots(self) -> int:
         """1 while healthy; doubles per consecutive failure, capped at MAX_BACKOFF_S."""

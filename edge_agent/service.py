@@ -23,13 +23,14 @@ from typing import Any
 from drivers.base import Driver, Link
 from drivers.registry import driver_class
 from edge_agent import __version__, logs, sd_notify, watchdog
+from edge_agent.alarms.engine import AlarmEngine, AlarmError
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages
 from edge_agent.commands.audit import Audit
 from edge_agent.commands.router import CommandRouter, Context
 from edge_agent.config.base import DeviceBase
 from edge_agent.config.errors import ConfigError
-from edge_agent.config.loader import load_config
+from edge_agent.config.loader import load_config, load_config_text
 from edge_agent.config.models import AgentConfig
 from edge_agent.events import Events
 from edge_agent.local_api import AgentAlreadyRunning, LocalServer
@@ -46,6 +47,7 @@ BACKLOG_REPORT_S = 60.0
 MAX_RESTART_DELAY_S = 60.0
 MAX_COMMANDS_IN_FLIGHT = 64
 COMMAND_DRAIN_S = 5.0  # how long shutdown waits for commands being carried out
+ALARM_TICK_S = 1.0
 
 
 async def supervise(name: str, factory: Callable[[], Awaitable[None]], events: Events) -> None:
@@ -73,13 +75,29 @@ async def supervise(name: str, factory: Callable[[], Awaitable[None]], events: E
             await asyncio.sleep(delay)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PendingApply:
+    """A config_apply under way: confirmed (or rolled back) by the runtime it starts."""
+
+    command_id: str
+    config: AgentConfig  # what the next runtime runs
+    previous_text: str  # the file as it was, to restore
+    previous: AgentConfig
+    rollback: str | None = None  # why the new config was abandoned
+
+
 class Control:
-    """What the signal handlers ask of the running agent."""
+    """What the signal handlers and commands ask of the running agent."""
 
     def __init__(self) -> None:
         self.changed = asyncio.Event()
         self.stop = False
         self.new_config: AgentConfig | None = None
+        self.pending_apply: PendingApply | None = None
+
+    def request_apply(self, pending: PendingApply) -> None:
+        self.pending_apply = pending
+        self.request_reload(pending.config)
 
     def request_stop(self) -> None:
         self.stop = True
@@ -94,9 +112,15 @@ class Runtime:
     """Everything that depends on one configuration."""
 
     def __init__(
-        self, config: AgentConfig, store: StoreWorker, events: Events, started: float
+        self,
+        config: AgentConfig,
+        store: StoreWorker,
+        events: Events,
+        started: float,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
         self.store = store
         self.events = events
         self.started = started
@@ -106,11 +130,17 @@ class Runtime:
         self.pollers: list[Poller] = []
         self.router: CommandRouter | None = None
         self._commands: set[asyncio.Task] = set()
+        self.control: Control | None = None
+        self.up = asyncio.Event()  # set once READY was reported
+        self.alarms = AlarmEngine(
+            config.alarms, store.submit, store.path.parent / "alarms.json", self.identity
+        )
         # What the process watchdog asks while this runtime runs; None while it starts or
         # stops (a swap or a shutdown is deliberate and bounded, not a failure).
         self.health: watchdog.HealthCheck | None = None
 
     async def run(self, control: Control) -> None:
+        self.control = control
         devices = [d for d in self.config.devices if d.enabled]
         async with contextlib.AsyncExitStack() as stack:
             links: dict[str, Link] = {}
@@ -121,7 +151,13 @@ class Runtime:
                 stagger = device.poll_interval * index / max(1, len(devices))
                 self.pollers.append(
                     Poller(
-                        device, driver, self.store.submit_batch, self.cache, self.events, stagger
+                        device,
+                        driver,
+                        self.store.submit_batch,
+                        self.cache,
+                        self.events,
+                        stagger,
+                        watcher=self.alarms,
                     )
                 )
             audit = await self.store.call(Audit, self.store.path)
@@ -157,9 +193,13 @@ class Runtime:
                     tg.create_task(
                         supervise("audit", self.router.prune_audit, self.events), name="audit"
                     ),
+                    tg.create_task(
+                        supervise("alarms", self._tick_alarms, self.events), name="alarms"
+                    ),
                 ]
                 self.health = watchdog.runtime_health(self.store.stats, uplink)
                 sd_notify.notify(f"READY=1\nSTATUS=polling {len(devices)} devices")
+                self.up.set()
                 log.info("agent running", devices=len(devices), config_hash=self.config.config_hash)
                 await control.changed.wait()
                 await self._shutdown(polls, uplink, helpers)
@@ -226,6 +266,115 @@ class Runtime:
     def _register_commands(self, router: CommandRouter) -> None:
         router.register("status", lambda _c, _ctx: self._status_result)
         router.register("rebirth", lambda _c, _ctx: self._rebirth)
+        router.register("config_apply", self._prepare_config_apply)
+        router.register("alarm_ack", self._prepare_alarm_ack)
+
+    def _prepare_alarm_ack(self, command: messages.AlarmAck, context: Context):
+        by = command.by or context.by or context.source.label
+
+        async def ack() -> dict[str, Any]:
+            try:
+                return self.alarms.ack(command.alarm, by, command.note, wall_ms())
+            except AlarmError as exc:
+                raise messages.Rejected(messages.Reason(exc.reason), str(exc)) from None
+
+        return ack
+
+    def _prepare_config_apply(self, command: messages.ConfigApply, _context: Context):
+        path, control = self.config_path, self.control
+        if path is None or control is None:
+            raise messages.Rejected(
+                messages.Reason.UNAVAILABLE, "this agent was not started from a config file"
+            )
+        running = self.config.config_hash
+        if command.base_hash is not None and command.base_hash != running:
+            raise messages.Rejected(
+                messages.Reason.CONFIG_CONFLICT,
+                f"base_hash {command.base_hash} is not the running configuration ({running})",
+            )
+        if control.pending_apply is not None:
+            raise messages.Rejected(messages.Reason.BUSY, "another config_apply is under way")
+        try:
+            new = load_config_text(command.config, f"config_apply {command.id}", path.parent)
+        except ConfigError as exc:
+            problems = "; ".join(str(issue) for issue in exc.issues[:5])
+            more = f" (and {len(exc.issues) - 5} more)" if len(exc.issues) > 5 else ""
+            raise messages.Rejected(messages.Reason.CONFIG_INVALID, problems + more) from None
+
+        async def apply() -> dict[str, Any]:
+            if new.config_hash == running:
+                return {"config_hash": running, "changed": False}
+            previous_text = await asyncio.to_thread(path.read_text)
+            await asyncio.to_thread(write_atomically, path, command.config)
+            log.info("configuration written; applying", config_hash=new.config_hash)
+            control.request_apply(PendingApply(command.id, new, previous_text, self.config))
+            raise messages.Deferred
+
+        return apply
+
+    async def confirm_apply(self, pending: PendingApply, control: Control, timeout: float) -> None:
+        """Finish a config_apply in the runtime it started: done once the new config polls
+        and reaches the platform; otherwise restore the old file and config."""
+        why = await self._wait_up(timeout)
+        if self.router is None:
+            return
+        router = self.router
+        if pending.rollback is not None:
+            self.events.emit("config_rolled_back", level="error", reason=pending.rollback)
+            result = {"config_hash": self.config.config_hash, "rolled_back": True}
+            await router.complete(
+                pending.command_id,
+                "config_apply",
+                "failed",
+                messages.Reason.CONFIG_FAILED,
+                pending.rollback,
+                result,
+            )
+            return
+        if why is None:
+            await router.complete(pending.command_id, "config_apply", "done", result={
+                "config_hash": self.config.config_hash,
+                "previous_hash": pending.previous.config_hash,
+            })  # fmt: skip
+            return
+        reason = f"the new configuration did not come up within {timeout:g} s: {why}"
+        log.error("config_apply failed; rolling back", reason=reason)
+        assert self.config_path is not None
+        await asyncio.to_thread(write_atomically, self.config_path, pending.previous_text)
+        control.request_apply(
+            dataclasses.replace(pending, config=pending.previous, rollback=reason)
+        )
+
+    async def _wait_up(self, timeout: float) -> str | None:
+        """None once READY and connected to the broker, else what is missing."""
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.up.wait(), timeout)
+        if not self.up.is_set():
+            return "the agent did not start"
+        while self.uplink.state != "connected":
+            if time.monotonic() > deadline:
+                return f"no connection to the broker ({self.uplink.last_error or 'connecting'})"
+            await asyncio.sleep(0.1)
+        return None
+
+    async def _tick_alarms(self) -> None:
+        while True:
+            await asyncio.sleep(ALARM_TICK_S)
+            self.alarms.tick(wall_ms())
+
+    async def loop_list(self, _request: dict[str, Any]) -> dict[str, Any]:
+        return {"loops": []}
+
+    async def config_view(self, _request: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(mode="json"),
+            "config_hash": self.config.config_hash,
+            "file": str(self.config_path) if self.config_path else None,
+        }
+
+    async def alarm_list(self, _request: dict[str, Any]) -> dict[str, Any]:
+        return {"alarms": self.alarms.active()}
 
     def _on_command(self, payload: bytes, retained: bool) -> None:
         """A message on the command topic (called on the event loop by the uplink)."""
@@ -277,6 +426,9 @@ class Runtime:
             "points": self.points,
             "command": self.command,
             "logs": logs_handler,
+            "alarms": self.alarm_list,
+            "loops": self.loop_list,
+            "config": self.config_view,
         }
         try:
             await LocalServer(self.config.local.socket, handlers).run()
@@ -297,6 +449,7 @@ class Runtime:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "uplink": self.uplink.stats(),
             "commands": self.router.stats() if self.router else None,
+            "alarms": self.alarms.summary(),
             "store": {**dataclasses.asdict(outbox), **self.store.stats()},
             "devices": {
                 p.device.id: {
@@ -370,13 +523,23 @@ async def serve(config_path: Path, config: AgentConfig) -> int:
         return check() if check is not None else None
 
     pinger = loop.create_task(watchdog.run(health), name="watchdog")
+    pending: PendingApply | None = None
     try:
         while True:
             control.changed.clear()
-            runtime = Runtime(config, store, events, started)
+            runtime = Runtime(config, store, events, started, config_path)
+            confirm = None
+            if pending is not None:
+                confirm = loop.create_task(
+                    runtime.confirm_apply(pending, control, config.commands.apply_confirm),
+                    name="confirm-apply",
+                )
             await runtime.run(control)
+            if confirm is not None and not confirm.done():
+                confirm.cancel()
             if control.stop:
                 break
+            pending, control.pending_apply = control.pending_apply, None
             previous, config = config, control.new_config or config
             if config.store != previous.store:
                 # The outbox moves with its settings; everything committed so far stays in
@@ -398,6 +561,23 @@ async def serve(config_path: Path, config: AgentConfig) -> int:
         await store.close()
         log.info("agent stopped")
     return 0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace a file so that a power cut leaves the old or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if path.exists():
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 async def _reload(path: Path, control: Control, events: Events) -> None:

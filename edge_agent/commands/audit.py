@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS command_audit (
     by TEXT,                        -- unix user, platform identity, loop id
     received_ts INTEGER NOT NULL,
     body TEXT NOT NULL,             -- the command as received
-    stage TEXT NOT NULL,            -- received | rejected | done | failed
+    stage TEXT NOT NULL,            -- received | accepted | rejected | done | failed
     reason TEXT,
     message TEXT,
     result TEXT,                    -- JSON: read-back value and the like
@@ -60,7 +60,7 @@ class AuditRow:
 
     @property
     def finished(self) -> bool:
-        return self.stage in ("rejected", "done", "failed")
+        return self.stage in ("rejected", "done", "failed")  # else received or accepted
 
     def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__slots__}

@@ -90,6 +90,11 @@ class Failed(Exception):
         self.detail = detail
 
 
+class Deferred(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by an execution whose outcome is known only later (a config apply finishes
+    in the next runtime): the router answers `accepted` and waits for `complete`."""
+
+
 PointRef = Annotated[str, Field(pattern=_REF)]
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
 EpochMs = Annotated[int, Field(ge=0, lt=2**53)]

@@ -24,7 +24,7 @@ from edge_agent.cache import PointCache
 from edge_agent.commands import messages as m
 from edge_agent.commands.audit import Audit, AuditRow
 from edge_agent.commands.holds import Hold, Holds
-from edge_agent.commands.messages import Failed, Reason, Rejected, Source
+from edge_agent.commands.messages import Deferred, Failed, Reason, Rejected, Source
 from edge_agent.config.base import DeviceBase, PointBase
 from edge_agent.points import Quality, Reading, Value, wall_ms
 from edge_agent.store.outbox import Record, TrafficClass
@@ -181,6 +181,10 @@ class CommandRouter:
         send(_stage(command.id, command.type, "accepted"))
         try:
             result = await execution()
+        except Deferred:
+            await self.store.call(self.audit.finish, command.id, "accepted", None, None, None,
+                                  wall_ms())  # fmt: skip
+            return _stage(command.id, command.type, "accepted")
         except Failed as exc:
             final = await self._finish(
                 command, send, "failed", exc.reason, exc.message, exc.detail or None
@@ -219,6 +223,23 @@ class CommandRouter:
         final = _stage(command.id, command.type, stage, reason, message, result)
         send(final)
         return final
+
+    async def complete(
+        self,
+        command_id: str,
+        type_: str,
+        stage: str,
+        reason: Reason | None = None,
+        message: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        """Give a deferred command its final stage (audit and platform reply)."""
+        self.counts[stage] += 1
+        await self.store.call(
+            self.audit.finish, command_id, stage, reason.value if reason else None, message,
+            result, wall_ms(),
+        )  # fmt: skip
+        self._publish(_stage(command_id, type_, stage, reason, message, result))
 
     def _publish(self, message: dict[str, Any]) -> None:
         message = {"v": m.VERSION, "type": "command_result", **self.identity, **message}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from drivers.fake import FakeDevice
+from edge_agent.alarms.rules import rule_problems
 from edge_agent.config.base import DeviceBase
 from edge_agent.config.errors import Loc
 from edge_agent.config.models import AgentConfig
@@ -40,6 +41,8 @@ def cross_check(config: AgentConfig) -> list[Finding]:
         ),
         *_reconnect(config),
         *_credentials(config),
+        *_duplicates(config.alarms, lambda r: r.id, ("alarms",), ("id",), "alarm rule id"),
+        *_alarms(config),
     ]
     known_links = list(dict.fromkeys(link.id for link in config.links))
     for index, device in enumerate(config.devices):
@@ -112,6 +115,13 @@ def _credentials(config: AgentConfig) -> Iterator[Finding]:
     if config.uplink.password_file is not None and config.uplink.username is None:
         message = "password_file needs a username (without one, no password is sent)"
         yield Finding(("uplink", "password_file"), message)
+
+
+def _alarms(config: AgentConfig) -> Iterator[Finding]:
+    # Every rule must watch a configured point (or device), of a kind its type can judge.
+    kinds = {f"{d.id}.{p.id}": p.kind for d in config.devices for p in d.points}
+    for index, where, message in rule_problems(config.alarms, kinds):
+        yield Finding(("alarms", index, *where), message)
 
 
 def _seconds(value: float, given: bool) -> str:

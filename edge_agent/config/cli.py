@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import click
 import yaml
@@ -66,3 +67,40 @@ def _finite(value: object) -> object:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
+
+
+@config.command("diff")
+@click.argument("file", type=click.Path(dir_okay=True))
+@click.option(
+    "--against",
+    type=click.Path(dir_okay=True),
+    default=None,
+    help="Compare with this file instead of the running agent's configuration.",
+)
+@click.option("--socket", type=click.Path(), default=None, help="The running agent's socket.")
+def diff(file: str, against: str | None, socket: str | None) -> None:
+    """What would change if FILE replaced the running configuration (effective values,
+    includes resolved and defaults filled in). Exit 0: same, 1: different."""
+    import difflib
+
+    new = _load_or_exit(file).model_dump(mode="json")
+    if against is not None:
+        old, label = _load_or_exit(against).model_dump(mode="json"), against
+    else:
+        from edge_agent.cli import DEFAULT_SOCKET, ask_agent
+
+        answer = ask_agent(Path(socket) if socket else DEFAULT_SOCKET, "config")
+        old, label = answer["config"], f"running agent ({answer['config_hash']})"
+    lines = difflib.unified_diff(
+        _yaml(old).splitlines(), _yaml(new).splitlines(), label, file, lineterm=""
+    )
+    output = "\n".join(lines)
+    if not output:
+        click.echo(f"no difference: {file} is the configuration of the {label}")
+        return
+    click.echo(output)
+    raise click.exceptions.Exit(1)
+
+
+def _yaml(data: object) -> str:
+    return yaml.safe_dump(_finite(data), sort_keys=True, allow_unicode=True)

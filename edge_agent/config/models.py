@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import ByteSize, Field, model_validator
 
 from drivers.registry import DEVICE_MODELS
+from edge_agent.alarms.rules import AlarmRule
 from edge_agent.config.base import Duration, Gap, Id, Model
 
 Device = Annotated[DEVICE_MODELS, Field(discriminator="driver")]
@@ -75,15 +76,23 @@ class Local(Model):
     socket: Path = Path("/run/edge-agent/agent.sock")  # technician CLI, mode 0660
 
 
+class Commands(Model):
+    # A pushed config must be polling and connected to the broker within this time, or the
+    # previous one is restored.
+    apply_confirm: Duration = 60.0
+
+
 class AgentConfig(Model):
     site: Identity
     gateway: Identity
     uplink: Uplink
     store: Store = Store()
     local: Local = Local()
+    commands: Commands = Commands()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     links: tuple[Link, ...] = ()
     devices: tuple[Device, ...] = ()
+    alarms: tuple[AlarmRule, ...] = ()
 
     @property
     def client_id(self) -> str:

@@ -241,3 +241,55 @@ def test_cli_says_the_agent_is_not_running(tmp_path):
             result.stderr.strip()
             == f"error: the agent is not running (no socket at {tmp_path / 'none.sock'})"
         )
+
+
+def _apply(platform, command_id: str, config: dict, **extra) -> list[dict]:
+    import yaml
+
+    _send(platform, command_id, type="config_apply", config=yaml.safe_dump(config), **extra)
+    return _final(platform, command_id, timeout=30)
+
+
+def test_config_apply_writes_applies_and_answers_with_the_new_hash(agent, platform):
+    old_hash = agent.status()["config_hash"]
+    new = {**agent.config, "devices": [{**_valve_device(), "poll_interval": 0.3}]}
+    replies = _apply(platform, "cfg-1", new, base_hash=old_hash)
+    assert [r["stage"] for r in replies] == ["accepted", "done"], replies
+    result = replies[-1]["result"]
+    assert result["previous_hash"] == old_hash and result["config_hash"] != old_hash
+    assert agent.status()["config_hash"] == result["config_hash"]
+    assert "poll_interval: 0.3" in agent.config_path.read_text()
+    # The same push again: nothing to do, and a stale base_hash is a conflict.
+    assert _apply(platform, "cfg-2", new)[-1]["result"]["changed"] is False
+    assert _apply(platform, "cfg-3", new, base_hash=old_hash)[-1]["reason"] == "config_conflict"
+
+
+def test_an_invalid_config_is_rejected_and_nothing_changes(agent, platform):
+    before = agent.config_path.read_text()
+    bad = {**agent.config, "devices": [{**_valve_device(), "poll_interval": "often"}]}
+    rejected = _apply(platform, "cfg-bad", bad)[-1]
+    assert rejected["stage"] == "rejected" and rejected["reason"] == "config_invalid"
+    assert "poll_interval" in rejected["message"]
+    _send(platform, "cfg-yaml", type="config_apply", config="site: [unclosed")
+    assert _final(platform, "cfg-yaml")[-1]["reason"] == "config_invalid"
+    assert agent.config_path.read_text() == before
+
+
+def test_a_config_that_loses_the_broker_is_rolled_back(agent, platform, broker):
+    from edge_agent.broker_tools import free_port
+
+    before = agent.config_path.read_text()
+    old_hash = agent.status()["config_hash"]
+    lost = {
+        **agent.config,
+        "uplink": {**agent.config["uplink"], "endpoints": [{"host": "127.0.0.1",
+                                                             "port": free_port()}]},
+        "commands": {"apply_confirm": "3s"},
+    }  # fmt: skip
+    replies = _apply(platform, "cfg-lost", lost)
+    assert [r["stage"] for r in replies] == ["accepted", "failed"], replies
+    failed = replies[-1]
+    assert failed["reason"] == "config_failed" and "broker" in failed["message"]
+    assert failed["result"] == {"config_hash": old_hash, "rolled_back": True}
+    assert agent.config_path.read_text() == before
+    assert agent.status()["config_hash"] == old_hash

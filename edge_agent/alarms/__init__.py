@@ -1,0 +1,1 @@
+"""Local alarms: rules from the site configuration, evaluated on every poll."""

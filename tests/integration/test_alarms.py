@@ -1,0 +1,98 @@
+"""Alarms from a running agent: raised, published ahead of telemetry, acknowledged by the
+platform and the technician, and kept across an outage and a restart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from tests.harness import REPO, AgentProcess, fake_device, site_config
+
+CMD = "t/test-site/gw1/cmd"
+
+
+def _config(tmp_path, port: int, control_file) -> dict:
+    device = fake_device("sewage", n_points=2, interval=0.2)
+    device["connection"] = {"control_file": str(control_file)}
+    device["points"].append(
+        {"id": "ph", "unit": "pH", "signal": {"mode": "constant", "value": 11.5}}
+    )
+    rules = [
+        {"id": "ph-high", "type": "high", "point": "sewage.ph", "limit": 9.0, "deadband": 0.2,
+         "severity": "major", "message": "pH {value} above {limit}"},
+        {"id": "sewage-offline", "type": "comm_loss", "point": "sewage.ph", "duration": "1s",
+         "severity": "minor"},
+    ]  # fmt: skip
+    return site_config(tmp_path, port, [device], alarms=rules)
+
+
+def _alarms(platform) -> list[dict]:
+    return [m.body for m in platform.messages if m.body.get("type") == "alarm"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", *args],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+
+
+def test_alarm_raised_acknowledged_and_kept_across_a_restart(tmp_path, broker, platform, agents):
+    control = tmp_path / "faults.json"
+    control.write_text("{}")
+    agent = AgentProcess(tmp_path, _config(tmp_path, broker.port, control))
+    agents.append(agent.start())
+    agent.wait_ready()
+    assert platform.wait_for(lambda p: any(a["rule"] == "ph-high" for a in _alarms(p)), 10)
+    raised = next(a for a in _alarms(platform) if a["rule"] == "ph-high")
+    assert raised["state"] == "active" and raised["severity"] == "major"
+    topics = {m.topic for m in platform.messages if m.body.get("type") == "alarm"}
+    assert topics == {"t/test-site/gw1/alarm"}
+
+    listed = json.loads(_cli("alarms", "--json", "--socket", str(agent.socket)).stdout)
+    assert [a["rule"] for a in listed] == ["ph-high"] and listed[0]["acked"] is False
+    table = _cli("alarms", "--socket", str(agent.socket))
+    assert "ph-high" in table.stdout and "pH 11.5 above 9" in table.stdout
+
+    platform.send(CMD, json.dumps({"v": 1, "id": "ack-1", "type": "alarm_ack",
+                                   "alarm": "ph-high", "note": "dosing pump checked"}))  # fmt: skip
+    assert platform.wait_for(lambda p: any(a["stage"] == "done" for a in p.acks("ack-1")), 10), (
+        platform.acks("ack-1")
+    )
+    assert platform.wait_for(lambda p: any(a["state"] == "acknowledged" for a in _alarms(p)), 10)
+    again = _cli("alarms", "--ack", "ph-high", "--socket", str(agent.socket))
+    assert again.returncode == 1 and "already_acknowledged" in again.stderr
+    unknown = _cli("alarms", "--ack", "nope", "--socket", str(agent.socket))
+    assert unknown.returncode == 1 and "unknown_alarm" in unknown.stderr
+
+    # A restart neither forgets the alarm nor raises it again.
+    assert agent.stop() == 0
+    count = len(_alarms(platform))
+    agents.append(agent.start())
+    agent.wait_ready()
+    listed = json.loads(_cli("alarms", "--json", "--socket", str(agent.socket)).stdout)
+    assert [(a["rule"], a["state"]) for a in listed] == [("ph-high", "acknowledged")]
+    # The device goes silent: comm loss is raised while the uplink keeps publishing.
+    control.write_text(json.dumps({"offline": True}))
+    assert platform.wait_for(lambda p: any(a["rule"] == "sewage-offline" for a in _alarms(p)), 15)
+    assert not any(a["rule"] == "ph-high" and a["state"] == "active"
+                   for a in _alarms(platform)[count:])  # fmt: skip
+
+
+def test_alarms_are_raised_during_an_outage_and_published_first(tmp_path, broker, platform,
+                                                                agents):  # fmt: skip
+    control = tmp_path / "faults.json"
+    control.write_text("{}")
+    broker.stop()
+    agent = AgentProcess(tmp_path, _config(tmp_path, broker.port, control))
+    agents.append(agent.start())
+    agent.wait_ready()
+    time.sleep(2)  # polls pile up in the outbox, and the alarm with them
+    broker.start()
+    assert platform.wait_for(lambda p: any(a["rule"] == "ph-high" for a in _alarms(p)), 20)
+    arrived = [m.body.get("type") for m in platform.messages if m.topic.startswith("t/test-site")]
+    first_alarm = arrived.index("alarm")
+    # Priority lane: the alarm overtakes the backlog of telemetry polled before it.
+    assert first_alarm < arrived.count("telemetry") // 2, arrived[:20]

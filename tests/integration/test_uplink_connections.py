@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.broker_tools import LocalBroker, PlatformSubscriber, free_port
 from tests.harness import AgentProcess, contiguous, fake_device, site_config
@@ -18,7 +22,8 @@ def _openssl(*args: str) -> None:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> Path:
-    """A CA, a broker certificate for 127.0.0.1 and a gateway client certificate."""
+    """A CA, a broker certificate for 127.0.0.1, the gateway's client certificate (CN
+    client), the platform's (CN platform) and one of another party (CN intruder)."""
     d = tmp_path_factory.mktemp("pki")
     _openssl(
         "req",
@@ -38,6 +43,8 @@ def pki(tmp_path_factory) -> Path:
     for name, extra in (
         ("server", "subjectAltName=IP:127.0.0.1"),
         ("client", "extendedKeyUsage=clientAuth"),
+        ("platform", "extendedKeyUsage=clientAuth"),
+        ("intruder", "extendedKeyUsage=clientAuth"),
     ):
         _openssl(
             "req",
@@ -163,3 +170,68 @@ def test_mqtt_311(tmp_path, broker, platform, agents):
     assert agent.stop() == 0
     missing, duplicates = contiguous([b["seq"] for b in platform.telemetry()["d1"]])
     assert (missing, duplicates) == ([], 0)
+
+
+def _tls_client(pki: Path, name: str, port: int) -> mqtt.Client:
+    """An MQTT 5 client with its own certificate (its identity on the broker)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+    client.tls_set(str(pki / "ca.crt"), str(pki / f"{name}.crt"), str(pki / f"{name}.key"))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def test_only_the_platform_identity_can_command_the_gateway(tmp_path, pki, agents):
+    tls_port = free_port()
+    (tmp_path / "acl").write_text(
+        "user client\ntopic readwrite t/test-site/gw1/#\n"
+        "user platform\ntopic write t/test-site/gw1/cmd\ntopic read t/test-site/gw1/#\n"
+        "user intruder\ntopic readwrite t/other-site/#\n"
+    )
+    extra = (
+        f"listener {tls_port} 127.0.0.1\n"
+        f"cafile {pki}/ca.crt\ncertfile {pki}/server.crt\nkeyfile {pki}/server.key\n"
+        "require_certificate true\nuse_identity_as_username true\n"
+        f"acl_file {tmp_path}/acl\n"
+    )
+    broker = LocalBroker(tmp_path / "broker", extra_conf=extra).start()
+    clients: list[mqtt.Client] = []
+    try:
+        observer = PlatformSubscriber(broker.port, topic="t/#").start()  # plain listener
+        device = fake_device("d1")
+        device["points"].append({"id": "sp", "writable": True, "limits": {"min": 0, "max": 50},
+                                 "signal": {"mode": "constant", "value": 20}})  # fmt: skip
+        uplink = {"endpoints": [{"host": "127.0.0.1", "port": tls_port}],
+                  "tls": {"ca": str(pki / "ca.crt"), "cert": str(pki / "client.crt"),
+                          "key": str(pki / "client.key")}}  # fmt: skip
+        agent = AgentProcess(tmp_path, site_config(tmp_path, broker.port, [device], uplink=uplink))
+        agents.append(agent.start())
+        agent.wait_ready()
+        assert observer.wait_for(lambda p: "d1" in p.latest, 15), agent.log()
+
+        def command(command_id: str, value: float) -> bytes:
+            return json.dumps({"v": 1, "id": command_id, "type": "write", "point": "d1.sp",
+                               "value": value}).encode()  # fmt: skip
+
+        intruder = _tls_client(pki, "intruder", tls_port)
+        clients.append(intruder)
+        info = intruder.publish("t/test-site/gw1/cmd", command("evil", 45.0), qos=1)
+        info.wait_for_publish(5)
+        platform = _tls_client(pki, "platform", tls_port)
+        clients.append(platform)
+        platform.publish("t/test-site/gw1/cmd", command("good", 30.0), qos=1).wait_for_publish(5)
+        assert observer.wait_for(lambda p: any(a["stage"] == "done" for a in p.acks("good")), 10)
+        time.sleep(0.5)
+        assert observer.acks("evil") == []  # the broker never delivered it
+        value = agent.request("points", device="d1")["points"]["d1.sp"]["value"]
+        assert value == 30.0
+        with sqlite3.connect(agent.config["store"]["path"]) as db:
+            ids = {row[0] for row in db.execute("SELECT id FROM command_audit")}
+        assert ids == {"good"}
+        assert agent.stop() == 0
+        observer.stop()
+    finally:
+        for client in clients:
+            client.disconnect()
+            client.loop_stop()
+        broker.stop()

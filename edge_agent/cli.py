@@ -208,3 +208,8 @@ from edge_agent.cli_field import discover, logs  # noqa: E402
 
 main.add_command(discover)
 main.add_command(logs)
+
+from edge_agent.cli_history import export, trend  # noqa: E402
+
+main.add_command(export)
+main.add_command(trend)

@@ -268,6 +268,29 @@ class Runtime:
         router.register("rebirth", lambda _c, _ctx: self._rebirth)
         router.register("config_apply", self._prepare_config_apply)
         router.register("alarm_ack", self._prepare_alarm_ack)
+        router.register("backfill", self._prepare_backfill)
+
+    def _prepare_backfill(self, command: messages.Backfill, _context: Context):
+        if command.since >= command.until:
+            raise messages.Rejected(messages.Reason.BAD_RANGE, "since must be before until")
+        known = {d.id for d in self.config.devices}
+        unknown = sorted(set(command.devices or ()) - known)
+        if unknown:
+            raise messages.Rejected(
+                messages.Reason.UNKNOWN_POINT, f"no device {', '.join(unknown)} configured"
+            )
+        outbox = self.store.outbox
+
+        async def backfill() -> dict[str, Any]:
+            rows, points = await self.store.call(
+                outbox.resend, command.since, command.until, command.devices
+            )
+            self.store.notify()
+            stats = await self.store.call(outbox.stats)
+            return {"messages": rows, "points": points,
+                    "history_oldest_ts": stats.history_oldest_ts}  # fmt: skip
+
+        return backfill
 
     def _prepare_alarm_ack(self, command: messages.AlarmAck, context: Context):
         by = command.by or context.by or context.source.label
@@ -491,7 +514,12 @@ def _store_for(config: AgentConfig) -> StoreWorker:
     s = config.store
     identity = {"site": config.site.id, "gateway": config.gateway.id}
     return StoreWorker(
-        s.path, int(s.disk_budget), s.retention, s.commit_interval, identity=identity
+        s.path,
+        int(s.disk_budget),
+        s.retention,
+        s.commit_interval,
+        identity=identity,
+        history_s=s.history,
     )
 
 

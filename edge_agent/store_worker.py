@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from edge_agent import logs
 from edge_agent.points import Batch
-from edge_agent.store.outbox import Outbox, Record, TrafficClass
+from edge_agent.store.outbox import DEFAULT_HISTORY_S, Outbox, Record, TrafficClass
 
 log = logs.get("store")
 T = TypeVar("T")
@@ -40,7 +40,9 @@ class StoreWorker:
         commit_interval_s: float = 0.1,
         max_pending_points: int = 2_000_000,
         identity: dict[str, str] | None = None,
+        history_s: float = DEFAULT_HISTORY_S,
     ) -> None:
+        self._history_s = history_s
         self._path = path
         self._budget_bytes = budget_bytes
         self._retention_s = retention_s
@@ -72,7 +74,14 @@ class StoreWorker:
             os.close(self._lock_fd)
             raise StoreLocked(f"another agent is using the store {path}") from None
         self.outbox = await self.call(
-            partial(Outbox, path, self._budget_bytes, self._retention_s, identity=self._identity)
+            partial(
+                Outbox,
+                path,
+                self._budget_bytes,
+                self._retention_s,
+                identity=self._identity,
+                history_s=self._history_s,
+            )
         )
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -81,6 +90,12 @@ class StoreWorker:
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
+
+    def notify(self) -> None:
+        """Tell the listeners (the uplink) that there is something to publish, after a
+        change made by `call` rather than by a commit (a backfill)."""
+        for listener in self._listeners:
+            listener()
 
     def submit_batch(self, batch: Batch) -> None:
         self.submit(Record(TrafficClass.TELEMETRY, batch.stream, batch.ts, batch=batch))

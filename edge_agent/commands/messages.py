@@ -90,7 +90,7 @@ class Failed(Exception):
         self.detail = detail
 
 
-class Deferred(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Deferred(Exception):  # a control-flow signal, not an error
     """Raised by an execution whose outcome is known only later (a config apply finishes
     in the next runtime): the router answers `accepted` and waits for `complete`."""
 

@@ -62,6 +62,7 @@ class Store(Model):
     path: Path = Path("/var/lib/edge-agent/outbox.db")
     disk_budget: ByteSize = ByteSize(2 * 1024**3)
     retention: Duration = 7 * 86400.0  # unsent telemetry older than this is evicted
+    history: Duration = 7 * 86400.0  # delivered telemetry is kept this long (export, backfill)
     commit_interval: Duration = 0.1  # how long a poll may wait to share a transaction
 
 

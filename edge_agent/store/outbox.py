@@ -1,28 +1,37 @@
-"""SQLite store-and-forward outbox.
+"""SQLite store-and-forward outbox, and the local history of delivered telemetry.
 
-Everything the agent publishes is committed here first and deleted only when the broker
-has acknowledged it. One dedicated thread owns the connection (the asyncio side calls in
-through a single-thread executor), so there is no locking here.
+Everything the agent publishes is committed here first. When the broker acknowledges a row,
+events, alarms and command results are deleted; telemetry is kept as *history* (`sent` = 1)
+for `edge-agent export`/`trend` and the platform's backfill, until it is older than the
+history period or the disk budget needs its room. One dedicated thread owns the connection
+(the asyncio side calls in through a single-thread executor), so there is no locking here.
 
 - **Rows.** One row per device poll (TELEMETRY, body encoded by `codec`) or per
   event/alarm/command result (body = the final JSON). Each row carries the next `seq` of its
   stream; the counter lives in the `streams` table and moves in the same transaction as the
   rows, so a committed number is never reused or skipped.
+- **Indexes.** Each telemetry row is in exactly one of two partial indexes: unsent rows in
+  `outbox_unsent` (commit order: what the lanes scan, so history never slows leasing),
+  delivered rows in `outbox_history` (by time: history queries, its expiry and its eviction).
 - **Leases are in memory only.** A leased row is one handed to the uplink and not yet acked
   or requeued. Nothing about leasing is written to disk (no write per publish), and a
-  restart therefore returns every row to ready by construction.
+  restart therefore returns every unsent row to ready by construction.
 - **Durability.** WAL mode. Transactions that allocate seq numbers (appends, evictions with
   their event) commit with `synchronous=FULL`: with NORMAL a power cut may roll back the
   last commits, and their seq numbers would then be issued again for different data the
   platform may already hold. Acks commit with NORMAL: a lost ack only means the row is
   published again (at-least-once), and the next FULL commit syncs the WAL anyway.
 - **Budget.** Used bytes = (page_count - freelist_count) * page_size of the main database.
-  Over budget, the oldest rows are deleted: telemetry first, then events, alarms, command
-  results, and never a later class while any row of an earlier one remains. Telemetry older
-  than the retention is deleted too. Every eviction transaction appends a `data_evicted`
-  event naming the exact seq ranges, and adds to persisted per-class counters. A filesystem
-  with less room than the budget lowers the limit (headroom kept free); a write that still
-  fails for lack of space evicts a slice and retries once, else raises `StoreFull`.
+  Over budget, history goes first (oldest first, silently: it was delivered; counted in
+  `history_evicted_rows`), then the oldest unsent rows: telemetry, then events, alarms,
+  command results, and never a later class while any row of an earlier one remains. History
+  older than `history` and unsent telemetry older than `retention` are deleted too. Every
+  eviction of unsent rows appends a `data_evicted` event naming the exact seq ranges, and
+  adds to persisted per-class counters. A filesystem with less room than the budget lowers
+  the limit (headroom kept free); a write that still fails for lack of space evicts a slice
+  and retries once, else raises `StoreFull`.
+- **Backfill.** `resend` returns delivered rows to unsent; they are published again with
+  their original seq, in the BACKLOG lane (so flagged historical).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from enum import Enum, IntEnum
 from functools import wraps
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
+from urllib.parse import quote
 
 from edge_agent import logs
 from edge_agent.points import Batch, wall_ms
@@ -47,7 +57,8 @@ from edge_agent.store import codec
 
 log = logs.get("store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `sent` flag (history) and its counters
+DEFAULT_HISTORY_S = 7 * 86400.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
 # The WAL is checkpointed every 1000 pages (SQLite's default) and cut back to this size
@@ -133,12 +144,16 @@ class OutboxStats:
     backlog_points: int
     oldest_ts: int | None
     in_flight: int
-    evicted_rows: int  # since the outbox was created (persisted)
+    evicted_rows: int  # unsent rows evicted since the outbox was created (persisted)
     evicted_points: int
     used_bytes: int  # (page_count - freelist_count) * page_size
     budget_bytes: int  # configured
     limit_bytes: int  # in force: the budget, or less when the filesystem has less room
     classes: dict[str, ClassStats]
+    history_rows: int  # delivered telemetry kept locally
+    history_points: int
+    history_oldest_ts: int | None
+    history_evicted_rows: int  # history deleted for the disk budget (persisted)
 
 
 @dataclass(slots=True)
@@ -175,6 +190,7 @@ class EvictionReport:
     used_before: int
     used_after: int
     gaps: tuple[Gap, ...]
+    history_rows: int = 0  # delivered rows deleted for the budget (no event)
 
 
 _P = ParamSpec("_P")
@@ -201,6 +217,15 @@ def _sqlite_errors(
     return decorate
 
 
+_COUNTERS = ("rows", "points", "evicted_rows", "evicted_points",
+             "history_rows", "history_points", "history_evicted_rows")  # fmt: skip
+# An index on `sent` alone: its entries are (0, rowid), so it is small and in commit order.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (sent) WHERE cls = 0 AND sent = 0;
+CREATE INDEX IF NOT EXISTS outbox_history ON outbox (ts) WHERE cls = 0 AND sent = 1;
+"""
+_ADD_COUNTS = f"UPDATE counters SET {', '.join(f'{c} = {c} + ?' for c in _COUNTERS)} WHERE cls = ?"
+_ZEROS = ", ".join(f"({c}{', 0' * len(_COUNTERS)})" for c in TrafficClass)
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS streams (
@@ -222,29 +247,51 @@ CREATE TABLE IF NOT EXISTS outbox (
     ts INTEGER NOT NULL,
     n_points INTEGER NOT NULL,
     schema_id INTEGER,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0 -- telemetry acknowledged by the broker: history
 );
 CREATE INDEX IF NOT EXISTS outbox_priority ON outbox (id) WHERE cls > 0;
+{_INDEXES.strip()}
 CREATE TABLE IF NOT EXISTS counters (
     cls INTEGER PRIMARY KEY,
-    rows INTEGER NOT NULL,
+    rows INTEGER NOT NULL,          -- unsent
     points INTEGER NOT NULL,
     evicted_rows INTEGER NOT NULL,
-    evicted_points INTEGER NOT NULL
+    evicted_points INTEGER NOT NULL,
+    history_rows INTEGER NOT NULL DEFAULT 0,
+    history_points INTEGER NOT NULL DEFAULT 0,
+    history_evicted_rows INTEGER NOT NULL DEFAULT 0
 );
-INSERT OR IGNORE INTO counters VALUES {", ".join(f"({c}, 0, 0, 0, 0)" for c in TrafficClass)};
+INSERT OR IGNORE INTO counters VALUES {_ZEROS};
+PRAGMA user_version = {SCHEMA_VERSION};
+COMMIT;
+"""
+# Version 1 kept no history: every row is unsent. Adding columns with a default rewrites
+# nothing; building outbox_unsent reads the table once.
+_MIGRATE_FROM_1 = f"""
+BEGIN IMMEDIATE;
+ALTER TABLE outbox ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
+{_INDEXES.replace("IF NOT EXISTS ", "")}
+ALTER TABLE counters ADD COLUMN history_rows INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE counters ADD COLUMN history_points INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE counters ADD COLUMN history_evicted_rows INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
 """
 
 _COLUMNS = "id, cls, stream, seq, ts, n_points, schema_id, body"
+# Literal `cls = 0 AND sent = 0` so that SQLite may use the partial index; INDEXED BY so
+# that it must (the rowid range alone would look as good to the planner, and walk history).
+_UNSENT_TELEMETRY = "outbox INDEXED BY outbox_unsent WHERE cls = 0 AND sent = 0"
+_HISTORY = "outbox INDEXED BY outbox_history WHERE cls = 0 AND sent = 1"
 _SCAN = {
     Lane.PRIORITY: f"SELECT {_COLUMNS} FROM outbox WHERE cls > 0 AND id > ? ORDER BY id LIMIT ?",
-    Lane.LIVE: f"SELECT {_COLUMNS} FROM outbox WHERE cls = 0 AND id > ? ORDER BY id LIMIT ?",
-    Lane.BACKLOG: f"SELECT {_COLUMNS} FROM outbox WHERE cls = 0 AND id > ? AND id <= ? "
+    Lane.LIVE: f"SELECT {_COLUMNS} FROM {_UNSENT_TELEMETRY} AND id > ? ORDER BY id LIMIT ?",
+    Lane.BACKLOG: f"SELECT {_COLUMNS} FROM {_UNSENT_TELEMETRY} AND id > ? AND id <= ? "
     "ORDER BY id LIMIT ?",
 }
 _NOT_LEASED = "id NOT IN (SELECT value FROM json_each(?))"
+_IDS = "id IN (SELECT value FROM json_each(?))"
 _CLASS_NAMES = {c.value: c.name.lower() for c in TrafficClass}
 
 
@@ -255,10 +302,13 @@ class _Txn:
     last_id: int
     streams: dict[tuple[int, str], list[int]] = field(default_factory=dict)  # -> [id, seq]
     schemas: dict[tuple[str, ...], int] = field(default_factory=dict)
-    counts: dict[int, list[int]] = field(default_factory=dict)  # cls -> 4 counter deltas
+    counts: dict[int, list[int]] = field(default_factory=dict)  # cls -> _COUNTERS deltas
+
+    def _deltas(self, cls: int) -> list[int]:
+        return self.counts.setdefault(cls, [0] * len(_COUNTERS))
 
     def count(self, cls: int, rows: int, points: int) -> None:
-        deltas = self.counts.setdefault(cls, [0, 0, 0, 0])
+        deltas = self._deltas(cls)
         deltas[0] += rows
         deltas[1] += points
 
@@ -266,6 +316,14 @@ class _Txn:
         self.count(cls, -rows, -points)
         self.counts[cls][2] += rows
         self.counts[cls][3] += points
+
+    def count_history(self, rows: int, points: int, *, evicted: bool = False) -> None:
+        """Telemetry rows entering (+) or leaving (-) the history; `evicted`: for the budget."""
+        deltas = self._deltas(TrafficClass.TELEMETRY)
+        deltas[4] += rows
+        deltas[5] += points
+        if evicted:
+            deltas[6] -= rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,14 +343,19 @@ class Outbox:
         synchronous: str = "FULL",
         *,
         identity: dict[str, str] | None = None,
+        history_s: float = DEFAULT_HISTORY_S,
     ) -> None:
-        """Open (or create) the outbox at `path`. `identity` (site, gateway) is merged into
-        the data_evicted events, like every other event."""
+        """Open (or create, or migrate) the outbox at `path`. `identity` (site, gateway) is
+        merged into the data_evicted events, like every other event. Delivered telemetry is
+        kept for `history_s` (infinite: until the budget needs the room)."""
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
+        if not history_s > 0:
+            raise ValueError(f"history_s must be positive, not {history_s!r}")
         self.path = Path(path)
         self.budget_bytes = int(budget_bytes)
         self.retention_ms = int(retention_s * 1000) if math.isfinite(retention_s) else None
+        self.history_ms = int(history_s * 1000) if math.isfinite(history_s) else None
         self._sync = synchronous
         self._identity = dict(identity or {})
         _refuse_foreign_file(self.path)
@@ -307,11 +370,21 @@ class Outbox:
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"cannot open the outbox {self.path}: {exc}") from exc
-        self._leased: dict[int, bool] = {}  # row id -> is telemetry
+        self._leased: dict[int, Lane] = {}  # row id -> the lane that leased it
         self._cursor = dict.fromkeys(Lane, 0)  # highest id a lane's scan has handed out
-        self._returned: dict[Lane, list[int]] = {lane: [] for lane in Lane}  # heaps, < cursor
+        # Rows the lanes' scans will not reach again, to lease first (heaps of ids).
+        self._returned: dict[Lane, list[int]] = {lane: [] for lane in Lane}
         self._boundary = self._last_id
+        # Backfill of rows delivered in the LIVE lane of this connection: the BACKLOG scan
+        # reaches up to here (see `resend`); 0 when there are none.
+        self._replay_to = 0
         self._retention_due = 0.0
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The connection, for tables of others in the same file; use it on the store
+        thread only, and never leave a transaction open."""
+        return self._db
 
     # -- set-up --------------------------------------------------------------------------
 
@@ -329,8 +402,12 @@ class Outbox:
                 f"outbox {self.path} has schema version {version}, newer than this agent's "
                 f"{SCHEMA_VERSION}: refusing to touch it"
             )
-        if version < SCHEMA_VERSION:  # 0: a new file (migrations from older versions go here)
+        if version == 0:  # a new file
             db.executescript(_SCHEMA)
+        elif version < SCHEMA_VERSION:
+            log.info("migrating the outbox", path=str(self.path), version=version,
+                     to=SCHEMA_VERSION)  # fmt: skip
+            db.executescript(_MIGRATE_FROM_1)
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         self._checkpoint_bytes = db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] * (
             self._page_size
@@ -376,10 +453,10 @@ class Outbox:
             self._schemas[schema_id] = schema
 
     def _flush_counts(self, txn: _Txn) -> None:
+        if not txn.counts:
+            return
         self._db.executemany(
-            "UPDATE counters SET rows = rows + ?, points = points + ?, "
-            "evicted_rows = evicted_rows + ?, evicted_points = evicted_points + ? WHERE cls = ?",
-            [(*deltas, cls) for cls, deltas in txn.counts.items()],
+            _ADD_COUNTS, [(*deltas, cls) for cls, deltas in txn.counts.items() if any(deltas)]
         )
 
     def append(self, records: Sequence[Record]) -> list[Row]:
@@ -405,22 +482,29 @@ class Outbox:
             return self._insert(txn, prepared)
 
     def _commit_when_full(self, prepared: list[_Prepared], error: sqlite3.Error) -> list[Row]:
-        """The filesystem is full (not just the budget): free a slice of telemetry unless
-        the file already has free pages (then deleting more would not help), retry once.
-        A failed transaction is rolled back, so the file is intact either way."""
+        """The filesystem is full (not just the budget): free a slice of history, else of
+        unsent telemetry, unless the file already has free pages (then deleting more would
+        not help), retry once. A failed transaction is rolled back, so the file is intact
+        either way."""
         incoming = sum(len(p.body) + ROW_OVERHEAD for p in prepared)
         gap = None
+        history_rows = 0
         try:
             self._checkpoint()  # lets the WAL restart from its beginning: reuses its space
             if self._free_bytes() < 2 * incoming:
                 need = max(DISK_FULL_SLICE, 2 * incoming)
-                gap = self._evict_step(need, self._last_id, disk_full=True)
+                history_rows = self._evict_history(need)
+                if not history_rows:
+                    gap = self._evict_step(need, self._last_id, disk_full=True)
             rows = self._commit(prepared)
         except sqlite3.Error as exc:
+            done = "evicting " + ("history" if history_rows else "telemetry")
             raise StoreFull(
                 f"outbox {self.path}: the disk is full ({error}) and writing still fails "
-                f"after {'evicting telemetry' if gap else 'a checkpoint'}: {exc}"
+                f"after {done if gap or history_rows else 'a checkpoint'}: {exc}"
             ) from exc
+        if history_rows:
+            log.info("disk full: evicted delivered history", rows=history_rows)
         if gap is not None:
             log.warning("disk full: evicted telemetry", path=str(self.path), **_summary(gap))
         return rows
@@ -499,80 +583,100 @@ class Outbox:
         # has not reached them, will find them.
         self._returned[Lane.LIVE].clear()
         self._cursor[Lane.LIVE] = 0
+        self._replay_to = 0
 
     @_sqlite_errors("lease")
     def lease(self, lane: Lane, limit: int) -> list[Row]:
         """Up to `limit` ready rows of `lane`, oldest first; each is in flight until it is
         acked or requeued and is not leased again meanwhile."""
         found: list[tuple] = []
+        taken: set[int] = set()
+
+        def take(values: Iterable[tuple]) -> None:
+            # A row can be in flight from another lane after mark_boundary() moved it, or
+            # be both returned and reachable by the scan after a resend().
+            for row in values:
+                if row[0] not in self._leased and row[0] not in taken:
+                    taken.add(row[0])
+                    found.append(row)
+
         returned = self._returned[lane]
-        if returned and limit > 0:
-            ids = [heapq.heappop(returned) for _ in range(min(limit, len(returned)))]
-            found += self._db.execute(  # missing ones were evicted (or acked late)
-                f"SELECT {_COLUMNS} FROM outbox WHERE id IN (SELECT value FROM json_each(?)) "
-                "ORDER BY id",
-                (json.dumps(ids),),
-            ).fetchall()
+        while returned and len(found) < limit:
+            ids = [heapq.heappop(returned) for _ in range(min(limit - len(found), len(returned)))]
+            take(  # missing ones were evicted (or acked late: sent)
+                self._db.execute(
+                    f"SELECT {_COLUMNS} FROM outbox WHERE {_IDS} AND sent = 0 ORDER BY id",
+                    (json.dumps(ids),),
+                ).fetchall()
+            )
+        live_returned = set(self._returned[Lane.LIVE]) if lane is Lane.BACKLOG else set()
         while len(found) < limit:
             scanned = self._scan(lane, limit - len(found))
             if not scanned:
                 break
             self._cursor[lane] = scanned[-1][0]
-            # A row can be in flight from another lane after mark_boundary() moved it.
-            found += [row for row in scanned if row[0] not in self._leased]
+            # Above the boundary the backlog scan only wants rows resent (not live ones).
+            take(row for row in scanned if row[0] not in live_returned)
         rows = [row for values in found if (row := self._row(values)) is not None]
         for row in rows:
-            self._leased[row.id] = row.cls == TrafficClass.TELEMETRY
+            self._leased[row.id] = lane
         return rows
 
     def _scan(self, lane: Lane, limit: int) -> list[tuple]:
         cursor = self._cursor[lane]
         if lane is Lane.BACKLOG:
-            return self._db.execute(_SCAN[lane], (cursor, self._boundary, limit)).fetchall()
+            upper = max(self._boundary, self._replay_to)
+            return self._db.execute(_SCAN[lane], (cursor, upper, limit)).fetchall()
         if lane is Lane.LIVE:
             cursor = max(cursor, self._boundary)
         return self._db.execute(_SCAN[lane], (cursor, limit)).fetchall()
 
+    def _scan_reaches(self, lane: Lane, row_id: int) -> bool:
+        """Whether the lane's scan is still to hand out `row_id` (if it is ready)."""
+        if lane is Lane.BACKLOG:
+            return self._cursor[lane] < row_id <= max(self._boundary, self._replay_to)
+        if lane is Lane.LIVE:
+            return row_id > max(self._cursor[lane], self._boundary)
+        return row_id > self._cursor[lane]
+
     def _row(self, values: tuple) -> Row | None:
-        row_id, cls, stream_id, seq, ts, n_points, schema_id, body = values
-        stream = self._stream_names[stream_id]
-        if cls != TrafficClass.TELEMETRY:
-            return Row(row_id, TrafficClass(cls), stream, seq, ts, n_points, None, body)
-        try:
-            readings = codec.decode(self._schema(schema_id), body, ts)
-        except ValueError as exc:
-            # Never seen; but one damaged row must not stall its lane. It stays on disk
-            # (until evicted) for a post-mortem and is skipped.
-            log.error("undecodable outbox row skipped", row=row_id, stream=stream, seq=seq,
-                      error=str(exc))  # fmt: skip
-            return None
-        batch = Batch(stream, ts, tuple(readings))
-        return Row(row_id, TrafficClass.TELEMETRY, stream, seq, ts, n_points, batch, None)
+        return _decode(values, self._stream_names[values[2]], self._schema, _log_damaged)
 
     def _schema(self, schema_id: int) -> tuple[str, ...]:
         schema = self._schemas.get(schema_id)
         if schema is None:
-            (text,) = self._db.execute(
-                "SELECT points FROM schemas WHERE id = ?", (schema_id,)
-            ).fetchone()
-            schema = self._schemas[schema_id] = tuple(json.loads(text))
+            schema = self._schemas[schema_id] = _load_schema(self._db, schema_id)
             self._schema_ids[schema] = schema_id
         return schema
 
     @_sqlite_errors("ack")
     def ack(self, ids: Iterable[int]) -> None:
-        """Delete rows the broker has acknowledged (one transaction)."""
+        """The broker has acknowledged these rows (one transaction): telemetry becomes
+        history, everything else is deleted."""
         ids = list(ids)
         if not ids:
             return
+        # Leased rows say which statement they need; others (acked after a requeue(None))
+        # go through both.
+        telemetry = [i for i in ids if self._leased.get(i) is not Lane.PRIORITY]
+        other = [i for i in ids if self._leased.get(i, Lane.PRIORITY) is Lane.PRIORITY]
         # NORMAL: if a power cut undoes this, the rows are simply published again.
         with self._write("NORMAL") as txn:
-            for cls, n_points in self._db.execute(
-                "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) "
-                "RETURNING cls, n_points",
-                (json.dumps(ids),),
-            ).fetchall():
-                txn.count(cls, -1, -n_points)
+            if other:
+                for cls, n_points in self._db.execute(
+                    f"DELETE FROM outbox WHERE {_IDS} AND cls > 0 RETURNING cls, n_points",
+                    (json.dumps(other),),
+                ).fetchall():
+                    txn.count(cls, -1, -n_points)
+            if telemetry:
+                # `sent = 0`: a row acked twice (published again after a reconnect) counts once.
+                points = [n for (n,) in self._db.execute(
+                    f"UPDATE outbox SET sent = 1 WHERE {_IDS} AND cls = 0 AND sent = 0 "
+                    "RETURNING n_points",
+                    (json.dumps(telemetry),),
+                ).fetchall()]  # fmt: skip
+                txn.count(TrafficClass.TELEMETRY, -len(points), -sum(points))
+                txn.count_history(len(points), sum(points))
         for row_id in ids:
             self._leased.pop(row_id, None)
 
@@ -583,40 +687,180 @@ class Outbox:
             self._leased.clear()
             self._cursor = dict.fromkeys(Lane, 0)
             self._returned = {lane: [] for lane in Lane}
+            self._replay_to = 0
             return
         for row_id in ids:
-            telemetry = self._leased.pop(row_id, None)
-            if telemetry is None:
+            lane = self._leased.pop(row_id, None)
+            if lane is None:
                 continue
-            lane = self._lane_of(row_id, telemetry)
-            reach = max(self._cursor[lane], self._boundary if lane is Lane.LIVE else 0)
-            if row_id <= reach:  # otherwise the lane's scan has yet to reach it
+            if lane is Lane.LIVE and row_id <= self._boundary:
+                lane = Lane.BACKLOG  # mark_boundary() has moved it
+            if not self._scan_reaches(lane, row_id):
                 heapq.heappush(self._returned[lane], row_id)
 
-    def _lane_of(self, row_id: int, telemetry: bool) -> Lane:
-        if not telemetry:
-            return Lane.PRIORITY
-        return Lane.BACKLOG if row_id <= self._boundary else Lane.LIVE
+    # -- history -------------------------------------------------------------------------
+
+    @_sqlite_errors("resend")
+    def resend(
+        self, since_ms: int, until_ms: int, streams: Iterable[str] | None = None
+    ) -> tuple[int, int]:
+        """Backfill: delivered telemetry with since_ms <= ts < until_ms (of `streams`, or
+        all devices) becomes unsent again, and is published again with its original seq in
+        the BACKLOG lane. Returns (rows, points). One transaction per EVICT_CHUNK_BYTES, so
+        that a long range does not grow the WAL."""
+        stream_ids = self._stream_ids(streams)
+        if stream_ids == []:
+            return 0, 0
+        total_rows = total_points = 0
+        after: tuple[int, int] | None = None  # (ts, id) done so far
+        while True:
+            cut = self._history_cut(EVICT_CHUNK_BYTES, since_ms, until_ms, stream_ids, after)
+            if cut is None:
+                break
+            where, params = _history_range(since_ms, until_ms, stream_ids, after, cut)
+            with self._write(self._sync) as txn:
+                changed = self._db.execute(
+                    "UPDATE outbox INDEXED BY outbox_history SET sent = 0 "
+                    f"WHERE cls = 0 AND sent = 1{where} RETURNING id, n_points",
+                    params,
+                ).fetchall()
+                points = sum(n for _, n in changed)
+                txn.count(TrafficClass.TELEMETRY, len(changed), points)
+                txn.count_history(-len(changed), -points)
+            self._rewind([row_id for row_id, _ in changed])
+            total_rows, total_points = total_rows + len(changed), total_points + points
+            after = cut
+            self._checkpoint()
+        if total_rows:
+            log.info("history returned to unsent for a backfill", since=since_ms,
+                     until=until_ms, rows=total_rows, points=total_points)  # fmt: skip
+        return total_rows, total_points
+
+    def _rewind(self, ids: list[int]) -> None:
+        """Make the BACKLOG scan reach rows that are unsent again. It scans the unsent index,
+        so moving its cursor back costs nothing for the delivered rows in between. Rows
+        delivered in this connection's LIVE lane (above the boundary, below the LIVE
+        cursor) are reached by stretching the BACKLOG scan up to them."""
+        if not ids:
+            return
+        live_reach = max(self._cursor[Lane.LIVE], self._boundary)
+        # Rows above live_reach (rare: delivered before a reconnect, polled after it) are
+        # still ahead of the LIVE scan: that one publishes them.
+        reachable = [i for i in ids if i <= live_reach]
+        if not reachable:
+            return
+        above = [i for i in reachable if i > self._boundary]
+        if above:
+            self._replay_to = max(self._replay_to, max(above))
+        lowest = min(reachable)
+        if lowest <= self._cursor[Lane.BACKLOG]:
+            cursor = self._cursor[Lane.BACKLOG] = lowest - 1
+            # Returned rows the scan will now find again need not stay returned.
+            kept = [i for i in self._returned[Lane.BACKLOG] if i <= cursor]
+            heapq.heapify(kept)
+            self._returned[Lane.BACKLOG] = kept
+
+    def _stream_ids(self, streams: Iterable[str] | None) -> list[int] | None:
+        if streams is None:
+            return None
+        known = self._streams
+        return [known[(0, name)][0] for name in dict.fromkeys(streams) if (0, name) in known]
+
+    def _history_cut(
+        self,
+        need: int,
+        since_ms: int | None,
+        until_ms: int | None,
+        stream_ids: list[int] | None,
+        after: tuple[int, int] | None,
+    ) -> tuple[int, int] | None:
+        """Walk history oldest first (in the range, after `after`) until about `need`
+        bytes; the (ts, id) of the last row, None if there is none."""
+        where, params = _history_range(since_ms, until_ms, stream_ids, after, None)
+        freed, last = 0, None
+        cursor = self._db.execute(
+            f"SELECT ts, id, length(body) FROM {_HISTORY}{where} ORDER BY ts, id", params
+        )
+        try:
+            for ts, row_id, size in cursor:
+                last = (ts, row_id)
+                freed += size + ROW_OVERHEAD
+                if freed >= need:
+                    break
+        finally:
+            cursor.close()
+        return last
+
+    def history(
+        self,
+        since_ms: int,
+        until_ms: int,
+        streams: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Row]:
+        """Telemetry rows, delivered and not, with since_ms <= ts < until_ms, ordered by
+        (ts, id), batches decoded. Reads through its own read-only connection (a snapshot),
+        so it may be consumed at any pace and from any thread without disturbing the
+        writer; it holds no lock the writer waits for."""
+        return iter_history(
+            open_readonly(self.path), since_ms, until_ms, streams, limit, close=True
+        )
 
     # -- eviction ------------------------------------------------------------------------
 
     @_sqlite_errors("evict")
     def evict(self) -> EvictionReport | None:
-        """Delete telemetry past its retention and, over the limit, the oldest rows down to
-        95 % of it. Returns what was deleted (None: nothing)."""
+        """Delete history past its period and unsent telemetry past its retention; over the
+        limit, history (oldest first), then the oldest unsent rows, down to 95 % of it.
+        Returns what was deleted (None: nothing)."""
         before = self._used_bytes()
         ceiling = self._last_id  # not the data_evicted events this call appends
+        if self.history_ms is not None:
+            cutoff = wall_ms() - self.history_ms
+            while self._evict_history(EVICT_CHUNK_BYTES, older_than=cutoff):
+                pass
         gaps: list[Gap] = []
         while (gap := self._evict_step(None, ceiling)) is not None:
             gaps.append(gap)
+        history_rows = 0
         limit, by_filesystem = self._limit()
-        if self._used_bytes() > limit:
-            target = limit - min(limit * EVICT_MARGIN, EVICT_MARGIN_MAX)
-            gaps += self._evict_down_to(int(target), ceiling, by_filesystem)
+        used = self._used_bytes()
+        if used > limit:
+            target = int(limit - min(limit * EVICT_MARGIN, EVICT_MARGIN_MAX))
+            while used > target and (rows := self._evict_history(used - target)):
+                history_rows += rows
+                used = self._used_bytes()
+            if history_rows:
+                log.info("evicted delivered history for the disk budget", rows=history_rows)
+            if used > target:
+                gaps += self._evict_down_to(target, ceiling, by_filesystem)
         self._retention_due = time.monotonic() + RETENTION_CHECK_S
         for gap in gaps:
             log.warning("evicted unsent data", reason=gap.reason, **_summary(gap))
-        return EvictionReport(before, self._used_bytes(), tuple(gaps)) if gaps else None
+        if not gaps and not history_rows:
+            return None
+        return EvictionReport(before, self._used_bytes(), tuple(gaps), history_rows)
+
+    def _evict_history(self, need: int, *, older_than: int | None = None) -> int:
+        """One transaction deleting the oldest history, at most one chunk and about `need`
+        bytes (with `older_than`: only rows older than that, not counted as evicted: the
+        history period is over). Delivered rows go without a data_evicted event. Returns
+        the number of rows deleted."""
+        need = min(need, EVICT_CHUNK_BYTES)
+        cut = self._history_cut(need, None, older_than, None, None)
+        if cut is None:
+            return 0
+        where, params = _history_range(None, older_than, None, None, cut)
+        # NORMAL: undone by a power cut, these rows are simply deleted again later.
+        with self._write("NORMAL") as txn:
+            points = [n for (n,) in self._db.execute(
+                f"DELETE FROM outbox INDEXED BY outbox_history "
+                f"WHERE cls = 0 AND sent = 1{where} RETURNING n_points",
+                params,
+            ).fetchall()]  # fmt: skip
+            txn.count_history(-len(points), -sum(points), evicted=older_than is None)
+        self._checkpoint()  # the next transaction rewrites the WAL from its start
+        return len(points)
 
     def _evict_down_to(self, target: int, ceiling: int, disk_full: bool) -> list[Gap]:
         gaps: list[Gap] = []
@@ -632,9 +876,9 @@ class Outbox:
         return gaps
 
     def _evict_step(self, need: int | None, ceiling: int, *, disk_full: bool = False) -> Gap | None:
-        """One transaction deleting at most one chunk of rows up to id `ceiling`, with the
-        data_evicted event that reports it: expired telemetry (need None), else the oldest
-        `need` bytes of the first class that has rows."""
+        """One transaction deleting at most one chunk of unsent rows up to id `ceiling`,
+        with the data_evicted event that reports it: expired telemetry (need None), else
+        the oldest `need` bytes of the first class that has rows."""
         if need is None:
             chosen, reason = self._expired(ceiling), "retention"
         else:
@@ -644,9 +888,9 @@ class Outbox:
         cls, last = chosen
         with self._write(self._sync) as txn:
             deleted = self._db.execute(
-                f"DELETE FROM outbox WHERE cls = ? AND id <= ? AND {_NOT_LEASED} "
+                f"DELETE FROM {_unsent(cls)} AND id <= ? AND {_NOT_LEASED} "
                 "RETURNING stream, seq, ts, n_points",
-                (cls, last, json.dumps(list(self._leased))),
+                (last, json.dumps(list(self._leased))),
             ).fetchall()
             if not deleted:
                 return None
@@ -665,13 +909,14 @@ class Outbox:
 
     def _victim(self, need: int, ceiling: int) -> tuple[TrafficClass, int] | None:
         """The class to evict from and the last row id to delete, or None when nothing may
-        go: the first class with rows is the only candidate, even if they are all leased."""
+        go: the first class with unsent rows is the only candidate, even if they are all
+        leased."""
         for cls in EVICTION_ORDER:
             last = self._last_evictable(cls, need, ceiling)
             if last is not None:
                 return cls, last
             if self._db.execute(
-                "SELECT 1 FROM outbox WHERE cls = ? AND id <= ? LIMIT 1", (cls, ceiling)
+                f"SELECT 1 FROM {_unsent(cls)} AND id <= ? LIMIT 1", (ceiling,)
             ).fetchone():
                 return None  # only rows in flight left: never touch a later class
         return None
@@ -679,12 +924,13 @@ class Outbox:
     def _last_evictable(
         self, cls: TrafficClass, need: int, ceiling: int, older_than: int | None = None
     ) -> int | None:
-        """Walk the oldest rows of `cls` up to id `ceiling`, skipping those in flight, until
-        about `need` bytes (with `older_than`: only rows older than that); the last id."""
+        """Walk the oldest unsent rows of `cls` up to id `ceiling`, skipping those in
+        flight, until about `need` bytes (with `older_than`: only rows older than that);
+        the last id."""
         freed, last = 0, None
         cursor = self._db.execute(
-            "SELECT id, ts, length(body) FROM outbox WHERE cls = ? AND id <= ? ORDER BY id",
-            (int(cls), ceiling),
+            f"SELECT id, ts, length(body) FROM {_unsent(cls)} AND id <= ? ORDER BY id",
+            (ceiling,),
         )
         try:
             for row_id, ts, size in cursor:
@@ -764,14 +1010,21 @@ class Outbox:
     @_sqlite_errors("stats")
     def stats(self) -> OutboxStats:
         classes: dict[str, ClassStats] = {}
-        for cls, rows, points, evicted_rows, evicted_points in self._db.execute(
-            "SELECT cls, rows, points, evicted_rows, evicted_points FROM counters ORDER BY cls"
+        history = (0, 0, 0)
+        for cls, rows, points, evicted_rows, evicted_points, *kept in self._db.execute(
+            f"SELECT cls, {', '.join(_COUNTERS)} FROM counters ORDER BY cls"
         ).fetchall():
             oldest = self._oldest_ts(cls) if rows else None
             classes[_CLASS_NAMES[cls]] = ClassStats(
                 rows, points, oldest, evicted_rows, evicted_points
             )
+            if cls == TrafficClass.TELEMETRY:
+                history = tuple(kept)
         stamps = [c.oldest_ts for c in classes.values() if c.oldest_ts is not None]
+        history_oldest = None
+        if history[0]:
+            found = self._db.execute(f"SELECT min(ts) FROM {_HISTORY}").fetchone()
+            history_oldest = found[0] if found else None
         return OutboxStats(
             backlog_rows=sum(c.rows for c in classes.values()),
             backlog_points=sum(c.points for c in classes.values()),
@@ -783,13 +1036,16 @@ class Outbox:
             budget_bytes=self.budget_bytes,
             limit_bytes=self._limit()[0],
             classes=classes,
+            history_rows=history[0],
+            history_points=history[1],
+            history_oldest_ts=history_oldest,
+            history_evicted_rows=history[2],
         )
 
     def _oldest_ts(self, cls: int) -> int | None:
-        # The oldest row in commit order: cheap (the head of the table or of the index).
-        index = " AND cls > 0" if cls else ""
+        # The oldest unsent row in commit order: cheap (the head of an index).
         found = self._db.execute(
-            f"SELECT ts FROM outbox WHERE cls = ?{index} ORDER BY id LIMIT 1", (cls,)
+            f"SELECT ts FROM {_unsent(TrafficClass(cls))} ORDER BY id LIMIT 1"
         ).fetchone()
         return found[0] if found else None
 
@@ -845,3 +1101,140 @@ def _asdict(gap: StreamGap) -> dict[str, int]:
 
 def _summary(gap: Gap) -> dict[str, object]:
     return {"classes": gap.classes, "streams": sorted(gap.streams), "disk_full": gap.disk_full}
+
+
+def _unsent(cls: TrafficClass) -> str:
+    """`FROM` and `WHERE` for the unsent rows of a class, through its partial index."""
+    if cls == TrafficClass.TELEMETRY:
+        return _UNSENT_TELEMETRY
+    return f"outbox INDEXED BY outbox_priority WHERE cls > 0 AND cls = {int(cls)}"
+
+
+def _history_range(
+    since_ms: int | None,
+    until_ms: int | None,
+    stream_ids: list[int] | None,
+    after: tuple[int, int] | None,
+    upto: tuple[int, int] | None,
+) -> tuple[str, list[object]]:
+    """Extra `WHERE` terms (and their parameters) over (ts, id): since_ms <= ts < until_ms,
+    (ts, id) > after, (ts, id) <= upto. The plain `ts` bounds let SQLite seek the index."""
+    where, params = "", []
+    if since_ms is not None:
+        where += " AND ts >= ?"
+        params.append(since_ms)
+    if until_ms is not None:
+        where += " AND ts < ?"
+        params.append(until_ms)
+    if stream_ids is not None:
+        where += " AND stream IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(stream_ids))
+    if after is not None:
+        where += " AND ts >= ? AND (ts > ? OR id > ?)"
+        params += [after[0], after[0], after[1]]
+    if upto is not None:
+        where += " AND ts <= ? AND (ts < ? OR id <= ?)"
+        params += [upto[0], upto[0], upto[1]]
+    return where, params
+
+
+def _load_schema(db: sqlite3.Connection, schema_id: int) -> tuple[str, ...]:
+    found = db.execute("SELECT points FROM schemas WHERE id = ?", (schema_id,)).fetchone()
+    if found is None:
+        raise ValueError(f"unknown schema {schema_id}")
+    return tuple(json.loads(found[0]))
+
+
+def _log_damaged(row_id: int, stream: str, seq: int, error: str) -> None:
+    # Never seen; but one damaged row must not stall its lane. It stays on disk (until
+    # evicted) for a post-mortem and is skipped.
+    log.error("undecodable outbox row skipped", row=row_id, stream=stream, seq=seq, error=error)
+
+
+def _decode(
+    values: tuple,
+    stream: str,
+    schema_of: Callable[[int], tuple[str, ...]],
+    damaged: Callable[[int, str, int, str], None],
+) -> Row | None:
+    row_id, cls, _stream_id, seq, ts, n_points, schema_id, body = values
+    if cls != TrafficClass.TELEMETRY:
+        return Row(row_id, TrafficClass(cls), stream, seq, ts, n_points, None, body)
+    try:
+        readings = codec.decode(schema_of(schema_id), body, ts)
+    except ValueError as exc:
+        damaged(row_id, stream, seq, str(exc))
+        return None
+    batch = Batch(stream, ts, tuple(readings))
+    return Row(row_id, TrafficClass.TELEMETRY, stream, seq, ts, n_points, batch, None)
+
+
+# -- reading history from another connection -------------------------------------------------
+
+
+def open_readonly(path: Path, *, immutable: bool = False) -> sqlite3.Connection:
+    """A read-only connection to an outbox (`mode=ro`: it can never write the database).
+    `immutable`: also no -wal/-shm files and no locks; only for a file nobody writes."""
+    uri = f"file:{quote(str(Path(path).absolute()))}?mode=ro"
+    if immutable:
+        uri += "&immutable=1"
+    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+
+
+def iter_history(
+    db: sqlite3.Connection,
+    since_ms: int,
+    until_ms: int,
+    streams: Iterable[str] | None = None,
+    limit: int | None = None,
+    *,
+    damaged: Callable[[int, str, int, str], None] = _log_damaged,
+    close: bool = False,
+) -> Iterator[Row]:
+    """Telemetry rows of an outbox, delivered and not, with since_ms <= ts < until_ms (of
+    `streams`, or all devices), ordered by (ts, id), decoded. One statement in one read
+    transaction on `db` (a connection of its own: a consistent snapshot, whatever the
+    writer does meanwhile). Delivered rows come by the history index in order; unsent ones
+    through their index, sorted by SQLite: few unless the uplink is far behind. A file of
+    schema version 1 has no history: all its rows are unsent. `close`: close `db` after."""
+    try:
+        db.execute("BEGIN")  # one snapshot for the stream names, schemas and rows
+        names = dict(db.execute("SELECT id, name FROM streams WHERE kind = 0").fetchall())
+        where, params = " AND ts >= ? AND ts < ?", [since_ms, until_ms]
+        if streams is not None:
+            wanted = set(streams)
+            where += " AND stream IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps([i for i, name in names.items() if name in wanted]))
+        if db.execute("PRAGMA user_version").fetchone()[0] >= 2:
+            sql = (
+                f"SELECT {_COLUMNS} FROM {_HISTORY}{where} UNION ALL "
+                f"SELECT {_COLUMNS} FROM {_UNSENT_TELEMETRY}{where} ORDER BY ts, id"
+            )
+            params += params
+        else:
+            sql = f"SELECT {_COLUMNS} FROM outbox WHERE cls = 0{where} ORDER BY ts, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        schemas: dict[int, tuple[str, ...]] = {}
+
+        def schema_of(schema_id: int) -> tuple[str, ...]:
+            if schema_id not in schemas:
+                schemas[schema_id] = _load_schema(db, schema_id)
+            return schemas[schema_id]
+
+        cursor = db.execute(sql, params)
+        try:
+            while page := cursor.fetchmany(256):
+                for values in page:
+                    stream = names.get(values[2], f"stream-{values[2]}")
+                    if (row := _decode(values, stream, schema_of, damaged)) is not None:
+                        yield row
+        finally:
+            cursor.close()
+    finally:
+        with suppress(sqlite3.Error):  # ProgrammingError if the caller closed `db` first
+            if db.in_transaction:
+                db.execute("COMMIT")
+            if close:
+                db.close()

@@ -293,3 +293,22 @@ def test_a_config_that_loses_the_broker_is_rolled_back(agent, platform, broker):
     assert failed["result"] == {"config_hash": old_hash, "rolled_back": True}
     assert agent.config_path.read_text() == before
     assert agent.status()["config_hash"] == old_hash
+
+
+def test_backfill_republishes_stored_history_with_its_seq(agent, platform):
+    assert platform.wait_for(lambda p: len(p.telemetry().get("ahu-1", [])) >= 10, 10)
+    first = platform.telemetry()["ahu-1"][:5]
+    since, until = first[0]["ts"], first[-1]["ts"] + 1
+    _send(platform, "bf", type="backfill", since=since, until=until, devices=["ahu-1"])
+    done = _final(platform, "bf")[-1]
+    assert done["stage"] == "done" and done["result"]["messages"] == 5, done
+    assert platform.wait_for(
+        lambda p: sum(m["historical"] for m in p.telemetry()["ahu-1"]) >= 5, 10
+    )
+    replayed = [m for m in platform.telemetry()["ahu-1"] if m["historical"]]
+    assert [m["seq"] for m in replayed] == [m["seq"] for m in first]
+    assert [m["values"] for m in replayed] == [m["values"] for m in first]
+    _send(platform, "bf-bad", type="backfill", since=until, until=since)
+    assert _final(platform, "bf-bad")[-1]["reason"] == "bad_range"
+    _send(platform, "bf-dev", type="backfill", since=since, until=until, devices=["nope"])
+    assert _final(platform, "bf-dev")[-1]["reason"] == "unknown_point"

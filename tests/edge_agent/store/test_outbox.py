@@ -205,9 +205,13 @@ def test_ack_deletes_in_one_go(open_outbox, tmp_path: Path) -> None:
     rows = box.append([tel("a", i) for i in range(5)] + [msg(TrafficClass.EVENT)])
     leased = box.lease(Lane.LIVE, 3)
     box.ack([*ids(leased), rows[-1].id, 999_999])  # an unknown id is harmless
-    assert [seq for _, _, seq in db_rows(tmp_path / "outbox.db")] == [4, 5]
+    # The event is deleted; acknowledged telemetry stays as history (sent = 1).
+    assert [seq for _, _, seq in db_rows(tmp_path / "outbox.db", "sent = 0")] == [4, 5]
+    assert [seq for _, _, seq in db_rows(tmp_path / "outbox.db", "sent = 1")] == [1, 2, 3]
+    assert db_rows(tmp_path / "outbox.db", "cls > 0") == []
     stats = box.stats()
     assert (stats.backlog_rows, stats.backlog_points, stats.in_flight) == (2, 10, 0)
+    assert (stats.history_rows, stats.history_points) == (3, 15)
     assert ids(box.lease(Lane.LIVE, 10)) == ids(rows[3:5])
 
 

@@ -6,6 +6,7 @@ Every error is one clear line and an exit code, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import sys
@@ -15,7 +16,6 @@ from pathlib import Path
 import click
 
 from edge_agent import __version__
-from edge_agent.config.cli import config as config_group
 
 DEFAULT_SOCKET = Path("/run/edge-agent/agent.sock")
 EXIT_NOT_RUNNING = 3
@@ -38,13 +38,43 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Subcommands imported only when used: `edge-agent status` must not pay for numpy,
+    pydantic or the history reader (a technician's status answers within 0.3 s)."""
+
+    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module, attr = self.lazy[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "config": "edge_agent.config.cli:config",
+        **{
+            name: f"edge_agent.cli_points:{name}" for name in ("points", "read", "write", "release")
+        },
+        "alarms": "edge_agent.cli_plant:alarms",
+        "loops": "edge_agent.cli_plant:loops",
+        "discover": "edge_agent.cli_field:discover",
+        "logs": "edge_agent.cli_field:logs",
+        "export": "edge_agent.cli_history:export",
+        "trend": "edge_agent.cli_history:trend",
+    },
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="edge-agent")
 def main() -> None:
     """Edge controller runtime for hospital plant rooms."""
-
-
-main.add_command(config_group)
 
 
 @main.command()
@@ -196,20 +226,3 @@ def install_service(prefix: Path | None, config_path: Path, dry_run: bool, root:
     from edge_agent.install import main as install_main
 
     sys.exit(install_main(prefix, config_path, dry_run, root))
-
-
-from edge_agent.cli_plant import alarms, loops  # noqa: E402
-from edge_agent.cli_points import points, read, release, write  # noqa: E402
-
-for _command in (points, read, write, release, alarms, loops):
-    main.add_command(_command)
-
-from edge_agent.cli_field import discover, logs  # noqa: E402
-
-main.add_command(discover)
-main.add_command(logs)
-
-from edge_agent.cli_history import export, trend  # noqa: E402
-
-main.add_command(export)
-main.add_command(trend)

@@ -58,6 +58,28 @@ def render_status(status: dict[str, Any]) -> Group:
     )
     if store.get("error"):
         head.add_row("", f"[red]store error: {store['error']}[/]")
+    alarms = status.get("alarms")
+    if alarms is not None:
+        worst = next((s for s in ("critical", "major", "minor", "warning") if alarms.get(s)), None)
+        style = {"critical": "bold red", "major": "red", "minor": "yellow"}.get(worst or "", "")
+        text = f"{alarms['active']} active, {alarms['unacknowledged']} unacknowledged"
+        head.add_row("[bold]alarms[/]", f"[{style}]{text}[/]" if style else text)
+    commands = status.get("commands")
+    if commands is not None:
+        head.add_row(
+            "[bold]commands[/]",
+            f"{commands['done']} done, {commands['rejected']} rejected, "
+            f"{commands['failed']} failed",
+        )
+        for hold in commands["holds"]:
+            if hold["source"] in ("manual", "platform"):
+                head.add_row("", f"[cyan]{hold['point']} held by {hold['source']}[/] "
+                                 f"= {hold['value']!r}")  # fmt: skip
+    for loop in status.get("loops") or ():
+        mode = loop.get("mode", "?")
+        style = {"auto": "green", "safe": "red", "overridden": "cyan"}.get(mode, "dim")
+        head.add_row("[bold]loop[/]" if loop is status["loops"][0] else "",
+                     f"{loop['id']} [{style}]{mode}[/]")  # fmt: skip
 
     devices = Table(title="devices", title_justify="left", padding=(0, 1))
     # The device name is what the technician looks for: never cut it. Errors are listed

@@ -22,7 +22,9 @@ UNIT_NAME = "edge-agent.service"
 UNIT_DIR = "etc/systemd/system"
 WANTS_DIR = "etc/systemd/system/multi-user.target.wants"
 DEFAULT_CONFIG = Path("/etc/edge-agent/site.yaml")
-TEMPLATE = Path(__file__).resolve().parents[1] / "systemd" / UNIT_NAME
+# Package data (a link to systemd/ in the checkout; a copy in a wheel), so that an installed
+# agent finds its unit template without the source tree.
+TEMPLATE = Path(__file__).resolve().parent / "units" / UNIT_NAME
 
 EXIT_FAILED = 1
 EXIT_NOT_ROOT = 4

@@ -22,7 +22,7 @@ from typing import Any
 
 from drivers.base import Driver, Link
 from drivers.registry import driver_class
-from edge_agent import __version__, logs, sd_notify, watchdog
+from edge_agent import __version__, logs, metrics, sd_notify, watchdog
 from edge_agent.alarms.engine import AlarmEngine, AlarmError
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages
@@ -197,6 +197,8 @@ class Runtime:
                         supervise("alarms", self._tick_alarms, self.events), name="alarms"
                     ),
                 ]
+                if self.config.metrics.prometheus_port is not None:
+                    helpers.append(tg.create_task(self._metrics(), name="metrics"))
                 self.health = watchdog.runtime_health(self.store.stats, uplink)
                 sd_notify.notify(f"READY=1\nSTATUS=polling {len(devices)} devices")
                 self.up.set()
@@ -380,6 +382,13 @@ class Runtime:
                 return f"no connection to the broker ({self.uplink.last_error or 'connecting'})"
             await asyncio.sleep(0.1)
         return None
+
+    async def _metrics(self) -> None:
+        port = self.config.metrics.prometheus_port
+        try:
+            await metrics.serve(port, self.status)
+        except OSError as exc:  # a convenience: polling and forwarding go on without it
+            log.error("metrics port unavailable", port=port, error=str(exc))
 
     async def _tick_alarms(self) -> None:
         while True:

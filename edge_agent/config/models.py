@@ -83,6 +83,11 @@ class Commands(Model):
     apply_confirm: Duration = 60.0
 
 
+class Metrics(Model):
+    # Prometheus text on 127.0.0.1 only; off unless a port is given.
+    prometheus_port: int | None = Field(None, ge=1, le=65535)
+
+
 class AgentConfig(Model):
     site: Identity
     gateway: Identity
@@ -90,6 +95,7 @@ class AgentConfig(Model):
     store: Store = Store()
     local: Local = Local()
     commands: Commands = Commands()
+    metrics: Metrics = Metrics()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     links: tuple[Link, ...] = ()
     devices: tuple[Device, ...] = ()

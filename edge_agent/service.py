@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from control_loops.protection import FlowInterlock, Protection
+from control_loops.runner import LoopRunner
 from drivers.base import Driver, Link
 from drivers.registry import driver_class
 from edge_agent import __version__, logs, metrics, sd_notify, watchdog
@@ -129,6 +131,8 @@ class Runtime:
         self.uplink = Uplink(config, store, __version__, on_command=self._on_command)
         self.pollers: list[Poller] = []
         self.router: CommandRouter | None = None
+        self.loops: LoopRunner | None = None
+        self.protection: Protection | None = None
         self._commands: set[asyncio.Task] = set()
         self.control: Control | None = None
         self.up = asyncio.Event()  # set once READY was reported
@@ -162,11 +166,18 @@ class Runtime:
                 )
             audit = await self.store.call(Audit, self.store.path)
             stack.push_async_callback(self.store.call, audit.close)
-            self.router = CommandRouter(
-                devices, drivers, self.cache, self.store, audit, self.identity
+            state_dir = self.store.path.parent
+            protection = Protection(
+                self.config.protection, self.cache, state_dir / "protection.json", self.events
             )
+            self.router = CommandRouter(
+                devices, drivers, self.cache, self.store, audit, self.identity, protection
+            )
+            self.loops = LoopRunner(self.config.loops, self.cache, self.router, self.events)
+            self.protection = protection
             self._register_commands(self.router)
             await self.router.start()
+            interlock = FlowInterlock(protection, self.router, self.events)
             async with asyncio.TaskGroup() as tg:
                 uplink = tg.create_task(
                     supervise("uplink", self.uplink.run, self.events), name="uplink"
@@ -197,6 +208,14 @@ class Runtime:
                         supervise("alarms", self._tick_alarms, self.events), name="alarms"
                     ),
                 ]
+                control_tasks = [
+                    tg.create_task(supervise(name, factory, self.events), name=name)
+                    for name, factory in (
+                        ("loops", self.loops.run),
+                        ("protection", protection.run),
+                        ("flow-interlock", interlock.run),
+                    )
+                ]
                 if self.config.metrics.prometheus_port is not None:
                     helpers.append(tg.create_task(self._metrics(), name="metrics"))
                 self.health = watchdog.runtime_health(self.store.stats, uplink)
@@ -204,6 +223,11 @@ class Runtime:
                 self.up.set()
                 log.info("agent running", devices=len(devices), config_hash=self.config.config_hash)
                 await control.changed.wait()
+                # Loops stop first: their writes in flight finish while drivers and the
+                # audit are still open.
+                for task in control_tasks:
+                    task.cancel()
+                await asyncio.gather(*control_tasks, return_exceptions=True)
                 await self._shutdown(polls, uplink, helpers)
         log.info("drivers closed")
 
@@ -271,6 +295,8 @@ class Runtime:
         router.register("config_apply", self._prepare_config_apply)
         router.register("alarm_ack", self._prepare_alarm_ack)
         router.register("backfill", self._prepare_backfill)
+        if self.loops is not None:
+            router.register("loop", self.loops.handle_command)
 
     def _prepare_backfill(self, command: messages.Backfill, _context: Context):
         if command.since >= command.until:
@@ -396,7 +422,10 @@ class Runtime:
             self.alarms.tick(wall_ms())
 
     async def loop_list(self, _request: dict[str, Any]) -> dict[str, Any]:
-        return {"loops": []}
+        return {
+            "loops": self.loops.status() if self.loops else [],
+            "protection": self.protection.status() if self.protection else [],
+        }
 
     async def config_view(self, _request: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -482,6 +511,7 @@ class Runtime:
             "uplink": self.uplink.stats(),
             "commands": self.router.stats() if self.router else None,
             "alarms": self.alarms.summary(),
+            "loops": self.loops.status() if self.loops else [],
             "store": {**dataclasses.asdict(outbox), **self.store.stats()},
             "devices": {
                 p.device.id: {

@@ -57,7 +57,7 @@ class Handler(Protocol):
 class Protection(Protocol):
     """Equipment protection: the reason a write may not happen now, or None."""
 
-    def check(self, ref: str, value: Value, now_ms: int) -> str | None: ...
+    def check(self, ref: str, value: Value, now_ms: int, source: Source) -> str | None: ...
 
     def written(self, ref: str, value: Value, now_ms: int) -> None: ...
 
@@ -96,7 +96,9 @@ class CommandRouter:
             "read": self._prepare_read,
         }
         self._point_locks: dict[str, asyncio.Lock] = {}
-        self._last_write: dict[str, float] = {}  # ref -> monotonic time of the last write
+        # (ref, source) -> monotonic time of the last write. Per source: a technician's
+        # override is never refused because a loop wrote the point a moment ago.
+        self._last_write: dict[tuple[str, Source], float] = {}
         self.counts = {"received": 0, "rejected": 0, "done": 0, "failed": 0, "dropped": 0}
         self.latency_ms: list[float] = []  # recent accepted -> final, for metrics
 
@@ -289,7 +291,7 @@ class CommandRouter:
                 return {"point": target.ref, "value": value, "dry_run": True}
 
             return validated
-        self._last_write[target.ref] = time.monotonic()  # reserve the slot now
+        self._last_write[target.ref, context.source] = time.monotonic()  # reserve the slot
         return lambda: self._write_hold(target, hold)
 
     def _check_arbitration(self, ref: str, source: Source) -> None:
@@ -309,13 +311,13 @@ class CommandRouter:
     def _check_protection(self, ref: str, value: Value, source: Source, now: int) -> None:
         if self.protection is None:
             return
-        problem = self.protection.check(ref, value, now)
+        problem = self.protection.check(ref, value, now, source)
         if problem is not None:
             raise Rejected(Reason.PROTECTION, problem)
 
     def _check_rate(self, target: Target, source: Source) -> None:
         interval = target.point.min_write_interval
-        last = self._last_write.get(target.ref)
+        last = self._last_write.get((target.ref, source))
         if source is Source.SAFETY or last is None or interval <= 0:
             return
         wait = last + interval - time.monotonic()
@@ -380,6 +382,19 @@ class CommandRouter:
             if ended is None or winner is None or winner.source != source:
                 return {"point": target.ref, "released": source.label, "effective": "unchanged"}
             following = self.holds.winner(target.ref)
+            refused = None
+            if following is not None and self.protection is not None:
+                # The value underneath is a change like any other: a loop's "run" under a
+                # technician's "stop" must still wait out the minimum off time.
+                refused = self.protection.check(
+                    target.ref, following.value, wall_ms(), following.source
+                )
+                if refused is not None:
+                    self.holds.remove(target.ref, following.source)
+                    await self.store.call(self.audit.delete_hold, target.ref, following.source)
+                    log.info("hold underneath dropped by protection", point=target.ref,
+                             source=following.source.label, reason=refused)  # fmt: skip
+                    following = None
             if following is not None:
                 readback = await self._device_write(target, following.value, following.priority)
                 effective = following.source.label
@@ -390,6 +405,7 @@ class CommandRouter:
             "point": target.ref,
             "released": source.label,
             "effective": effective,
+            **({"protection": refused} if refused else {}),
             "readback": readback.value,
             "quality": readback.quality.value,
         }

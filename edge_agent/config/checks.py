@@ -5,6 +5,7 @@ Each finding names the key path of the offending item; the loader turns it into 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -43,6 +44,9 @@ def cross_check(config: AgentConfig) -> list[Finding]:
         *_credentials(config),
         *_duplicates(config.alarms, lambda r: r.id, ("alarms",), ("id",), "alarm rule id"),
         *_alarms(config),
+        *_duplicates(config.loops, lambda lp: lp.id, ("loops",), ("id",), "loop id"),
+        *_duplicates(config.protection, lambda p: p.id, ("protection",), ("id",), "protection id"),
+        *_loops(config),
     ]
     known_links = list(dict.fromkeys(link.id for link in config.links))
     for index, device in enumerate(config.devices):
@@ -122,6 +126,46 @@ def _alarms(config: AgentConfig) -> Iterator[Finding]:
     kinds = {f"{d.id}.{p.id}": p.kind for d in config.devices for p in d.points}
     for index, where, message in rule_problems(config.alarms, kinds):
         yield Finding(("alarms", index, *where), message)
+
+
+def _loops(config: AgentConfig) -> Iterator[Finding]:
+    # Loops and protection read configured points and write writable ones; a point has
+    # one automatic writer, and run commands are binary.
+    points = {f"{d.id}.{p.id}": p for d in config.devices for p in d.points}
+    writers: dict[str, tuple[str | int, ...]] = {}
+    groups = (("loops", config.loops), ("protection", config.protection))
+    for key, items in groups:
+        for index, item in enumerate(items):
+            for where, ref, written in item.refs():
+                path = (key, index, *where)
+                point = points.get(ref)
+                if point is None:
+                    yield Finding(path, _unknown_point(ref, points))
+                    continue
+                if not written:
+                    continue
+                if not point.writable:
+                    yield Finding(path, f"{ref} is not writable (writable: false)")
+                binary = key == "protection" or "chillers" in where
+                if binary and point.kind != "binary":
+                    message = f"a run command must be a binary point; {ref} is {point.kind}"
+                    yield Finding(path, message)
+                if key == "loops":
+                    if ref in writers:
+                        message = f"{ref} is already written by another loop"
+                        yield Finding(path, message, writers[ref])
+                    else:
+                        writers[ref] = path
+
+
+def _unknown_point(ref: str, points: dict[str, object]) -> str:
+    device, _, point = ref.partition(".")
+    names = [r.partition(".")[2] for r in points if r.startswith(f"{device}.")]
+    if not names:
+        return f"unknown device {device!r} in {ref!r}"
+    close = difflib.get_close_matches(point, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"device {device!r} has no point {point!r}{hint}"
 
 
 def _seconds(value: float, given: bool) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import ByteSize, Field, model_validator
 
+from control_loops.config import EquipmentProtection, LoopConfig
 from drivers.registry import DEVICE_MODELS
 from edge_agent.alarms.rules import AlarmRule
 from edge_agent.config.base import Duration, Gap, Id, Model
@@ -100,6 +101,8 @@ class AgentConfig(Model):
     links: tuple[Link, ...] = ()
     devices: tuple[Device, ...] = ()
     alarms: tuple[AlarmRule, ...] = ()
+    loops: tuple[LoopConfig, ...] = ()
+    protection: tuple[EquipmentProtection, ...] = ()
 
     @property
     def client_id(self) -> str:

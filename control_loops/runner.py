@@ -1,0 +1,704 @@
+"""The loop runner: reads inputs from the PointCache, steps each loop on its own period,
+and writes outputs through the CommandRouter at AUTO priority, like any other source.
+
+Rules (docs/control.md, "Loop runner and protection"):
+- A stale, bad or missing input puts the loop in its safe state at its next step (so within
+  one period): hold, release or a fixed value. One `loop_safe_state` event on the way in,
+  one `loop_recovered` on the way out.
+- Analog outputs are clamped to `limits`, rate limited (`max_step` per period, `max_rate`
+  per second for a PID), and written only when they moved more than `deadband`.
+- An output held by a higher source (manual, platform, safety) is never written: the loop
+  shows `overridden`, lets go of its own hold (so that the end of the override goes back to
+  the device, not to the loop's stale value) and tracks the held value, so that taking over
+  again is bumpless.
+- Disabling a loop releases its holds.
+- One write per output under way at a time; a refused write is retried after a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from control_loops import kernels
+from control_loops.config import (
+    ChwResetLoop,
+    CondenserLoop,
+    DpResetLoop,
+    LoopBase,
+    LoopConfig,
+    PidLoop,
+    SafeValue,
+    StagingLoop,
+    finite,
+)
+from control_loops.sequences import (
+    Staging,
+    StagingParams,
+    TrimRespond,
+    ValveRequests,
+    chw_reset_requests,
+    dp_reset_requests,
+)
+from edge_agent import logs
+from edge_agent.cache import PointCache
+from edge_agent.commands import messages as m
+from edge_agent.commands.messages import Reason, Rejected, Source
+from edge_agent.commands.router import CommandRouter, Context, Execution
+from edge_agent.events import Events
+from edge_agent.points import Quality, Value, wall_ms
+
+log = logs.get("loops")
+
+RETRY_S = 10.0  # after a refused or failed write, wait at least this (or a period)
+TIMINGS_KEPT = 1000
+
+
+class Loop:
+    """One configured loop: its state, and the step that turns inputs into outputs."""
+
+    type = ""
+
+    def __init__(self, cfg: LoopBase) -> None:
+        self.cfg = cfg
+        self.id = cfg.id
+        self.enabled = cfg.enabled
+        self.mode = "auto" if self.enabled else "disabled"
+        self.due: float | None = None
+        self.last_step: float | None = None
+        self.inputs: dict[str, float | None] = {}
+        self.outputs: dict[str, Value] = {}  # last computed
+        self.written: dict[str, Value] = {}  # last written and confirmed (done)
+        self.result: str | None = None
+        self.safe_reason: str | None = None
+        self.retry_at: dict[str, float] = {}
+        self.overrides: dict[str, float] = {}  # parameters set by command
+        self.step_us = 0.0
+        self.step_us_max = 0.0
+        self.steps = 0
+        self.writes = 0
+
+    # Subclasses: compute outputs from good inputs; `held` maps blocked outputs to the
+    # value that holds them; `shape` clamps and rate-limits an analog output.
+    def compute(
+        self,
+        values: dict[str, float],
+        now: float,
+        dt: float,
+        held: dict[str, Value],
+        shape: Callable[[str, float, float], float],
+        actual: Callable[[str], float | None],
+    ) -> dict[str, Value]:
+        raise NotImplementedError
+
+    def track(self, value: float | None, values: dict[str, float], dt: float) -> None:
+        """Not in control (disabled, safe): follow the output's actual value."""
+
+    def bad(self, problems: dict[str, str]) -> dict[str, str]:
+        """The input problems that stop the loop (some loops can do without some inputs)."""
+        return problems
+
+    def enable(self) -> None:
+        """Control starts (again) from the present state."""
+
+    def set(self, parameter: str, value: float) -> None:
+        raise ValueError(f"loop {self.id} ({self.type}) has no settable parameters")
+
+
+class Pid(Loop):
+    type = "pid"
+    cfg: PidLoop
+
+    def __init__(self, cfg: PidLoop) -> None:
+        super().__init__(cfg)
+        self.setpoint: float | None = cfg.setpoint if isinstance(cfg.setpoint, float) else None
+        self._tuning = {"kp": cfg.kp, "ti": cfg.ti, "td": cfg.td}
+        self.params = self._params(**self._tuning)
+        self.state: np.ndarray | None = None
+        self._out = np.empty(1)
+
+    def _params(self, kp: float, ti: float, td: float) -> np.ndarray:
+        cfg = self.cfg
+        lo, hi = cfg.out_min, cfg.out_max
+        if cfg.limits is not None:
+            lo, hi = max(lo, cfg.limits.min), min(hi, cfg.limits.max)
+        direction = kernels.DIRECT if cfg.direction == "direct" else kernels.REVERSE
+        row = kernels.pid_params(kp, ti, td, cfg.td_filter, lo, hi, direction, cfg.tracking)
+        return row[None, :]
+
+    def _step(
+        self, values: dict[str, float], auto: bool, manual: float, dt: float, start: float | None
+    ) -> float:
+        if self.state is None:
+            self.state = kernels.pid_state(1, output=start)
+        sp = self.setpoint if self.setpoint is not None else values.get("setpoint", math.nan)
+        y = values.get("measurement", math.nan)
+        kernels.pid_step(
+            self.params,
+            self.state,
+            np.array([sp]),
+            np.array([y]),
+            np.array([auto]),
+            np.array([manual]),
+            dt,
+            self._out,
+        )
+        return float(self._out[0])
+
+    def compute(self, values, now, dt, held, shape, actual):
+        ref = self.cfg.output
+        if ref in held:
+            manual = finite(held[ref])
+            self._step(values, False, math.nan if manual is None else manual, dt, manual)
+            return {}
+        u = self._step(values, True, math.nan, dt, actual(ref))
+        if math.isnan(u):
+            return {}
+        v = shape(ref, u, dt)
+        if v != u:  # the rate limit held it back: the integrator follows what is applied
+            assert self.state is not None
+            self.state[0, 0] += v - u
+            self.state[0, 3] = v
+        return {ref: v}
+
+    def track(self, value, values, dt):
+        manual = math.nan if value is None else value
+        self._step(values, False, manual, dt, value)
+
+    def set(self, parameter, value):
+        if parameter == "setpoint":
+            self.setpoint = value
+        elif parameter in self._tuning:
+            tuning = {**self._tuning, parameter: value}
+            self.params = self._params(**tuning)  # ValueError when bad
+            self._tuning = tuning
+        else:
+            raise ValueError(f"a pid loop sets setpoint, kp, ti or td, not {parameter!r}")
+        self.overrides[parameter] = value
+
+
+class Reset(Loop):
+    """Trim and respond of a setpoint (CHW supply temperature or pump DP)."""
+
+    cfg: ChwResetLoop | DpResetLoop
+
+    def __init__(self, cfg: ChwResetLoop | DpResetLoop) -> None:
+        super().__init__(cfg)
+        self.type = cfg.type
+        self.bounds = {"sp_min": cfg.sp_min, "sp_max": cfg.sp_max}
+        self.sequence = TrimRespond(self._tr_params(), cfg.initial, cfg.delay, cfg.time_step)
+        self.valves = ValveRequests(cfg.valve_high, cfg.valve_low)
+
+    def _tr_params(self) -> tuple[float, ...]:
+        c = self.cfg
+        return (self.bounds["sp_min"], self.bounds["sp_max"], c.trim, c.respond,
+                c.max_response, c.ignored_requests)  # fmt: skip
+
+    def bad(self, problems):
+        # A few coils out of touch leave enough requests to go on; all of them do not.
+        valves = [k for k in problems if k.startswith("valve")]
+        if valves and len(valves) < len(self.cfg.valves):
+            return {k: v for k, v in problems.items() if not k.startswith("valve")}
+        return problems
+
+    def compute(self, values, now, dt, held, shape, actual):
+        ref = self.cfg.output
+        if self.cfg.enabled_by is not None and not values.get("enabled_by"):
+            self.sequence.disable()
+            return {ref: shape(ref, self.sequence.setpoint, dt)}
+        if self.cfg.requests is not None:
+            requests = values["requests"]
+        else:
+            positions = [values.get(f"valve{i}", math.nan) for i in range(len(self.cfg.valves))]
+            count = chw_reset_requests if self.type == "chw_reset" else dp_reset_requests
+            requests = count(self.valves, positions)
+        sp = self.sequence.step(requests, now)
+        return {} if ref in held else {ref: shape(ref, sp, dt)}
+
+    def enable(self):
+        self.sequence.disable()  # G36: back to the initial setpoint, then the delay
+
+    def set(self, parameter, value):
+        if parameter not in self.bounds:
+            raise ValueError(f"a {self.type} loop sets sp_min or sp_max, not {parameter!r}")
+        bounds = {**self.bounds, parameter: value}
+        params = kernels.trim_respond_params(
+            bounds["sp_min"], bounds["sp_max"], *self._tr_params()[2:]
+        )
+        self.bounds = bounds
+        self.sequence.params = params
+        self.sequence.setpoint = min(max(self.sequence.setpoint, params[0]), params[1])
+        self.overrides[parameter] = value
+
+
+class Stager(Loop):
+    type = "staging"
+    cfg: StagingLoop
+
+    _SETTABLE = ("stage_up_plr", "stage_down_plr", "min_running")
+
+    def __init__(self, cfg: StagingLoop) -> None:
+        super().__init__(cfg)
+        fields = {f.name for f in dataclasses.fields(StagingParams)}
+        self.params = StagingParams(**{k: getattr(cfg, k) for k in fields})
+        self.sequence: Staging | None = None
+        self.reason = ""
+
+    def bad(self, problems):
+        return {k: v for k, v in problems.items() if not k.startswith("run_hours")}
+
+    def compute(self, values, now, dt, held, shape, actual):
+        cfg = self.cfg
+        n = len(cfg.chillers)
+        if self.sequence is None:  # start from what runs now
+            running = [i for i in range(n) if values.get(f"status{i}")]
+            self.sequence = Staging(self.params, running)
+
+        def value(name: str, given: float | str | None) -> float:
+            return given if isinstance(given, float) else values.get(name, math.nan)
+
+        available = [
+            c.available is None or bool(values.get(f"available{i}"))
+            for i, c in enumerate(cfg.chillers)
+        ]
+        decision = self.sequence.step(
+            values["load"],
+            [c.capacity_kw for c in cfg.chillers],
+            available,
+            [values.get(f"run_hours{i}", math.nan) for i in range(n)],
+            values["chw_supply"],
+            value("chw_setpoint", cfg.chw_setpoint),
+            value("dp", cfg.dp),
+            value("dp_setpoint", cfg.dp_setpoint),
+            now,
+        )
+        if decision.changed:
+            log.info("staging", loop=self.id, on=list(decision.on), reason=decision.reason)
+        self.reason = decision.reason
+        runs = {c.run: i in decision.on for i, c in enumerate(cfg.chillers)}
+        return {ref: on for ref, on in runs.items() if ref not in held}
+
+    def enable(self):
+        self.sequence = None
+
+    def set(self, parameter, value):
+        if parameter not in self._SETTABLE:
+            allowed = ", ".join(self._SETTABLE)
+            raise ValueError(f"a staging loop sets {allowed}, not {parameter!r}")
+        if parameter == "min_running":
+            if value != int(value):
+                raise ValueError("min_running is a whole number")
+            value = int(value)
+        self.params = dataclasses.replace(self.params, **{parameter: value})
+        if self.sequence is not None:
+            self.sequence.params = self.params
+        self.overrides[parameter] = value
+
+
+class Condenser(Loop):
+    type = "condenser"
+    cfg: CondenserLoop
+
+    _SETTABLE = ("design_approach", "low_load_approach", "lift", "cw_min", "cw_max")
+
+    def __init__(self, cfg: CondenserLoop) -> None:
+        super().__init__(cfg)
+        fields = {f.name for f in dataclasses.fields(kernels.CondenserParams)}
+        self.params = kernels.CondenserParams(**{k: getattr(cfg, k) for k in fields})
+
+    def compute(self, values, now, dt, held, shape, actual):
+        ref = self.cfg.output
+        sp = kernels.condenser_setpoint(
+            self.cfg.mode,
+            values.get("wetbulb", math.nan),
+            values.get("chw_supply", math.nan),
+            values.get("load_fraction", math.nan),
+            self.params,
+        )
+        return {} if ref in held or math.isnan(sp) else {ref: shape(ref, sp, dt)}
+
+    def set(self, parameter, value):
+        if parameter not in self._SETTABLE:
+            allowed = ", ".join(self._SETTABLE)
+            raise ValueError(f"a condenser loop sets {allowed}, not {parameter!r}")
+        self.params = dataclasses.replace(self.params, **{parameter: value})
+        self.overrides[parameter] = value
+
+
+def make_loop(cfg: LoopConfig) -> Loop:
+    if isinstance(cfg, PidLoop):
+        return Pid(cfg)
+    if isinstance(cfg, ChwResetLoop | DpResetLoop):
+        return Reset(cfg)
+    if isinstance(cfg, StagingLoop):
+        return Stager(cfg)
+    return Condenser(cfg)
+
+
+class LoopRunner:
+    """Runs every configured loop in one task, each on its own monotonic deadline."""
+
+    def __init__(
+        self,
+        loops: Iterable[LoopConfig],
+        cache: PointCache,
+        router: CommandRouter,
+        events: Events | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.loops = {cfg.id: make_loop(cfg) for cfg in loops}
+        self.cache = cache
+        self.router = router
+        self.events = events
+        self.clock = clock
+        self.timings_us: list[float] = []  # recent step times of all loops, for metrics
+        self._inflight: dict[str, asyncio.Task] = {}  # output -> its write under way
+        self._tasks: set[asyncio.Task] = set()
+        self._run_id = secrets.token_hex(3)  # command ids stay unique across restarts
+        self._seq = 0
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Task: step each loop when due. Cancel it to stop: the writes under way are
+        cancelled and awaited, so stop it before the router's store closes."""
+        if any(not isinstance(lp, Stager) for lp in self.loops.values()):
+            await asyncio.to_thread(kernels.warm_up)  # numba: not in the first period
+        try:
+            while self.loops:
+                await self.tick(self.clock())
+                due = min(lp.due for lp in self.loops.values() if lp.due is not None)
+                await asyncio.sleep(max(0.0, due - self.clock()))
+        finally:  # end the writes under way before the router and its store close
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def tick(self, now: float) -> None:
+        """Step every loop that is due at `now` (the first call steps them all)."""
+        for lp in self.loops.values():
+            if lp.due is not None and lp.due > now:
+                continue
+            started = time.perf_counter()
+            try:
+                self._step(lp, now)
+            except Exception as exc:  # one broken loop must not stop the others
+                log.exception("loop step failed", loop=lp.id)
+                lp.result = f"step failed: {type(exc).__name__}: {exc}"
+            us = (time.perf_counter() - started) * 1e6
+            lp.step_us, lp.step_us_max, lp.steps = us, max(lp.step_us_max, us), lp.steps + 1
+            self.timings_us = [*self.timings_us[-(TIMINGS_KEPT - 1) :], us]
+            period = lp.cfg.period
+            nxt = (lp.due if lp.due is not None else now) + period
+            lp.due = nxt if nxt > now else now + period  # late: no catch-up burst
+        await asyncio.sleep(0)  # let the writes just started begin
+
+    async def settle(self) -> None:
+        """Wait for the writes and releases under way (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _step(self, lp: Loop, now: float) -> None:
+        dt = lp.cfg.period if lp.last_step is None else max(now - lp.last_step, 1e-3)
+        lp.last_step = now
+        values, problems = self._read_inputs(lp)
+        if not lp.enabled:
+            lp.mode = "disabled"
+            lp.track(self._actual(lp.cfg.outputs()[0]), values, dt)
+            return
+        problems = lp.bad(problems)
+        if problems:
+            self._safe(lp, problems, values, dt)
+            return
+        if lp.mode == "safe":
+            lp.safe_reason = None
+            self._emit("loop_recovered", loop=lp.id)
+            # Line the integrator up with the output and the fresh measurement: the first
+            # step back in auto then moves the output by one integral step, not by P.
+            lp.track(self._actual(lp.cfg.outputs()[0]), values, dt)
+        held = {}
+        for ref in lp.cfg.outputs():
+            hold = self.router.holds.blocker(ref, Source.AUTO)
+            if hold is not None:
+                held[ref] = hold.value
+                self._let_go(lp, ref)  # the override's end returns to the device, not to us
+        lp.mode = "overridden" if held else "auto"
+        outputs = lp.compute(values, now, dt, held, self._shaper(lp), self._actual)
+        lp.outputs.update(outputs)
+        for ref, value in outputs.items():
+            if ref not in held:
+                self._maybe_write(lp, ref, value, now)
+
+    def _safe(self, lp: Loop, problems: dict[str, str], values: dict, dt: float) -> None:
+        reason = "; ".join(f"{name}: {why}" for name, why in problems.items())
+        if lp.mode != "safe":
+            lp.safe_reason = reason
+            self._emit("loop_safe_state", level="warning", loop=lp.id, reason=reason,
+                       safe_state=_safe_label(lp.cfg.safe_state))  # fmt: skip
+        lp.mode = "safe"
+        safe = lp.cfg.safe_state
+        outputs = lp.cfg.outputs()
+        if safe == "release":
+            for ref in outputs:
+                self._let_go(lp, ref)
+        elif isinstance(safe, SafeValue):
+            for ref in outputs:
+                if self.router.holds.blocker(ref, Source.AUTO) is None:
+                    self._maybe_write(lp, ref, safe.value, self.clock())
+        # The PID follows what the output does meanwhile: taking over again is bumpless.
+        value = safe.value if isinstance(safe, SafeValue) else self._actual(outputs[0])
+        lp.track(None if value is None else float(value), values, dt)
+
+    # -- inputs and outputs -----------------------------------------------------------------
+
+    def _read_inputs(self, lp: Loop) -> tuple[dict[str, float], dict[str, str]]:
+        values: dict[str, float] = {}
+        problems: dict[str, str] = {}
+        now_ms = wall_ms()
+        stale_after = lp.cfg.stale_after
+        for name, ref in lp.cfg.inputs().items():
+            reading = self.cache.get(ref)
+            if reading is None:
+                problems[name] = f"{ref} has no reading"
+            elif reading.quality not in (Quality.GOOD, Quality.OVERRIDDEN):
+                why = f" ({reading.reason})" if reading.reason else ""
+                problems[name] = f"{ref} is {reading.quality.value}{why}"
+            elif stale_after is not None and now_ms - reading.ts > stale_after * 1000:
+                age = (now_ms - reading.ts) / 1000
+                problems[name] = f"{ref} is {age:.0f} s old (stale_after {stale_after:g} s)"
+            elif (value := finite(reading.value)) is None:
+                problems[name] = f"{ref} is not a number ({reading.value!r})"
+            else:
+                values[name] = value
+        lp.inputs = {name: values.get(name) for name in lp.cfg.inputs()}
+        return values, problems
+
+    def _actual(self, ref: str) -> float | None:
+        reading = self.cache.get(ref)
+        if reading is None or reading.quality not in (Quality.GOOD, Quality.OVERRIDDEN):
+            return None
+        return finite(reading.value)
+
+    def _shaper(self, lp: Loop) -> Callable[[str, float, float], float]:
+        cfg = lp.cfg
+
+        def shape(ref: str, value: float, dt: float) -> float:
+            if cfg.limits is not None:
+                value = min(max(value, cfg.limits.min), cfg.limits.max)
+            steps = []
+            if cfg.max_step is not None:
+                steps.append(cfg.max_step)
+            max_rate = getattr(cfg, "max_rate", None)
+            if max_rate is not None:
+                steps.append(max_rate * dt)
+            base = finite(lp.written.get(ref))
+            if base is None:
+                base = self._actual(ref)
+            if steps and base is not None:
+                step = min(steps)
+                value = base + min(max(value - base, -step), step)
+            return value
+
+        return shape
+
+    def _kind(self, ref: str) -> str | None:
+        target = self.router.targets.get(ref)
+        return None if target is None else target.point.kind
+
+    def _maybe_write(self, lp: Loop, ref: str, value: Value, now: float) -> None:
+        kind = self._kind(ref)
+        if kind is None or ref in self._inflight or lp.retry_at.get(ref, -math.inf) > now:
+            return
+        if kind == "binary":
+            value = bool(value)
+            current = lp.written.get(ref)
+            if current is None:
+                actual = self._actual(ref)
+                current = None if actual is None else actual != 0
+            if current is not None and bool(current) == value:
+                return
+        else:
+            value = round(float(value), 4) if kind == "analog" else int(value)  # type: ignore[arg-type]
+            current = finite(lp.written.get(ref))
+            if current is None:
+                current = self._actual(ref)
+            band = lp.cfg.deadband
+            if current is not None and (
+                value == current if band == 0 else abs(value - current) <= band
+            ):
+                return
+        command = m.Write(v=1, id=self._command_id(lp), type="write", point=ref, value=value)
+        self._spawn(ref, self._write(lp, ref, value, command))
+
+    async def _write(self, lp: Loop, ref: str, value: Value, command: m.Write) -> None:
+        final = await self.router.execute(command, Context(Source.AUTO, lp.id))
+        lp.writes += 1
+        stage, reason = final["stage"], final.get("reason")
+        if stage == "done":
+            lp.written[ref] = value
+            lp.result = f"wrote {ref} = {value}"
+            lp.retry_at.pop(ref, None)
+            return
+        lp.result = f"{stage}: {reason}: {final.get('message')}"
+        if reason == Reason.OVERRIDDEN:
+            lp.written.pop(ref, None)  # the next step sees the hold and tracks it
+        elif reason != Reason.RATE_LIMITED:
+            lp.retry_at[ref] = self.clock() + max(lp.cfg.period, RETRY_S)
+
+    def _let_go(self, lp: Loop, ref: str) -> None:
+        """Release the loop's own hold on `ref`, if it has one."""
+        lp.written.pop(ref, None)
+        if self.router.holds.get(ref, Source.AUTO) is None or ref in self._inflight:
+            return
+        command = m.Release(v=1, id=self._command_id(lp), type="release", point=ref)
+        self._spawn(ref, self._release(lp, command))
+
+    async def _release(self, lp: Loop, command: m.Release) -> dict[str, Any]:
+        final = await self.router.execute(command, Context(Source.AUTO, lp.id))
+        if final["stage"] != "done" and final.get("reason") != Reason.NOT_HELD:
+            lp.result = f"release {final['stage']}: {final.get('reason')}: {final.get('message')}"
+        return final
+
+    def _spawn(self, ref: str, coro: Any) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=f"loop-write:{ref}")
+        self._inflight[ref] = task
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._tasks.discard(t)
+            if self._inflight.get(ref) is t:
+                del self._inflight[ref]
+            if not t.cancelled() and t.exception() is not None:
+                log.error("loop write crashed", point=ref, error=str(t.exception()))
+
+        task.add_done_callback(done)
+        return task
+
+    def _command_id(self, lp: Loop) -> str:
+        self._seq += 1
+        return f"loop-{lp.id}-{self._run_id}-{self._seq}"
+
+    def _emit(self, type_: str, level: str = "info", **fields: Any) -> None:
+        if self.events is not None:
+            self.events.emit(type_, level=level, **fields)
+        else:
+            getattr(log, level)(type_, **fields)
+
+    # -- commands --------------------------------------------------------------------------
+
+    def handle_command(self, command: m.LoopCommand, context: Context) -> Execution:
+        """The router's handler of `loop` commands: enable, disable, set a parameter."""
+        lp = self.loops.get(command.loop)
+        if lp is None:
+            known = ", ".join(self.loops) or "none are configured"
+            raise Rejected(Reason.UNKNOWN_LOOP, f"no loop {command.loop!r} (loops: {known})")
+        if command.action == "enable":
+            return lambda: self._enable(lp)
+        if command.action == "disable":
+            return lambda: self._disable(lp)
+        if command.parameter is None or command.value is None:
+            raise Rejected(Reason.MALFORMED, "set needs a parameter and a value")
+        value = float(command.value)
+        if not math.isfinite(value):
+            raise Rejected(Reason.MALFORMED, f"{command.parameter} must be a finite number")
+        try:
+            lp.set(command.parameter, value)
+        except ValueError as exc:
+            raise Rejected(Reason.MALFORMED, str(exc)) from None
+        log.info("loop parameter set", loop=lp.id, parameter=command.parameter, value=value,
+                 by=context.by)  # fmt: skip
+
+        async def done() -> dict[str, Any]:
+            return {"loop": lp.id, "parameter": command.parameter, "value": value}
+
+        return done
+
+    async def _enable(self, lp: Loop) -> dict[str, Any]:
+        if not lp.enabled:
+            lp.enabled = True
+            lp.mode = "auto"
+            lp.enable()
+            lp.due = self.clock()  # step at the next tick
+            self._emit("loop_enabled", loop=lp.id)
+        return {"loop": lp.id, "enabled": True}
+
+    async def _disable(self, lp: Loop) -> dict[str, Any]:
+        lp.enabled = False
+        lp.mode = "disabled"
+        released = []
+        for ref in lp.cfg.outputs():
+            task = self._inflight.get(ref)
+            if task is not None:  # a write under way: let it land, then release it
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+            lp.written.pop(ref, None)
+            if self.router.holds.get(ref, Source.AUTO) is None:
+                continue
+            command = m.Release(v=1, id=self._command_id(lp), type="release", point=ref)
+            final = await self._release(lp, command)
+            if final["stage"] == "done":
+                released.append(ref)
+            else:
+                raise m.Failed(Reason.WRITE_FAILED, f"{ref} not released: {final.get('message')}")
+        self._emit("loop_disabled", loop=lp.id, released=released)
+        return {"loop": lp.id, "enabled": False, "released": released}
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for lp in self.loops.values():
+            entry: dict[str, Any] = {
+                "id": lp.id,
+                "type": lp.type,
+                "mode": lp.mode,
+                "enabled": lp.enabled,
+                "period": lp.cfg.period,
+                "inputs": dict(lp.inputs),
+                "outputs": dict(lp.outputs),
+                "written": dict(lp.written),
+                "result": lp.result,
+                "safe_reason": lp.safe_reason,
+                "step_us": round(lp.step_us, 1),
+                "step_us_max": round(lp.step_us_max, 1),
+                "steps": lp.steps,
+                "writes": lp.writes,
+            }
+            if lp.overrides:
+                entry["set"] = dict(lp.overrides)
+            if isinstance(lp, Stager):
+                entry["staging"] = lp.reason
+            out.append(entry)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        recent = sorted(self.timings_us)
+        return {
+            "loops": len(self.loops),
+            "modes": {
+                mode: sum(lp.mode == mode for lp in self.loops.values())
+                for mode in ("auto", "disabled", "safe", "overridden")
+            },
+            "step_us_p50": _percentile(recent, 0.5),
+            "step_us_p99": _percentile(recent, 0.99),
+            "step_us_max": round(recent[-1], 1) if recent else None,
+        }
+
+
+def _safe_label(safe: object) -> str:
+    return f"value {safe.value}" if isinstance(safe, SafeValue) else str(safe)
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)

@@ -1,0 +1,112 @@
+"""The shipped control loops and equipment protection running in the agent against the
+simulated plant: automatic writes, manual overrides that win, safe states, protection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import REPO, AgentProcess
+from tests.plant_rig import running_plant
+
+CMD = "t/demo-hospital/plantroom-b2/cmd"
+
+
+def _fast_loops(config: dict) -> None:
+    """The shipped loops, on test time: steps every second, no start-up delay."""
+    for loop in config["loops"]:
+        loop["period"] = 1.0
+        if loop["type"] == "chw_reset":
+            loop.update(delay=0.0, time_step=1.0)
+
+
+@pytest.fixture
+def plant(tmp_path: Path, broker) -> Iterator[tuple[AgentProcess, Path]]:
+    with running_plant(tmp_path, broker.port, adjust=_fast_loops) as running:
+        yield running
+
+
+def _loops(agent: AgentProcess) -> dict[str, dict]:
+    return {loop["id"]: loop for loop in agent.request("loops")["loops"]}
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)  # fmt: skip
+
+
+def _holder(agent: AgentProcess, ref: str) -> str | None:
+    hold = agent.request("points", device=ref.split(".")[0])["holds"].get(ref)
+    return hold and hold["source"]
+
+
+def test_loops_write_at_auto_and_a_manual_override_wins(plant, platform):
+    agent, _faults = plant
+    _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 40, "the condenser loop")
+    _wait(lambda: _holder(agent, "plant.chws_setpoint") == "auto", 40, "the CHW reset loop")
+    assert {lp["mode"] for lp in _loops(agent).values()} == {"auto"}
+    socket = str(agent.socket)
+    cli = _cli("write", "plant.chws_setpoint", "7.2", "--for", "10m", "--socket", socket)
+    assert cli.returncode == 0, cli.stderr
+    _wait(lambda: _loops(agent)["chw-reset"]["mode"] == "overridden", 10, "overridden mode")
+    for _ in range(5):  # several loop periods: the technician's value stays
+        time.sleep(1)
+        value = agent.request("points", device="plant")["points"]["plant.chws_setpoint"]
+        assert value["value"] == pytest.approx(7.2)
+    assert _holder(agent, "plant.chws_setpoint") == "manual"
+    assert _cli("release", "plant.chws_setpoint", "--socket", socket).returncode == 0
+    _wait(lambda: _loops(agent)["chw-reset"]["mode"] == "auto", 15, "back to auto")
+    _wait(lambda: _holder(agent, "plant.chws_setpoint") == "auto", 15, "the loop writing again")
+    status = _cli("status", "--socket", socket).stdout
+    assert "chw-reset" in status and "cw-approach" in status
+
+
+def test_lost_inputs_put_a_loop_in_its_safe_state(plant, platform):
+    agent, faults = plant
+    _wait(lambda: _loops(agent)["cw-approach"]["mode"] == "auto", 40, "the condenser loop")
+    faults.write_text(json.dumps({"modbus": {"plant-plc": {"2": {"offline": True}}}}))
+    # The weather station goes silent: stale after 3 polls (30 s each), then safe at the
+    # next step of the loop.
+    _wait(lambda: _loops(agent)["cw-approach"]["mode"] == "safe", 150, "the safe state")
+    assert platform.wait_for(
+        lambda p: any(m.body.get("type") == "loop_safe_state" for m in p.messages), 10
+    )
+    faults.write_text("{}")
+    _wait(lambda: _loops(agent)["cw-approach"]["mode"] == "auto", 90, "recovery")
+
+
+def test_protection_refuses_a_restart_within_the_minimum_off_time(plant, platform):
+    agent, _faults = plant
+
+    def send(command_id: str, value: bool) -> dict:
+        platform.send(CMD, json.dumps({"v": 1, "id": command_id, "type": "write",
+                                       "point": "chiller-1.enable", "value": value}))  # fmt: skip
+        finals = ("rejected", "done", "failed")
+        assert platform.wait_for(
+            lambda p: any(a["stage"] in finals for a in p.acks(command_id)), 20
+        ), platform.acks(command_id)
+        return platform.acks(command_id)[-1]
+
+    # Running since before the agent started (start time unknown): a stop is allowed.
+    assert send("stop", False)["stage"] == "done"
+    restart = send("start", True)
+    assert restart["reason"] == "protection" and "min" in restart["message"].lower(), restart
+    cli = _cli("write", "chiller-1.enable", "true", "--socket", str(agent.socket))
+    assert cli.returncode == 1 and "protection" in cli.stderr  # nor may the technician
+    chiller = agent.request("points", device="chiller-1")["points"]
+    assert chiller["chiller-1.enable"]["value"] is False

@@ -532,7 +532,10 @@ class LoopRunner:
             if current is None:
                 current = self._actual(ref)
             band = lp.cfg.deadband
-            if current is not None and (
+            holding = self.router.holds.get(ref, Source.AUTO) is not None
+            # Without a hold of ours (started, re-enabled) a setpoint is written once to
+            # take it; a run command is not (writing "off" to a stopped machine is no stop).
+            if holding and current is not None and (
                 value == current if band == 0 else abs(value - current) <= band
             ):
                 return

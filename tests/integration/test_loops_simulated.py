@@ -110,3 +110,24 @@ def test_protection_refuses_a_restart_within_the_minimum_off_time(plant, platfor
     assert cli.returncode == 1 and "protection" in cli.stderr  # nor may the technician
     chiller = agent.request("points", device="chiller-1")["points"]
     assert chiller["chiller-1.enable"]["value"] is False
+
+
+def test_the_platform_disables_sets_and_enables_a_loop(plant, platform):
+    agent, _faults = plant
+    _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 40, "the condenser loop")
+
+    def send(command_id: str, **body) -> dict:
+        platform.send(CMD, json.dumps({"v": 1, "id": command_id, "type": "loop", **body}))
+        finals = ("rejected", "done", "failed")
+        assert platform.wait_for(
+            lambda p: any(a["stage"] in finals for a in p.acks(command_id)), 20
+        ), platform.acks(command_id)
+        return platform.acks(command_id)[-1]
+
+    assert send("off", loop="cw-approach", action="disable")["stage"] == "done"
+    assert _loops(agent)["cw-approach"]["mode"] == "disabled"
+    # Disabling releases the loop's hold: the plant controller keeps its own setpoint.
+    _wait(lambda: _holder(agent, "plant.cws_setpoint") is None, 10, "the hold released")
+    assert send("nope", loop="no-such-loop", action="enable")["reason"] == "unknown_loop"
+    assert send("on", loop="cw-approach", action="enable")["stage"] == "done"
+    _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 15, "writing again")

@@ -8,9 +8,8 @@ import collections
 import importlib.util
 import shutil
 import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -178,27 +177,8 @@ needs_serial = pytest.mark.skipif(
 
 
 @pytest.fixture
-def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    a, b = tmp_path / "ttyA", tmp_path / "ttyB"
-    proc = subprocess.Popen(
-        ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 5
-    while not (a.exists() and b.exists()):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("socat did not create the pty pair")
-        time.sleep(0.02)
-    yield str(a), str(b)
-    proc.terminate()
-    proc.wait(5)
-
-
-@pytest.fixture
-async def rtu(ptys: tuple[str, str]) -> AsyncIterator[tuple[CountingServer, str]]:
-    server_end, client_end = ptys
+async def rtu(pty_pair: tuple[str, str]) -> AsyncIterator[tuple[CountingServer, str]]:
+    server_end, client_end = pty_pair
     server = CountingServer(
         {1: MAP, 2: MAP}, DictTagSource(VALUES), transport="rtu", serial_port=server_end,
         strict=True,
@@ -234,12 +214,14 @@ async def test_rtu_bus_units_ranges_and_gap(rtu: tuple[CountingServer, str]) -> 
 
 
 @needs_serial
-async def test_serial_port_errors_are_one_clear_line(ptys: tuple[str, str], tmp_path: Path) -> None:
+async def test_serial_port_errors_are_one_clear_line(
+    pty_pair: tuple[str, str], tmp_path: Path
+) -> None:
     import serial
 
     with pytest.raises(ScanError, match=r"cannot open serial port .*nothing: no such device"):
         await scan(SerialTarget(str(tmp_path / "nothing")), [1])
-    _, client_end = ptys
+    _, client_end = pty_pair
     holder = serial.Serial(client_end, exclusive=True)  # as a running agent holds its bus
     try:
         with pytest.raises(ScanError, match="port busy"):

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import shutil
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -27,25 +24,6 @@ pytestmark = [
 ]
 
 UNITS = (1, 2, 7)
-
-
-@pytest.fixture
-def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    a, b = tmp_path / "ttyA", tmp_path / "ttyB"
-    proc = subprocess.Popen(
-        ["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 5
-    while not (a.exists() and b.exists()):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("socat did not create the pty pair")
-        time.sleep(0.02)
-    yield str(a), str(b)
-    proc.terminate()
-    proc.wait(5)
 
 
 @pytest.fixture

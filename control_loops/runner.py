@@ -535,8 +535,10 @@ class LoopRunner:
             holding = self.router.holds.get(ref, Source.AUTO) is not None
             # Without a hold of ours (started, re-enabled) a setpoint is written once to
             # take it; a run command is not (writing "off" to a stopped machine is no stop).
-            if holding and current is not None and (
-                value == current if band == 0 else abs(value - current) <= band
+            if (
+                holding
+                and current is not None
+                and (value == current if band == 0 else abs(value - current) <= band)
             ):
                 return
         command = m.Write(v=1, id=self._command_id(lp), type="write", point=ref, value=value)

@@ -109,3 +109,25 @@ def test_a_taken_socket_does_not_stop_the_agent(tmp_path, broker, platform, agen
     assert second.process.poll() is None
     assert "another agent is listening" in second.log()
     assert second.stop() == 0 and first.stop() == 0
+
+
+def test_config_diff_against_the_running_agent_and_a_file(tmp_path, broker, agents):
+    config = site_config(tmp_path, broker.port, [fake_device("pump-7")])
+    agent = AgentProcess(tmp_path, config).start()
+    agents.append(agent)
+    agent.wait_ready()
+    same = _cli("config", "diff", str(agent.config_path), "--socket", str(agent.socket))
+    assert same.returncode == 0 and "no difference" in same.stdout, same.stderr
+    changed = tmp_path / "changed.yaml"
+    edited = {**config, "devices": [fake_device("pump-7", interval=0.5)]}
+    import yaml
+
+    changed.write_text(yaml.safe_dump(edited))
+    diff = _cli("config", "diff", str(changed), "--socket", str(agent.socket))
+    assert diff.returncode == 1
+    assert "-  poll_interval: 0.1" in diff.stdout and "+  poll_interval: 0.5" in diff.stdout
+    offline = _cli("config", "diff", str(changed), "--against", str(agent.config_path))
+    assert offline.returncode == 1 and "+  poll_interval: 0.5" in offline.stdout
+    assert agent.stop() == 0
+    gone = _cli("config", "diff", str(changed), "--socket", str(agent.socket))
+    assert gone.returncode == 3 and "not running" in gone.stderr

@@ -92,3 +92,29 @@ def test_status_and_rebirth_of_the_whole_plant(plant, platform):
     assert rebirth["devices"] >= 15 and rebirth["points"] >= 150
     assert platform.wait_for(lambda p: len(p.telemetry()["plant"]) > seen, 5)
     assert time.time() - started < 5
+
+
+def test_alarm_ack_backfill_and_config_apply_on_the_plant(plant, platform):
+    import yaml
+
+    assert platform.wait_for(lambda p: len(p.telemetry().get("plant", [])) >= 4, 40)
+    first = platform.telemetry()["plant"][:3]
+    replies = _run(platform, "bf", type="backfill", since=first[0]["ts"],
+                   until=first[-1]["ts"] + 1, devices=["plant"])  # fmt: skip
+    assert replies[-1]["result"]["messages"] == 3, replies
+    assert platform.wait_for(
+        lambda p: [m["seq"] for m in p.telemetry()["plant"] if m["historical"]]
+        == [m["seq"] for m in first], 10
+    )  # fmt: skip
+    ack = _run(platform, "ack", type="alarm_ack", alarm="chw-supply-warm")
+    assert ack[-1]["reason"] == "unknown_alarm"  # nothing raised on a healthy plant
+    config = yaml.safe_load(plant.config_path.read_text())
+    for device in config["devices"]:
+        if device["id"] == "weather":
+            device["poll_interval"] = 20.0
+    before = plant.status()["config_hash"]
+    applied = _run(platform, "cfg", timeout=60, type="config_apply",
+                   config=yaml.safe_dump(config), base_hash=before)  # fmt: skip
+    assert [r["stage"] for r in applied] == ["accepted", "done"], applied
+    assert plant.status()["config_hash"] == applied[-1]["result"]["config_hash"] != before
+    assert platform.wait_for(lambda p: len(p.latest) >= 15, 40)  # polling the plant again

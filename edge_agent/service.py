@@ -50,6 +50,7 @@ MAX_RESTART_DELAY_S = 60.0
 MAX_COMMANDS_IN_FLIGHT = 64
 COMMAND_DRAIN_S = 5.0  # how long shutdown waits for commands being carried out
 ALARM_TICK_S = 1.0
+STATUS_ALARMS = 10  # the most pressing alarms shown by status (all: `edge-agent alarms`)
 
 
 async def supervise(name: str, factory: Callable[[], Awaitable[None]], events: Events) -> None:
@@ -510,7 +511,7 @@ class Runtime:
             "uptime_s": round(time.monotonic() - self.started, 1),
             "uplink": self.uplink.stats(),
             "commands": self.router.stats() if self.router else None,
-            "alarms": self.alarms.summary(),
+            "alarms": {**self.alarms.summary(), "list": self.alarms.active()[:STATUS_ALARMS]},
             "loops": self.loops.status() if self.loops else [],
             "store": {**dataclasses.asdict(outbox), **self.store.stats()},
             "devices": {

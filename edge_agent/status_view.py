@@ -64,6 +64,13 @@ def render_status(status: dict[str, Any]) -> Group:
         style = {"critical": "bold red", "major": "red", "minor": "yellow"}.get(worst or "", "")
         text = f"{alarms['active']} active, {alarms['unacknowledged']} unacknowledged"
         head.add_row("[bold]alarms[/]", f"[{style}]{text}[/]" if style else text)
+        for alarm in alarms.get("list", []):
+            if alarm["state"] == "cleared":
+                continue
+            severity = alarm["severity"]
+            colour = {"critical": "bold red", "major": "red", "minor": "yellow"}.get(severity, "")
+            head.add_row("", f"[{colour}]{severity}[/] {alarm['message']}" if colour
+                         else f"{severity} {alarm['message']}")  # fmt: skip
     commands = status.get("commands")
     if commands is not None:
         head.add_row(

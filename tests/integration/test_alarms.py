@@ -54,7 +54,7 @@ def test_alarm_raised_acknowledged_and_kept_across_a_restart(tmp_path, broker, p
     listed = json.loads(_cli("alarms", "--json", "--socket", str(agent.socket)).stdout)
     assert [a["rule"] for a in listed] == ["ph-high"] and listed[0]["acked"] is False
     status = _cli("status", "--socket", str(agent.socket)).stdout
-    assert "1 active, 1 unacknowledged" in status
+    assert "1 active, 1 unacknowledged" in status and "pH 11.5 above 9" in status
     table = _cli("alarms", "--socket", str(agent.socket))
     assert "ph-high" in table.stdout and "pH 11.5 above 9" in table.stdout
 

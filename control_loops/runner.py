@@ -60,6 +60,10 @@ log = logs.get("loops")
 
 RETRY_S = 10.0  # after a refused or failed write, wait at least this (or a period)
 TIMINGS_KEPT = 1000
+# After start-up, inputs never read yet are awaited this long before the safe state (the
+# slowest devices are polled every 30-60 s); meanwhile the loop writes nothing.
+STARTUP_GRACE_S = 120.0
+WAITING_RECHECK_S = 1.0
 
 
 class Loop:
@@ -363,6 +367,7 @@ class LoopRunner:
         self._inflight: dict[str, asyncio.Task] = {}  # output -> its write under way
         self._tasks: set[asyncio.Task] = set()
         self._run_id = secrets.token_hex(3)  # command ids stay unique across restarts
+        self._first_tick: float | None = None
         self._seq = 0
 
     # -- running ---------------------------------------------------------------------------
@@ -385,6 +390,8 @@ class LoopRunner:
 
     async def tick(self, now: float) -> None:
         """Step every loop that is due at `now` (the first call steps them all)."""
+        if self._first_tick is None:
+            self._first_tick = now
         for lp in self.loops.values():
             if lp.due is not None and lp.due > now:
                 continue
@@ -398,6 +405,9 @@ class LoopRunner:
             lp.step_us, lp.step_us_max, lp.steps = us, max(lp.step_us_max, us), lp.steps + 1
             self.timings_us = [*self.timings_us[-(TIMINGS_KEPT - 1) :], us]
             period = lp.cfg.period
+            if lp.mode == "waiting":  # look again soon rather than a whole period later
+                lp.due = now + min(period, WAITING_RECHECK_S)
+                continue
             nxt = (lp.due if lp.due is not None else now) + period
             lp.due = nxt if nxt > now else now + period  # late: no catch-up burst
         await asyncio.sleep(0)  # let the writes just started begin
@@ -416,6 +426,11 @@ class LoopRunner:
             lp.track(self._actual(lp.cfg.outputs()[0]), values, dt)
             return
         problems = lp.bad(problems)
+        if problems and self._still_starting(lp, problems, now):
+            # Right after start-up the inputs' devices may simply not have been polled yet
+            # (a weather station every 30 s): that is no fault, and no event.
+            lp.mode, lp.safe_reason = "waiting", "; ".join(problems.values())
+            return
         if problems:
             self._safe(lp, problems, values, dt)
             return
@@ -437,6 +452,15 @@ class LoopRunner:
         for ref, value in outputs.items():
             if ref not in held:
                 self._maybe_write(lp, ref, value, now)
+
+    def _still_starting(self, lp: Loop, problems: dict[str, str], now: float) -> bool:
+        first = self._first_tick if self._first_tick is not None else now
+        return (
+            lp.mode in ("auto", "waiting")
+            and lp.writes == 0
+            and now - first < STARTUP_GRACE_S
+            and all(why.endswith("has no reading") for why in problems.values())
+        )
 
     def _safe(self, lp: Loop, problems: dict[str, str], values: dict, dt: float) -> None:
         reason = "; ".join(f"{name}: {why}" for name, why in problems.items())

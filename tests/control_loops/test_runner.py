@@ -219,11 +219,20 @@ async def test_missing_input_is_a_safe_state_too(tmp_path):
         loop = {**PID, "measurement": "ch-1.wetbulb", "safe_state": {"value": 30.0}}
         runner = runner_for(p, loop)
         p.cache._entries.pop("ch-1.wetbulb")  # never read (device just started)
+        before = p.value("ch-1.valve")
         await runner.tick(0.0)
+        await runner.settle()
+        # Just started: the input's device may not have been polled yet. Wait, quietly.
+        assert runner.status()[0]["mode"] == "waiting"
+        assert p.value("ch-1.valve") == before and not p.kinds("loop_safe_state")
+        await runner.tick(60.0)
+        assert runner.status()[0]["mode"] == "waiting"
+        await runner.tick(121.0)  # past the start-up grace: now it is a fault
         await runner.settle()
         assert runner.status()[0]["mode"] == "safe"
         assert "no reading" in runner.status()[0]["safe_reason"]
         assert float(p.value("ch-1.valve")) == 30.0
+        assert p.kinds("loop_safe_state")
 
 
 # ---- manual override -------------------------------------------------------------------------

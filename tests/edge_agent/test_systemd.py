@@ -134,6 +134,26 @@ async def test_pings_only_while_healthy(
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_stalled_main_loop_stops_the_pings(
+    notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pings come from the event loop itself: a main loop blocked by anything (a
+    runaway computation, a blocking call) stops them, and systemd restarts the agent."""
+    monkeypatch.setenv("WATCHDOG_USEC", "40000")  # a ping every 20 ms
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+    task = asyncio.create_task(watchdog.run(lambda: None))
+    try:
+        await asyncio.sleep(0.1)
+        assert "WATCHDOG=1" in received(notify_socket)
+        time.sleep(0.3)  # the loop is stuck: 15 ping intervals pass
+        assert received(notify_socket) == []
+        await asyncio.sleep(0.1)
+        assert "WATCHDOG=1" in received(notify_socket)  # it pings again once unblocked
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_unhealthy_sets_status_once(
     notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -110,9 +110,14 @@ class Poller:
 
     async def run(self) -> None:
         deadlines = Deadlines(time.monotonic() + self._stagger_s, self.device.poll_interval)
+        task = asyncio.current_task()
         while True:
             await asyncio.sleep(max(0.0, deadlines.next - time.monotonic()))
             await self.poll_once()
+            if task is not None and task.cancelling():
+                # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that lands
+                # together with an answer; honour it here so that shutdown never hangs.
+                raise asyncio.CancelledError
             skipped = deadlines.advance(time.monotonic(), self._backoff_slots())
             if skipped:
                 self.health.skipped_slots += skipped

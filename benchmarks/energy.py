@@ -47,14 +47,23 @@ import numpy as np
 
 from control_loops import kernels, sequences
 from control_loops.models import (
-    ChillerSpec,
     ModelFitter,
     PlantSpec,
-    PumpSpec,
-    TowerSpec,
     role,
 )
 from control_loops.optimizer import OptimizerLimits, PlantOptimizer, PlantSetpoints, role_points
+from control_loops.plant_loop import (
+    PRE_START_S,
+    SOFT_LOAD_S,
+    START_DIP_K,
+    ChillerSequence,
+    cell_commands,
+    chw_pump_commands,
+    command_points,
+    hospital_spec,
+    lineup_commands,
+    plant_commands,
+)
 from simulators.clock import SimClock
 from simulators.config import DESIGN_DAY, KW_PER_RT, MILD_DAY, PlantConfig, WeatherConfig
 from simulators.equipment import TowerCell
@@ -67,51 +76,15 @@ SIM_CONFIG = REPO / "configs" / "sim" / "hospital.yaml"
 STEP_S = 60.0  # control period; the plant integrates in 5 s substeps inside
 WARMUP_H = 2.0
 UNMET_TOLERANCE_K = 0.5  # CHW supply above chws_max by more than this counts as unmet
-SOFT_LOAD_S = 300.0  # a starting chiller is trusted with load this long after it runs
-START_DIP_K = 1.0  # running chillers' setpoints drop this much while another one starts
-PRE_START_S = 120.0  # ...beginning this long before it is enabled (pre-cooling the loop)
 LIMITS = OptimizerLimits()
 DAYS = {"design": (DESIGN_DAY, 1), "mild": (MILD_DAY, 2)}
 TRAINING = ((DESIGN_DAY, 11), (MILD_DAY, 12))
 STRATEGIES = ("baseline", "g36", "optimizer", "oracle")
 
 
-# ---- the equipment schedule: nameplate data an engineer has from the drawings ------------
-
-
-def hospital_spec() -> PlantSpec:
-    """configs/sim/hospital.yaml as an equipment schedule (capacities, design flows)."""
-    chillers = []
-    for i, (rt, kw_rt) in enumerate(((1000, 0.60), (1000, 0.60), (500, 0.62))):
-        cap = rt * KW_PER_RT
-        chillers.append(
-            ChillerSpec(
-                id=f"chiller-{i + 1}",
-                capacity_kw=cap,
-                rated_kw=rt * kw_rt,
-                design_chw_flow_ls=cap / (4.19 * 5.0),
-                design_cw_flow_ls=(cap + rt * kw_rt) / (4.19 * 5.0),
-                cw_pump=i,
-            )
-        )
-    return PlantSpec(
-        chillers=chillers,
-        chw_pumps=[
-            PumpSpec(id=f"chw-pump-{j}", design_flow_ls=170, design_head_kpa=300) for j in (1, 2, 3)
-        ],
-        cw_pumps=[
-            PumpSpec(id="cw-pump-1", design_flow_ls=200, design_head_kpa=250),
-            PumpSpec(id="cw-pump-2", design_flow_ls=200, design_head_kpa=250),
-            PumpSpec(id="cw-pump-3", design_flow_ls=100, design_head_kpa=250),
-        ],
-        towers=[TowerSpec(id=f"tower-{k}", fan_kw=30, design_water_flow_ls=170) for k in (1, 2, 3)],
-        chw_design_flow_ls=340,
-        chw_design_head_kpa=300,
-        chw_design_dp_kpa=100,
-        cw_design_flow_ls=500,
-        cw_design_head_kpa=250,
-        cw_static_head_kpa=50,
-    )
+# The equipment schedule (nameplate data an engineer has from the drawings) is
+# control_loops.plant_loop.hospital_spec(): the agent's optimizer loop uses it too.
+COMMANDS = command_points(hospital_spec())  # command role -> simulator tag
 
 
 # ---- the plant as a strategy sees it -------------------------------------------------------
@@ -136,60 +109,35 @@ def measure(io: PlantIO, points: dict[str, str]) -> dict[str, float]:
 
 
 class Actuators:
-    """Writes a plant line-up: chillers with their condenser pumps (make before break),
-    CHW pumps, tower cells in service. Shared by every strategy."""
+    """Writes a plant line-up through `PlantIO` with control_loops.plant_loop's sequence
+    (chillers with their condenser pumps, start before stop), CHW pumps, tower cells in
+    service. Shared by every strategy; the agent's optimizer loop uses the same code."""
 
     def __init__(self, spec: PlantSpec) -> None:
         self.spec = spec
-        self._running_since: dict[int, float] = {}
-        self._asked: dict[int, float] = {}
+        self.sequence = ChillerSequence(PRE_START_S, SOFT_LOAD_S)
+
+    def _write(self, io: PlantIO, commands: dict[str, bool | float]) -> None:
+        for name, value in commands.items():
+            io.write(COMMANDS[name], value)
 
     def chillers(self, io: PlantIO, wanted: set[int], now: float, cw_speed_pct: float) -> set[int]:
         spec = self.spec
-        for i, c in enumerate(spec.chillers):
-            if int(io.read(f"{c.id}.status")) == 2:
-                self._running_since.setdefault(i, now)
-            else:
-                self._running_since.pop(i, None)
+        running = {i for i, c in enumerate(spec.chillers) if int(io.read(f"{c.id}.status")) == 2}
         enabled = {i for i, c in enumerate(spec.chillers) if io.read(f"{c.id}.enable")}
-        wanted = wanted or enabled or {0}
-        # A start waits PRE_START_S after it is asked for, so the loop can be pre-cooled
-        # (apply_setpoints lowers the setpoint while the line-up is incomplete).
-        self._asked = {i: t for i, t in self._asked.items() if i in wanted - enabled}
-        for i in sorted(wanted - enabled):
-            if now - self._asked.setdefault(i, now) < PRE_START_S:
-                continue
-            j = spec.chillers[i].cw_pump
-            io.write(f"{spec.cw_pumps[j].id}.enable", True)
-            io.write(f"{spec.cw_pumps[j].id}.speed_cmd", max(cw_speed_pct, 30.0))
-            io.write(f"{spec.chillers[i].id}.enable", True)
-            enabled.add(i)
-        leaving = enabled - wanted
-        if leaving and wanted <= enabled and self.loaded(wanted, now):
-            for i in sorted(leaving):
-                io.write(f"{spec.chillers[i].id}.enable", False)
-            enabled -= leaving
-        for j, p in enumerate(spec.cw_pumps):
-            on = any(spec.chillers[i].cw_pump == j for i in enabled)
-            io.write(f"{p.id}.enable", on)
-            io.write(
-                f"{p.id}.speed_cmd", round(min(max(cw_speed_pct, 30.0), 100.0), 1) if on else 0.0
-            )
-        return enabled
+        after = self.sequence.step(wanted, enabled, running, now)
+        self._write(io, lineup_commands(spec, after, cw_speed_pct))
+        return after
 
     def loaded(self, chillers: set[int], now: float) -> bool:
         """Every one of these chillers has run at least SOFT_LOAD_S."""
-        return all(now - self._running_since.get(i, math.inf) >= SOFT_LOAD_S for i in chillers)
+        return self.sequence.loaded(chillers, now)
 
     def chw_pumps(self, io: PlantIO, count: int) -> None:
-        for j, p in enumerate(self.spec.chw_pumps):
-            on = j < max(count, 1)
-            io.write(f"{p.id}.enable", on)
-            io.write(f"{p.id}.speed_cmd", 80.0 if on else 0.0)
+        self._write(io, chw_pump_commands(self.spec, count))
 
     def cells(self, io: PlantIO, count: int) -> None:
-        for k, t in enumerate(self.spec.towers):
-            io.write(f"{t.id}.fan_speed_cmd", 50.0 if k < count else 0.0)
+        self._write(io, cell_commands(self.spec, count))
 
 
 def _clamp(x: float, lo: float, hi: float) -> float:
@@ -319,24 +267,10 @@ class G36(Strategy):
 
 
 def apply_setpoints(io: PlantIO, act: Actuators, sp: PlantSetpoints, now: float) -> None:
-    spec = act.spec
     wanted = {i for i, on in enumerate(sp.chillers_on) if on}
     enabled = act.chillers(io, wanted, now, sp.cw_pump_speed_pct)
-    io.write("plant.chws_setpoint", round(sp.chws_setpoint, 2))
-    # Per-chiller setpoints realise the planned loading only once the line-up is complete
-    # and loaded. While a chiller starts, its water passes uncooled: the others run colder.
-    if enabled == wanted and act.loaded(wanted, now):
-        per_chiller = sp.chiller_chws_setpoints
-    else:
-        per_chiller = (sp.chws_setpoint - START_DIP_K,) * len(spec.chillers)
-    for i, c in enumerate(spec.chillers):
-        lo, hi = LIMITS.chiller_setpoint_range
-        io.write(f"{c.id}.chws_setpoint", round(_clamp(per_chiller[i], lo, hi), 2))
-    io.write("plant.cws_setpoint", round(_clamp(sp.cws_setpoint, 15.0, 35.0), 2))
-    io.write("plant.dp_setpoint", round(_clamp(sp.dp_setpoint, 20.0, 300.0), 1))
-    act.chw_pumps(io, sp.chw_pumps)
-    # No cell needed: keep them all in service and let the fan loop stop the fans.
-    act.cells(io, sp.tower_cells or len(spec.towers))
+    complete = enabled == wanted and act.loaded(wanted, now)
+    act._write(io, plant_commands(act.spec, LIMITS, sp, enabled, complete, START_DIP_K))
 
 
 class Optimized(Strategy):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from edge_agent.config.base import Duration, Gap, Id, Limits, Model
 
@@ -290,8 +290,64 @@ class CondenserLoop(LoopBase):
         yield ("output",), self.output, True
 
 
+class OptimizerLoop(LoopBase):
+    """The whole-plant optimizer (control_loops.plant_loop): chiller line-up, supply and DP
+    setpoints, pumps and tower cells, on models it fits from measured data."""
+
+    type: Literal["optimizer"]
+    period: Duration = 300.0  # optimisation period (sooner when the load moves or it runs warm)
+    sequence_step: Duration = 10.0  # the loop is stepped (sequence, model feed) this often
+    refit_every: Duration = 3600.0
+    # Samples taken before it first acts (then it refits and acts on the fitted models; a
+    # model without enough varied data stays nominal). 0: act at once on nominal models.
+    min_samples: int = Field(120, ge=0)
+    fit_min_samples: int = Field(120, ge=4)  # per model (ModelFitter.min_samples)
+    stage_hold: Gap = 1800.0  # a new line-up is kept this long unless it cannot carry the load
+    pre_start: Gap = 120.0  # running chillers pre-cool this long before another one starts
+    start_dip: NonNegative = 1.0  # K colder while a start is under way
+    soft_load: Gap = 300.0  # a started chiller must run this long before another one stops
+    replan_load: NonNegative = 0.08  # re-optimise early when the load moved this fraction
+    replan_warm: Positive = 1.0  # ... or the supply runs this many K above its setpoint
+    bounds: dict[str, Any] = Field(default_factory=dict)  # optimizer.OptimizerLimits fields
+    plant: dict[str, Any] | None = None  # models.PlantSpec; None: the hospital plant
+    # role -> point, over the defaults of plant_loop.default_points; null: not read/written.
+    points: dict[str, PointRef | None] = Field(default_factory=dict)
+    _resolved: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OptimizerLoop:
+        if self.limits is not None or self.max_step is not None:
+            raise ValueError(
+                "an optimizer loop takes its bounds under `bounds`, not limits/max_step"
+            )
+        if isinstance(self.safe_state, SafeValue):
+            raise ValueError("an optimizer loop's safe_state is hold or release")
+        # Imported here: the optimizer needs numpy, loading a config without one must not.
+        from control_loops.plant_loop import resolve
+
+        self._resolved = resolve(self)  # ValueError with the cause when inconsistent
+        return self
+
+    @property
+    def resolved(self) -> Any:
+        """plant_loop.Resolved: the schedule, the limits and the role -> point maps."""
+        return self._resolved
+
+    def inputs(self) -> dict[str, str]:
+        return dict(self._resolved.inputs)
+
+    def outputs(self) -> list[str]:
+        return list(self._resolved.outputs.values())
+
+    def refs(self) -> Iterator[tuple[tuple[str | int, ...], str, bool]]:
+        for name, ref in self._resolved.inputs.items():
+            yield ("points", name), ref, False
+        for name, ref in self._resolved.outputs.items():
+            yield ("points", name), ref, True
+
+
 LoopConfig = Annotated[
-    PidLoop | ChwResetLoop | DpResetLoop | StagingLoop | CondenserLoop,
+    PidLoop | ChwResetLoop | DpResetLoop | StagingLoop | CondenserLoop | OptimizerLoop,
     Field(discriminator="type"),
 ]
 

@@ -35,6 +35,7 @@ from control_loops.config import (
     DpResetLoop,
     LoopBase,
     LoopConfig,
+    OptimizerLoop,
     PidLoop,
     SafeValue,
     StagingLoop,
@@ -115,6 +116,22 @@ class Loop:
 
     def set(self, parameter: str, value: float) -> None:
         raise ValueError(f"loop {self.id} ({self.type}) has no settable parameters")
+
+    @property
+    def interval(self) -> float:
+        """How often the runner steps the loop (the optimizer: more often than it plans)."""
+        return self.cfg.period
+
+    def outcome(self, ref: str, value: Value, final: dict[str, Any]) -> None:
+        """The final answer to a write of the loop's."""
+
+    def details(self) -> dict[str, Any]:
+        """Loop-specific entries of the status."""
+        return {}
+
+    def jobs(self) -> list[asyncio.Task]:
+        """Background work of the loop's own (ended with the runner)."""
+        return []
 
 
 class Pid(Loop):
@@ -344,6 +361,10 @@ def make_loop(cfg: LoopConfig) -> Loop:
         return Reset(cfg)
     if isinstance(cfg, StagingLoop):
         return Stager(cfg)
+    if isinstance(cfg, OptimizerLoop):
+        from control_loops.plant_loop import PlantLoop  # it subclasses Loop: imported late
+
+        return PlantLoop(cfg)
     return Condenser(cfg)
 
 
@@ -383,7 +404,7 @@ class LoopRunner:
                 due = min(lp.due for lp in self.loops.values() if lp.due is not None)
                 await asyncio.sleep(max(0.0, due - self.clock()))
         finally:  # end the writes under way before the router and its store close
-            tasks = list(self._tasks)
+            tasks = [*self._tasks, *(t for lp in self.loops.values() for t in lp.jobs())]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -404,7 +425,7 @@ class LoopRunner:
             us = (time.perf_counter() - started) * 1e6
             lp.step_us, lp.step_us_max, lp.steps = us, max(lp.step_us_max, us), lp.steps + 1
             self.timings_us = [*self.timings_us[-(TIMINGS_KEPT - 1) :], us]
-            period = lp.cfg.period
+            period = lp.interval
             if lp.mode == "waiting":  # look again soon rather than a whole period later
                 lp.due = now + min(period, WAITING_RECHECK_S)
                 continue
@@ -418,7 +439,7 @@ class LoopRunner:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _step(self, lp: Loop, now: float) -> None:
-        dt = lp.cfg.period if lp.last_step is None else max(now - lp.last_step, 1e-3)
+        dt = lp.interval if lp.last_step is None else max(now - lp.last_step, 1e-3)
         lp.last_step = now
         values, problems = self._read_inputs(lp)
         if not lp.enabled:
@@ -571,6 +592,7 @@ class LoopRunner:
     async def _write(self, lp: Loop, ref: str, value: Value, command: m.Write) -> None:
         final = await self.router.execute(command, Context(Source.AUTO, lp.id))
         lp.writes += 1
+        lp.outcome(ref, value, final)
         stage, reason = final["stage"], final.get("reason")
         if stage == "done":
             lp.written[ref] = value
@@ -706,6 +728,7 @@ class LoopRunner:
                 entry["set"] = dict(lp.overrides)
             if isinstance(lp, Stager):
                 entry["staging"] = lp.reason
+            entry.update(lp.details())
             out.append(entry)
         return out
 

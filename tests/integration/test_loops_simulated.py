@@ -59,7 +59,8 @@ def test_loops_write_at_auto_and_a_manual_override_wins(plant, platform):
     agent, _faults = plant
     _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 40, "the condenser loop")
     _wait(lambda: _holder(agent, "plant.chws_setpoint") == "auto", 40, "the CHW reset loop")
-    assert {lp["mode"] for lp in _loops(agent).values()} == {"auto"}
+    modes = {name: lp["mode"] for name, lp in _loops(agent).items()}
+    assert modes == {"chw-reset": "auto", "cw-approach": "auto", "plant-optimizer": "disabled"}
     socket = str(agent.socket)
     cli = _cli("write", "plant.chws_setpoint", "7.2", "--for", "10m", "--socket", socket)
     assert cli.returncode == 0, cli.stderr
@@ -93,9 +94,9 @@ def test_lost_inputs_put_a_loop_in_its_safe_state(plant, platform):
 def test_protection_refuses_a_restart_within_the_minimum_off_time(plant, platform):
     agent, _faults = plant
 
-    def send(command_id: str, value: bool) -> dict:
+    def send(command_id: str, value: bool, point: str = "chiller-1.enable") -> dict:
         platform.send(CMD, json.dumps({"v": 1, "id": command_id, "type": "write",
-                                       "point": "chiller-1.enable", "value": value}))  # fmt: skip
+                                       "point": point, "value": value}))  # fmt: skip
         finals = ("rejected", "done", "failed")
         assert platform.wait_for(
             lambda p: any(a["stage"] in finals for a in p.acks(command_id)), 20
@@ -110,6 +111,14 @@ def test_protection_refuses_a_restart_within_the_minimum_off_time(plant, platfor
     assert cli.returncode == 1 and "protection" in cli.stderr  # nor may the technician
     chiller = agent.request("points", device="chiller-1")["points"]
     assert chiller["chiller-1.enable"]["value"] is False
+    # The standby chiller (BACnet) may start while the loop has flow, and then runs its
+    # minimum on time.
+    plant_points = lambda: agent.request("points", device="plant")["points"]  # noqa: E731
+    _wait(lambda: plant_points().get("plant.chw_flow", {}).get("value"), 30, "the plant's flow")
+    started = send("start-3", True, "chiller-3.enable")
+    assert started["stage"] == "done", (started.get("reason"), started.get("message"))
+    stop = send("stop-3", False, "chiller-3.enable")
+    assert stop["reason"] == "protection" and "minimum on time" in stop["message"], stop
 
 
 def test_the_platform_disables_sets_and_enables_a_loop(plant, platform):

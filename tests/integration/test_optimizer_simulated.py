@@ -1,0 +1,186 @@
+"""The whole-plant optimizer loop in the agent, in closed loop with the simulated plant
+(processes, through mosquitto): it learns, plans, stages chillers up and down with the
+start-before-stop sequence under equipment protection, and a manual override wins.
+
+The simulator runs 60 simulated seconds per wall second (tests/plant_rig.py); the loop's
+times are shortened to match. The control file of the simulator injects faults only, it
+cannot move the building load: test (a) uses a test-only simulator config whose weather
+(and so the load, weather_weight 1) rises from its minimum at midnight, when the simulated
+day starts, to its maximum four simulated hours later.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+import tests.plant_rig as rig
+from tests.harness import REPO, AgentProcess
+
+CHILLERS = ("chiller-1", "chiller-2", "chiller-3")
+CHWS_LIMIT = 9.0  # the hospital's dehumidification limit (alarm chw-supply-warm)
+MIN_ON, MIN_OFF = 20.0, 15.0  # protection in the test, wall seconds (= simulated minutes)
+
+
+def _optimizer_owns_the_plant(config: dict, **loop: object) -> None:
+    """The optimizer enabled, on test time, owning the supply setpoints as well (the two
+    simple loops that write them otherwise are removed: one automatic writer per point)."""
+    config["loops"] = [lp for lp in config["loops"] if lp["id"] not in ("chw-reset", "cw-approach")]
+    opt = next(lp for lp in config["loops"] if lp["id"] == "plant-optimizer")
+    opt.update(enabled=True, period=5.0, sequence_step=1.0, refit_every=15.0, min_samples=15,
+               fit_min_samples=20, stage_hold=20.0, pre_start=2.0, soft_load=5.0)  # fmt: skip
+    opt["points"] = {}
+    opt.update(loop)
+    for p in config["protection"]:
+        p.update(min_on=MIN_ON, min_off=MIN_OFF, max_starts_per_hour=6)
+        # No water passes a stopped chiller in the simulator, so its own flow would refuse
+        # every start: the header flow stands for "CHW pumps running".
+        p["min_flow"] = {"point": "plant.chw_flow", "value": 15.0, "delay": 30.0}
+
+
+@pytest.fixture
+def ramp_sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """configs/sim/hospital.yaml with a load that climbs over the first 4 simulated hours:
+    2,600 kW at midnight (one chiller's worth; two run at start) to 6,500 kW at 04:00.
+    Not lower: below ~2,100 kW two running chillers trip on low evaporator flow."""
+    sim = yaml.safe_load(rig.SIM_CONFIG.read_text())
+    for server in [*sim["modbus"], *sim["bacnet"]]:
+        for unit in server.get("units", [server]):
+            unit["map"] = str((rig.SIM_CONFIG.parent / unit["map"]).resolve())
+    sim["plant"]["weather"] = {
+        "dry_bulb_min": 18.0, "dry_bulb_max": 34.5, "wet_bulb_min": 14.0, "wet_bulb_max": 28.0,
+        "hour_min": 0.0, "hour_max": 4.0, "noise_k": 0.0,
+    }  # fmt: skip
+    sim["plant"]["load"] = {"peak_kw": 6500, "floor_fraction": 0.4, "weather_weight": 1.0,
+                            "noise_fraction": 0.0}  # fmt: skip
+    path = tmp_path / "sim-ramp.yaml"
+    path.write_text(yaml.safe_dump(sim))
+    monkeypatch.setattr(rig, "SIM_CONFIG", path)
+
+
+def _plant(tmp_path: Path, port: int, **loop: object):
+    return rig.running_plant(tmp_path, port, adjust=lambda c: _optimizer_owns_the_plant(c, **loop))
+
+
+def _optimizer(agent: AgentProcess) -> dict:
+    return next(lp for lp in agent.request("loops")["loops"] if lp["id"] == "plant-optimizer")
+
+
+def _points(agent: AgentProcess, device: str) -> tuple[dict, dict]:
+    answer = agent.request("points", device=device)
+    return answer["points"], answer["holds"]
+
+
+def _value(agent: AgentProcess, ref: str):
+    points, _ = _points(agent, ref.split(".")[0])
+    return points[ref]["value"]
+
+
+def _holder(agent: AgentProcess, ref: str) -> str | None:
+    _, holds = _points(agent, ref.split(".")[0])
+    hold = holds.get(ref)
+    return hold and hold["source"]
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)  # fmt: skip
+
+
+@pytest.fixture
+def optimizer_plant(tmp_path: Path, broker) -> Iterator[AgentProcess]:
+    with _plant(tmp_path, broker.port) as (agent, _faults):
+        yield agent
+
+
+def test_the_optimizer_learns_plans_and_writes_at_auto_and_an_override_wins(optimizer_plant):
+    agent = optimizer_plant
+    status = _optimizer(agent)
+    assert status["optimizer"]["phase"].startswith("learning"), status  # holds until fitted
+    assert not status["written"]
+    _wait(lambda: _optimizer(agent)["optimizer"]["phase"] == "acting", 60, "the first plan")
+    for ref in ("plant.chws_setpoint", "plant.dp_setpoint", "plant.cws_setpoint"):
+        _wait(lambda r=ref: _holder(agent, r) == "auto", 20, f"the optimizer writing {ref}")
+    _wait(lambda: _optimizer(agent)["optimizer"]["refits"] >= 2, 40, "a second refit")
+    opt = _optimizer(agent)
+    info = opt["optimizer"]
+    assert opt["mode"] == "auto", opt
+    assert info["samples"] >= 15 and info["refit_ms"] is not None
+    fitted = [name for name, q in info["fit"].items() if q["fitted"]]
+    assert fitted, info["fit"]  # some models are fitted on the plant's own data
+    assert info["lineup"] and info["predicted_kw"]["total"] > 0, info
+    written = opt["written"]
+    assert written["plant.chws_setpoint"] == pytest.approx(info["setpoints"]["chws"])
+    assert 5.5 <= written["plant.chws_setpoint"] <= 9.0
+
+    # A technician's override of one output wins; the optimizer keeps the others.
+    socket = str(agent.socket)
+    cli = _cli("write", "plant.dp_setpoint", "135", "--for", "10m", "--socket", socket)
+    assert cli.returncode == 0, cli.stderr
+    _wait(lambda: _optimizer(agent)["mode"] == "overridden", 10, "overridden mode")
+    for _ in range(6):  # several steps and a re-plan: the technician's value stays
+        time.sleep(1)
+        assert _value(agent, "plant.dp_setpoint") == pytest.approx(135)
+        assert _holder(agent, "plant.dp_setpoint") == "manual"
+    assert _holder(agent, "plant.chws_setpoint") == "auto"
+    assert _cli("release", "plant.dp_setpoint", "--socket", socket).returncode == 0
+    _wait(lambda: _holder(agent, "plant.dp_setpoint") == "auto", 15, "the optimizer again")
+    assert _value(agent, "plant.dp_setpoint") != pytest.approx(135)
+    assert _optimizer(agent)["mode"] == "auto"
+    # The step never blocks the agent: refits and plans run in a worker thread.
+    assert _optimizer(agent)["step_us_max"] < 20_000
+
+
+def test_the_optimizer_stages_chillers_down_and_up_with_the_load(tmp_path, broker, ramp_sim):
+    with _plant(tmp_path, broker.port, bounds={"chws_max": 8.0}) as (agent, _faults):
+        _wait(lambda: _optimizer(agent)["optimizer"]["phase"] == "acting", 60, "the first plan")
+        timeline: list[tuple[float, dict[str, bool], float, float]] = []
+        stopped = started = None
+        deadline = time.monotonic() + 100
+        while time.monotonic() < deadline:
+            enables = {c: bool(_value(agent, f"{c}.enable")) for c in CHILLERS}
+            plant, _ = _points(agent, "plant")
+            load = _value(agent, "building.cooling_load_kw")
+            timeline.append((time.monotonic(), enables, plant["plant.chws_temp"]["value"], load))
+            on = sum(enables.values())
+            if stopped is None and len(timeline) > 1 and on < sum(timeline[0][1].values()):
+                stopped = timeline[-1]
+            if stopped is not None and started is None and on > sum(stopped[1].values()):
+                started = timeline[-1]
+            if started is not None and time.monotonic() - started[0] > 10:
+                break  # a little longer: the supply settles under the new line-up
+            time.sleep(1.0)
+        info = _optimizer(agent)
+    report = [(round(t - timeline[0][0]), e, round(c, 2), round(ld)) for t, e, c, ld in timeline]
+    assert stopped is not None, f"no chiller stopped at low load: {report}\n{info}"
+    assert started is not None, f"no chiller started as the load rose: {report}\n{info}"
+    assert started[3] > stopped[3] + 500, report  # it was the load that asked for it
+    # The supply stayed within the hospital's limit throughout, starts and stops included.
+    assert max(c for _, _, c, _ in timeline) <= CHWS_LIMIT, report
+    # Protection: no chiller restarted within its minimum off time, none stopped within its
+    # minimum on time (wall seconds; our samples are 1 s apart, the agent's polls 5 s).
+    for c in CHILLERS:
+        changes = [
+            (t, e[c])
+            for (_, prev, _, _), (t, e, _, _) in itertools.pairwise(timeline)
+            if e[c] != prev[c]
+        ]
+        for (t0, v0), (t1, _v1) in itertools.pairwise(changes):
+            assert t1 - t0 >= (MIN_OFF if not v0 else MIN_ON) - 6, (c, changes, report)
+    assert info["mode"] == "auto", info

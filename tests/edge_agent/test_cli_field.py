@@ -26,7 +26,7 @@ from simulators.modbus_server import DictTagSource
 from tests.drivers.bacnet.conftest import OBJECTS
 from tests.drivers.bacnet.sim import SimProcess, free_udp_port
 from tests.drivers.bacnet.test_discovery import CLIENT_IP, DEVICE_IP, netns  # noqa: F401
-from tests.drivers.modbus.test_discovery import MAP, VALUES, CountingServer, needs_serial, ptys  # noqa: F401
+from tests.drivers.modbus.test_discovery import MAP, VALUES, CountingServer, needs_serial
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(REPO / ".venv" / "bin" / "edge-agent")
@@ -121,8 +121,8 @@ async def test_discover_modbus_errors_are_one_line() -> None:
 
 
 @needs_serial
-async def test_discover_modbus_over_rtu(ptys: tuple[str, str]) -> None:  # noqa: F811
-    server_end, client_end = ptys
+async def test_discover_modbus_over_rtu(pty_pair: tuple[str, str]) -> None:
+    server_end, client_end = pty_pair
     server = CountingServer(
         {4: MAP}, DictTagSource(VALUES), transport="rtu", serial_port=server_end, strict=True
     )
@@ -143,10 +143,10 @@ async def test_discover_modbus_over_rtu(ptys: tuple[str, str]) -> None:  # noqa:
 
 
 @needs_serial
-async def test_serial_port_busy_and_permission_denied(ptys: tuple[str, str]) -> None:  # noqa: F811
+async def test_serial_port_busy_and_permission_denied(pty_pair: tuple[str, str]) -> None:
     import serial
 
-    _, client_end = ptys
+    _, client_end = pty_pair
     holder = serial.Serial(client_end, exclusive=True)  # as the running agent holds its bus
     try:
         done = await cli("discover", "modbus", "--serial", client_end)

@@ -9,7 +9,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 
 from edge_agent.points import Batch, Quality, Reading, wall_ms
 from edge_agent.store.outbox import Lane, Outbox, Record, TrafficClass
+from tests.edge_agent.store.writer import WRITER
 
 EDGE_AGENT = Path(sys.executable).parent / "edge-agent"
 MINUTE = 60_000
@@ -141,7 +141,7 @@ def test_an_empty_range_is_said_on_stderr(store) -> None:
 def test_export_while_the_agent_writes(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     writer = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, str(path), "0.005"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
@@ -157,28 +157,6 @@ def test_export_while_the_agent_writes(tmp_path: Path) -> None:
         writer.wait()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
-_WRITER = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    from edge_agent.points import Batch, Reading, wall_ms
-    from edge_agent.store.outbox import Lane, Outbox, Record, TrafficClass
-
-    box = Outbox(Path(sys.argv[1]), 10**12, 86400.0)
-    print("ready", flush=True)
-    i = 0
-    while True:
-        ts = wall_ms()
-        batch = Batch("d", ts, tuple(Reading(f"p{j}", i + j, ts) for j in range(20)))
-        box.append([Record(TrafficClass.TELEMETRY, "d", ts, batch=batch)])
-        if i % 2:
-            box.ack([r.id for r in box.lease(Lane.LIVE, 10)])
-        i += 1
-        time.sleep(0.005)
-    """
-)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,23 +11,9 @@ import pytest
 from edge_agent.points import wall_ms
 from edge_agent.store import outbox as outbox_module
 from edge_agent.store.outbox import Lane, Outbox, Row, TrafficClass
-from tests.edge_agent.store.test_outbox import BIG, DAY, ids, msg, noisy, tel
+from tests.edge_agent.store.test_outbox import DAY, ids, msg, noisy, tel
 
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture
-def open_outbox(tmp_path: Path) -> Iterator[Callable[..., Outbox]]:
-    opened: list[Outbox] = []
-
-    def factory(budget: int = BIG, retention: float = DAY, **kwargs: object) -> Outbox:
-        box = Outbox(tmp_path / "outbox.db", budget, retention, **kwargs)
-        opened.append(box)
-        return box
-
-    yield factory
-    for box in opened:
-        box.close()
 
 
 def deliver(box: Outbox, lane: Lane = Lane.LIVE) -> list[Row]:

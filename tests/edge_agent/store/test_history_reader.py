@@ -7,7 +7,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from edge_agent.history import HistoryError, HistoryReader
 from edge_agent.points import Batch, Quality, Reading, wall_ms
 from edge_agent.store.outbox import Lane, Outbox, Record, TrafficClass
+from tests.edge_agent.store.writer import WRITER
 
 
 def poll(device: str, ts: int, i: int) -> Record:
@@ -119,32 +119,10 @@ def test_reading_a_stopped_agents_store_changes_no_file(store) -> None:
     assert after == before
 
 
-_WRITER = textwrap.dedent(
-    """
-    import sys, time
-    from pathlib import Path
-    from edge_agent.points import Batch, Reading, wall_ms
-    from edge_agent.store.outbox import Lane, Outbox, Record, TrafficClass
-
-    box = Outbox(Path(sys.argv[1]), 10**12, 86400.0)
-    print("ready", flush=True)
-    i = 0
-    while True:
-        ts = wall_ms()
-        batch = Batch("d", ts, tuple(Reading(f"p{j}", i + j, ts) for j in range(20)))
-        box.append([Record(TrafficClass.TELEMETRY, "d", ts, batch=batch)])
-        if i % 2:
-            box.ack([r.id for r in box.lease(Lane.LIVE, 10)])
-        i += 1
-        time.sleep(0.002)
-    """
-)
-
-
 def test_reads_alongside_a_running_writer(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     writer = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, str(path), "0.002"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert writer.stdout is not None and writer.stdout.readline() == "ready\n"

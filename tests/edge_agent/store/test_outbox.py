@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,9 +28,7 @@ from edge_agent.store.outbox import (
     StoreFull,
     TrafficClass,
 )
-
-BIG = 10**12
-DAY = 86_400.0
+from tests.edge_agent.store.conftest import BIG, DAY
 
 
 def tel(device: str, i: int = 0, n_points: int = 5, ts: int | None = None) -> Record:
@@ -55,20 +53,6 @@ def msg(cls: TrafficClass, text: str = "x", size: int = 0, stream: str | None = 
     )
     payload = json.dumps({"type": text, "pad": "p" * size}).encode()
     return Record(cls, stream, wall_ms(), payload=payload)
-
-
-@pytest.fixture
-def open_outbox(tmp_path: Path) -> Iterator[Callable[..., Outbox]]:
-    opened: list[Outbox] = []
-
-    def factory(budget: int = BIG, retention: float = DAY, **kwargs: object) -> Outbox:
-        box = Outbox(tmp_path / "outbox.db", budget, retention, **kwargs)
-        opened.append(box)
-        return box
-
-    yield factory
-    for box in opened:
-        box.close()
 
 
 def ids(rows: list[Row]) -> list[int]:

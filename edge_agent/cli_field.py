@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 
 import click
 
+from edge_agent.cli import _socket_path, config_option, socket_option
+
 EXIT_NOT_RUNNING = 3  # as edge_agent.cli (not imported here: cli imports this module)
 EXIT_INTERRUPTED = 130
 FOLLOW_PERIOD_S = 0.5
@@ -397,21 +399,8 @@ def _stderr_console() -> Any:
 
 
 @click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--socket",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The agent's local socket "
-    "(default: from --config, $EDGE_AGENT_SOCKET or /run/edge-agent/agent.sock).",
-)
-@click.option(
-    "--config",
-    "-c",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Site configuration, to find the agent's socket.",
-)
+@socket_option
+@config_option(required=False, help="Site configuration, to find the agent's socket.")
 @click.option(
     "-n", "lines", type=click.IntRange(1, 2000), default=100, show_default=True, help="Records."
 )
@@ -427,7 +416,6 @@ def logs(
     as_json: bool,
 ) -> None:
     """The running agent's recent log records (or the journal's, when it is not running)."""
-    from edge_agent.cli import _socket_path
     from edge_agent.local_api import request
     from edge_agent.logs import level_number
 

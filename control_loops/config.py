@@ -55,6 +55,9 @@ class LoopBase(Model):
     limits: Limits | None = None  # clamp on every analog output
     max_step: Positive | None = None  # largest change of an analog output per period
     deadband: NonNegative = 0.0  # write only when the output moved more than this
+    # A fallback: this loop stands by (writes nothing) while any of these loops is in
+    # control, and takes its outputs back when they are disabled or in their safe state.
+    yields_to: tuple[Id, ...] = ()
 
     def inputs(self) -> dict[str, str]:
         """Input name -> point (every point the loop reads)."""

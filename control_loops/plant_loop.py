@@ -312,6 +312,10 @@ class PlantLoop(Loop):
         self.job_error: str | None = None
 
     @property
+    def in_control(self) -> bool:
+        return super().in_control and self.plan is not None  # learning: not yet
+
+    @property
     def interval(self) -> float:
         return self.cfg.sequence_step
 

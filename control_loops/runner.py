@@ -111,6 +111,11 @@ class Loop:
         """The input problems that stop the loop (some loops can do without some inputs)."""
         return problems
 
+    @property
+    def in_control(self) -> bool:
+        """Commanding its outputs (a fallback loop stands by meanwhile)."""
+        return self.enabled and self.mode in ("auto", "overridden")
+
     def enable(self) -> None:
         """Control starts (again) from the present state."""
 
@@ -446,6 +451,22 @@ class LoopRunner:
             lp.mode = "disabled"
             lp.track(self._actual(lp.cfg.outputs()[0]), values, dt)
             return
+        leader = next(
+            (
+                self.loops[x]
+                for x in lp.cfg.yields_to
+                if x in self.loops and self.loops[x].in_control
+            ),
+            None,
+        )
+        if leader is not None:
+            # A fallback while its leader commands: no writes, but follow the outputs so
+            # that taking over again is bumpless.
+            lp.mode, lp.safe_reason = "standby", None
+            lp.written.clear()
+            lp.result = f"standing by: {leader.id} in control"
+            lp.track(self._actual(lp.cfg.outputs()[0]), values, dt)
+            return
         problems = lp.bad(problems)
         if problems and self._still_starting(lp, problems, now):
             # Right after start-up the inputs' devices may simply not have been polled yet
@@ -577,7 +598,7 @@ class LoopRunner:
             if current is None:
                 current = self._actual(ref)
             band = lp.cfg.deadband
-            holding = self.router.holds.get(ref, Source.AUTO) is not None
+            holding = self._holds(lp, ref)
             # Without a hold of ours (started, re-enabled) a setpoint is written once to
             # take it; a run command is not (writing "off" to a stopped machine is no stop).
             if (
@@ -608,10 +629,16 @@ class LoopRunner:
     def _let_go(self, lp: Loop, ref: str) -> None:
         """Release the loop's own hold on `ref`, if it has one."""
         lp.written.pop(ref, None)
-        if self.router.holds.get(ref, Source.AUTO) is None or ref in self._inflight:
+        if not self._holds(lp, ref) or ref in self._inflight:
             return
         command = m.Release(v=1, id=self._command_id(lp), type="release", point=ref)
         self._spawn(ref, self._release(lp, command))
+
+    def _holds(self, lp: Loop, ref: str) -> bool:
+        """The automatic hold on `ref` is this loop's (loops may share an output when one
+        is the other's fallback, and each releases only its own)."""
+        hold = self.router.holds.get(ref, Source.AUTO)
+        return hold is not None and hold.by == lp.id
 
     async def _release(self, lp: Loop, command: m.Release) -> dict[str, Any]:
         final = await self.router.execute(command, Context(Source.AUTO, lp.id))
@@ -692,7 +719,7 @@ class LoopRunner:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(task)
             lp.written.pop(ref, None)
-            if self.router.holds.get(ref, Source.AUTO) is None:
+            if not self._holds(lp, ref):
                 continue
             command = m.Release(v=1, id=self._command_id(lp), type="release", point=ref)
             final = await self._release(lp, command)

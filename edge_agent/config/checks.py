@@ -132,7 +132,13 @@ def _loops(config: AgentConfig) -> Iterator[Finding]:
     # Loops and protection read configured points and write writable ones; a point has
     # one automatic writer, and run commands are binary.
     points = {f"{d.id}.{p.id}": p for d in config.devices for p in d.points}
-    writers: dict[str, tuple[str | int, ...]] = {}
+    writers: dict[str, list[tuple[tuple[str | int, ...], str]]] = {}  # ref -> (path, loop)
+    loops = {loop.id: loop for loop in config.loops}
+    for index, loop in enumerate(config.loops):
+        for n, leader in enumerate(loop.yields_to):
+            if leader not in loops or leader == loop.id:
+                what = "itself" if leader == loop.id else f"an unknown loop {leader!r}"
+                yield Finding(("loops", index, "yields_to", n), f"a loop cannot yield to {what}")
     groups = (("loops", config.loops), ("protection", config.protection))
     for key, items in groups:
         for index, item in enumerate(items):
@@ -151,11 +157,16 @@ def _loops(config: AgentConfig) -> Iterator[Finding]:
                     message = f"a run command must be a binary point; {ref} is {point.kind}"
                     yield Finding(path, message)
                 if key == "loops":
-                    if ref in writers:
-                        message = f"{ref} is already written by another loop"
-                        yield Finding(path, message, writers[ref])
-                    else:
-                        writers[ref] = path
+                    # One automatic writer per point, unless one loop is the other's
+                    # fallback (`yields_to`): then only one of them writes at a time.
+                    for other_path, other in writers.get(ref, []):
+                        if other not in item.yields_to and item.id not in loops[other].yields_to:
+                            message = (
+                                f"{ref} is already written by loop {other!r} (share it only "
+                                f"with yields_to: [{other}])"
+                            )
+                            yield Finding(path, message, other_path)
+                    writers.setdefault(ref, []).append((path, item.id))
 
 
 def _unknown_point(ref: str, points: dict[str, object]) -> str:

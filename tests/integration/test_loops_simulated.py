@@ -140,3 +140,45 @@ def test_the_platform_disables_sets_and_enables_a_loop(plant, platform):
     assert send("nope", loop="no-such-loop", action="enable")["reason"] == "unknown_loop"
     assert send("on", loop="cw-approach", action="enable")["stage"] == "done"
     _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 15, "writing again")
+
+
+def test_the_simple_loops_stand_by_while_the_optimizer_runs(tmp_path, broker, platform):
+    def fast_optimizer(config: dict) -> None:
+        _fast_loops(config)
+        for loop in config["loops"]:
+            if loop["id"] == "plant-optimizer":
+                loop.update(min_samples=0, sequence_step=1.0, stage_hold=600.0)
+
+    with running_plant(tmp_path, broker.port, adjust=fast_optimizer) as (agent, _faults):
+        _wait(lambda: _holder(agent, "plant.chws_setpoint") == "auto", 40, "chw-reset")
+
+        def loop_command(command_id: str, action: str) -> None:
+            platform.send(
+                CMD,
+                json.dumps(
+                    {
+                        "v": 1,
+                        "id": command_id,
+                        "type": "loop",
+                        "loop": "plant-optimizer",
+                        "action": action,
+                    }
+                ),
+            )
+            assert platform.wait_for(
+                lambda p: any(a["stage"] == "done" for a in p.acks(command_id)), 20
+            ), platform.acks(command_id)
+
+        def holder_loop(ref: str) -> str | None:
+            hold = agent.request("points", device=ref.split(".")[0])["holds"].get(ref)
+            return hold and hold["by"]
+
+        loop_command("opt-on", "enable")
+        _wait(lambda: _loops(agent)["chw-reset"]["mode"] == "standby", 60, "standby")
+        assert _loops(agent)["cw-approach"]["mode"] == "standby"
+        _wait(lambda: holder_loop("plant.chws_setpoint") == "plant-optimizer", 30,
+              "the optimizer writing the supply setpoint")  # fmt: skip
+        loop_command("opt-off", "disable")
+        _wait(lambda: holder_loop("plant.chws_setpoint") == "chw-reset", 30,
+              "chw-reset taking the setpoint back")  # fmt: skip
+        assert _loops(agent)["chw-reset"]["mode"] == "auto"

@@ -76,10 +76,14 @@ def test_the_shipped_site_has_the_optimizer_disabled_beside_the_simple_loops():
     loops = {lp.id: lp for lp in config.loops}
     opt = loops["plant-optimizer"]
     assert isinstance(opt, OptimizerLoop) and not opt.enabled
-    # One automatic writer per point: the supply setpoints stay with the simple loops.
-    assert "plant.chws_setpoint" not in opt.outputs()
-    assert "plant.cws_setpoint" not in opt.outputs()
-    assert {"chiller-1.enable", "plant.dp_setpoint"} <= set(opt.outputs())
+    assert {"chiller-1.enable", "plant.dp_setpoint", "plant.chws_setpoint"} <= set(opt.outputs())
+    # One automatic writer per point at a time: the simple loops that share the supply
+    # setpoints with the optimizer stand by while it is in control.
+    shared = {
+        lp.id for lp in config.loops if lp.id != opt.id and set(lp.outputs()) & set(opt.outputs())
+    }
+    assert shared == {"chw-reset", "cw-approach"}
+    assert all(loops[i].enabled and loops[i].yields_to == ("plant-optimizer",) for i in shared)
 
 
 # ---- the sequence ------------------------------------------------------------------------

@@ -12,10 +12,11 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
-from edge_agent import __version__
+from edge_agent import SITE_CONFIG, __version__
 
 DEFAULT_SOCKET = Path("/run/edge-agent/agent.sock")
 EXIT_NOT_RUNNING = 3
@@ -33,7 +34,7 @@ def config_option(*, required: bool, help: str) -> Callable:
     )
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -86,13 +87,21 @@ def main() -> None:
 )
 def run(config_path: Path, log_json: bool | None) -> None:
     """Run the agent in the foreground (what systemd starts)."""
-    from edge_agent import logs
+    from edge_agent import apply_journal, logs
     from edge_agent.config.errors import ConfigError
     from edge_agent.config.loader import load_config
     from edge_agent.service import serve
     from edge_agent.store.outbox import StoreError
     from edge_agent.store_worker import StoreLocked
 
+    try:
+        apply_journal.lock(config_path)  # held until exit
+        # A config_apply the last run did not confirm is undone before the file is read.
+        interrupted = apply_journal.recover(config_path)
+    except apply_journal.ConfigInUse as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot restore {config_path} after an unfinished config_apply: {exc}")
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -101,7 +110,7 @@ def run(config_path: Path, log_json: bool | None) -> None:
         sys.exit(1)
     logs.configure(config.log_level, json=log_json)
     try:
-        code = asyncio.run(serve(config_path, config))
+        code = asyncio.run(serve(config_path, config, interrupted))
     except (StoreLocked, StoreError, PermissionError) as exc:
         _fail(str(exc))
     except Exception as exc:  # the trace goes to the journal, not the screen
@@ -215,7 +224,7 @@ def demo(
     "--config",
     "config_path",
     type=click.Path(path_type=Path),
-    default=Path("/etc/edge-agent/site.yaml"),
+    default=Path(SITE_CONFIG),
     show_default=True,
     help="Site configuration the service runs with.",
 )

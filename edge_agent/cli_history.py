@@ -18,10 +18,11 @@ from typing import NoReturn, TextIO
 
 import click
 
+from edge_agent import SITE_CONFIG
 from edge_agent.history import HistoryError, HistoryReader, Reading
 from edge_agent.points import Value, wall_ms
 
-DEFAULT_CONFIG = Path("/etc/edge-agent/site.yaml")
+DEFAULT_CONFIG = Path(SITE_CONFIG)
 TERMINAL_POINTS = 2000  # more would only smear: the terminal plot gets a min/max envelope
 
 

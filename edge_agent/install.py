@@ -1,4 +1,5 @@
-"""`edge-agent install-service`: the system user, the unit file, daemon-reload, enable.
+"""`edge-agent install-service`: the system user, the configuration's directory, the unit
+file, daemon-reload, enable.
 
 Every step checks first whether it is already done (so running it twice is harmless),
 prints what it does, and `--dry-run` prints the same plan without changing anything.
@@ -15,13 +16,19 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from edge_agent import SITE_CONFIG
+
 USER = GROUP = "edge-agent"
 SERIAL_GROUP = "dialout"
 HOME = "/var/lib/edge-agent"
 UNIT_NAME = "edge-agent.service"
 UNIT_DIR = "etc/systemd/system"
 WANTS_DIR = "etc/systemd/system/multi-user.target.wants"
-DEFAULT_CONFIG = Path("/etc/edge-agent/site.yaml")
+DEFAULT_CONFIG = Path(SITE_CONFIG)
+CONFIG_DIR_MODE = 0o750
+# The agent may write its configuration's directory (config_apply): never one it shares with
+# the system or with the root-owned certificates and password files.
+SHARED_DIRS = frozenset({Path("/"), Path("/etc"), Path("/etc/edge-agent")})
 # Package data (a link to systemd/ in the checkout; a copy in a wheel), so that an installed
 # agent finds its unit template without the source tree.
 TEMPLATE = Path(__file__).resolve().parent / "units" / UNIT_NAME
@@ -56,7 +63,8 @@ def executable_in(prefix: Path) -> Path:
 
 
 def render_unit(template: str, executable: Path, config: Path) -> str:
-    """The packaged unit with ExecStart pointing at this installation and site file."""
+    """The packaged unit with ExecStart pointing at this installation and site file, and
+    the file's directory writable."""
     for path in (executable, config):
         if any(c.isspace() for c in str(path)):
             raise InstallError(f"paths with whitespace are not supported in the unit: {path}")
@@ -64,6 +72,8 @@ def render_unit(template: str, executable: Path, config: Path) -> str:
     for line in template.splitlines():
         if line.startswith("ExecStart="):
             line = f"ExecStart={executable} run --config {config}"
+        elif line.startswith("ReadWritePaths="):
+            line = f"ReadWritePaths={config.parent}"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -90,6 +100,15 @@ def plan(root: Path, executable: Path, config: Path, template: str) -> list[Step
     unit_path = root / UNIT_DIR / UNIT_NAME
     unit = render_unit(template, executable, config)
     current = unit_path.read_text() if unit_path.is_file() else None
+
+    config_dir = root / str(config.parent).lstrip("/")
+
+    def own_config_dir() -> None:
+        # The user exists by now (an earlier step); look it up in this root's files.
+        user = _entries(root / "etc/passwd")[USER]
+        config_dir.mkdir(parents=True, exist_ok=True)
+        os.chown(config_dir, int(user[2]), int(user[3]))
+        config_dir.chmod(CONFIG_DIR_MODE)
 
     def write_unit() -> None:
         unit_path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +147,11 @@ def plan(root: Path, executable: Path, config: Path, template: str) -> list[Step
             USER in serial_members,
             ["usermod", *chroot, "--append", "--groups", SERIAL_GROUP, USER],
         ),
+        Step(
+            f"{config.parent} owned by {USER}, mode {CONFIG_DIR_MODE:o}",
+            _owned_by(config_dir, users.get(USER)),
+            action=own_config_dir,
+        ),
         Step(f"unit {unit_path}", current == unit, action=write_unit),
         # Only needed when the unit changed; a custom root has no running manager to reload.
         Step(
@@ -141,6 +165,17 @@ def plan(root: Path, executable: Path, config: Path, template: str) -> list[Step
             ["systemctl", *chroot, "enable", UNIT_NAME],
         ),
     ]
+
+
+def _owned_by(directory: Path, user: list[str] | None) -> bool:
+    if user is None or not directory.is_dir():
+        return False
+    st = directory.stat()
+    return (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (
+        int(user[2]),
+        int(user[3]),
+        CONFIG_DIR_MODE,
+    )
 
 
 def _run(command: list[str]) -> None:
@@ -167,6 +202,11 @@ def install_service(
     """Raises InstallError; prints one line per step."""
     if not config.is_absolute():
         raise InstallError(f"--config must be an absolute path (the service runs in /): {config}")
+    if config.parent in SHARED_DIRS:
+        raise InstallError(
+            f"--config needs a directory of its own, which the agent may write (config_apply): "
+            f"{config.parent} is shared; use e.g. {DEFAULT_CONFIG}"
+        )
     euid = os.geteuid() if euid is None else euid
     problems = []
     if euid != 0 and root == Path("/"):

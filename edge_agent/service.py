@@ -24,8 +24,9 @@ from control_loops.protection import FlowInterlock, Protection
 from control_loops.runner import LoopRunner
 from drivers.base import Driver, Link
 from drivers.registry import driver_class
-from edge_agent import __version__, logs, metrics, sd_notify, watchdog
+from edge_agent import __version__, apply_journal, logs, metrics, sd_notify, watchdog
 from edge_agent.alarms.engine import AlarmEngine, AlarmError
+from edge_agent.apply_journal import InterruptedApply, write_atomically
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages
 from edge_agent.commands.audit import Audit
@@ -357,6 +358,9 @@ class Runtime:
             if new.config_hash == running:
                 return {"config_hash": running, "changed": False}
             previous_text = await asyncio.to_thread(path.read_text)
+            await asyncio.to_thread(
+                apply_journal.begin, path, command.id, previous_text, new.config_hash
+            )
             await asyncio.to_thread(write_atomically, path, command.config)
             log.info("configuration written; applying", config_hash=new.config_hash)
             control.request_apply(PendingApply(command.id, new, previous_text, self.config))
@@ -369,22 +373,14 @@ class Runtime:
         and reaches the platform; otherwise restore the old file and config."""
         why = await self._wait_up(timeout)
         if self.router is None:
-            return
-        router = self.router
+            return  # the journal stays: the next start rolls back
         if pending.rollback is not None:
-            self.events.emit("config_rolled_back", level="error", reason=pending.rollback)
-            result = {"config_hash": self.config.config_hash, "rolled_back": True}
-            await router.complete(
-                pending.command_id,
-                "config_apply",
-                "failed",
-                messages.Reason.CONFIG_FAILED,
-                pending.rollback,
-                result,
-            )
+            await self.report_rollback(pending.command_id, pending.rollback)
             return
         if why is None:
-            await router.complete(pending.command_id, "config_apply", "done", result={
+            assert self.config_path is not None
+            await asyncio.to_thread(apply_journal.end, self.config_path)
+            await self.router.complete(pending.command_id, "config_apply", "done", result={
                 "config_hash": self.config.config_hash,
                 "previous_hash": pending.previous.config_hash,
             })  # fmt: skip
@@ -395,6 +391,31 @@ class Runtime:
         await asyncio.to_thread(write_atomically, self.config_path, pending.previous_text)
         control.request_apply(
             dataclasses.replace(pending, config=pending.previous, rollback=reason)
+        )
+
+    async def report_rollback(self, command_id: str, reason: str) -> None:
+        """The previous config runs again: close the journal and answer the command."""
+        if self.config_path is not None:
+            await asyncio.to_thread(apply_journal.end, self.config_path)
+        self.events.emit("config_rolled_back", level="error", command_id=command_id, reason=reason)
+        if self.router is None:
+            return
+        await self.router.complete(
+            command_id,
+            "config_apply",
+            "failed",
+            messages.Reason.CONFIG_FAILED,
+            reason,
+            {"config_hash": self.config.config_hash, "rolled_back": True},
+        )
+
+    async def report_interrupted(self, interrupted: InterruptedApply, timeout: float) -> None:
+        """Answer a config_apply that the last run left unfinished (rolled back at start)."""
+        await self._wait_up(timeout)
+        await self.report_rollback(
+            interrupted.command_id,
+            f"the agent stopped before the new configuration ({interrupted.new_hash}) was "
+            "confirmed; the previous configuration was restored",
         )
 
     async def _wait_up(self, timeout: float) -> str | None:
@@ -563,8 +584,11 @@ def _store_for(config: AgentConfig) -> StoreWorker:
     )
 
 
-async def serve(config_path: Path, config: AgentConfig) -> int:
-    """Run until SIGTERM/SIGINT. Returns the exit code."""
+async def serve(
+    config_path: Path, config: AgentConfig, interrupted: InterruptedApply | None = None
+) -> int:
+    """Run until SIGTERM/SIGINT. Returns the exit code. `interrupted`: a config_apply that
+    apply_journal.recover() rolled back before `config` was loaded, still to be answered."""
     started = time.monotonic()
     control = Control()
     loop = asyncio.get_running_loop()
@@ -602,6 +626,12 @@ async def serve(config_path: Path, config: AgentConfig) -> int:
                     runtime.confirm_apply(pending, control, config.commands.apply_confirm),
                     name="confirm-apply",
                 )
+            elif interrupted is not None:
+                confirm = loop.create_task(
+                    runtime.report_interrupted(interrupted, config.commands.apply_confirm),
+                    name="report-interrupted-apply",
+                )
+                interrupted = None
             await runtime.run(control)
             if confirm is not None and not confirm.done():
                 confirm.cancel()
@@ -629,23 +659,6 @@ async def serve(config_path: Path, config: AgentConfig) -> int:
         await store.close()
         log.info("agent stopped")
     return 0
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Replace a file so that a power cut leaves the old or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if path.exists():
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 async def _reload(path: Path, control: Control, events: Events) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edge_agent import SITE_CONFIG
 from edge_agent.points import Batch, Quality, Reading, wall_ms
 from edge_agent.store.outbox import Lane, Outbox, Record, TrafficClass
 from tests.edge_agent.store.writer import WRITER
@@ -187,9 +188,9 @@ def test_store_errors_are_one_line(store, tmp_path: Path) -> None:
     one_error(run("trend", "ahu-1.t", "--store", str(path)), "newer edge-agent")
 
 
-@pytest.mark.skipif(Path("/etc/edge-agent/site.yaml").exists(), reason="a real config here")
+@pytest.mark.skipif(Path(SITE_CONFIG).exists(), reason="a real config here")
 def test_without_config_or_store_the_default_config_is_named() -> None:
-    one_error(run("export"), "no configuration at /etc/edge-agent/site.yaml")
+    one_error(run("export"), f"no configuration at {SITE_CONFIG}")
 
 
 def test_trend_in_the_terminal(store) -> None:

@@ -299,7 +299,7 @@ def runnable_unit(tmp_path: Path) -> Path:
     assert VENV_AGENT.exists()
     unit = tmp_path / "units" / "edge-agent.service"
     unit.parent.mkdir()
-    unit.write_text(install.render_unit(UNIT.read_text(), VENV_AGENT, Path("/etc/x.yaml")))
+    unit.write_text(install.render_unit(UNIT.read_text(), VENV_AGENT, Path("/etc/x/site.yaml")))
     return unit
 
 
@@ -318,6 +318,10 @@ def test_unit_has_the_service_contract() -> None:
     assert 10 <= watchdog_s <= 120
     # Stopping may take the uplink flush (flush_timeout + 15 s grace) and driver closes.
     assert int(settings["TimeoutStopSec"]) >= 5 + 15 + 5
+    # The one writable place under /etc is the site file's own directory (config_apply).
+    config = Path(settings["ExecStart"].split("--config ")[1])
+    assert config == install.DEFAULT_CONFIG
+    assert settings["ReadWritePaths"] == str(config.parent) != "/etc/edge-agent"
 
 
 @needs_analyze
@@ -404,12 +408,14 @@ def test_install_service_dry_run_changes_nothing(fake_system: dict[str, Path]) -
     assert "--system --gid edge-agent --home-dir /var/lib/edge-agent" in out
     assert "--shell /usr/sbin/nologin" in out
     assert "usermod --root" in out and "--append --groups dialout edge-agent" in out
+    assert "would    /etc/edge-agent/site owned by edge-agent, mode 750" in out
+    assert not (fake_system["root"] / "etc/edge-agent").exists()
     assert "would    edge-agent.service enabled at boot: systemctl --root" in out
 
 
 def test_install_service_for_real_then_again(fake_system: dict[str, Path]) -> None:
     root = fake_system["root"]
-    result = run_installer(fake_system, "--config", "/etc/edge-agent/plant.yaml")
+    result = run_installer(fake_system, "--config", "/etc/edge-agent/plant/site.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
     r = str(root)
     assert calls(fake_system) == [
@@ -423,14 +429,19 @@ def test_install_service_for_real_then_again(fake_system: dict[str, Path]) -> No
     unit = root / install.UNIT_DIR / install.UNIT_NAME
     assert stat.S_IMODE(unit.stat().st_mode) == 0o644
     exec_start = [line for line in unit.read_text().splitlines() if line.startswith("ExecStart=")]
-    assert exec_start == [f"ExecStart={VENV_AGENT} run --config /etc/edge-agent/plant.yaml"]
-    assert "note: /etc/edge-agent/plant.yaml does not exist yet" in result.stdout
+    assert exec_start == [f"ExecStart={VENV_AGENT} run --config /etc/edge-agent/plant/site.yaml"]
+    assert "ReadWritePaths=/etc/edge-agent/plant\n" in unit.read_text()
+    assert "note: /etc/edge-agent/plant/site.yaml does not exist yet" in result.stdout
     assert "doing    unit" in result.stdout
+    # The config's directory belongs to the service user (uid/gid from the fake passwd).
+    config_dir = (root / "etc/edge-agent/plant").stat()
+    assert (config_dir.st_uid, config_dir.st_gid) == (998, 998)
+    assert stat.S_IMODE(config_dir.st_mode) == 0o750
 
-    again = run_installer(fake_system, "--config", "/etc/edge-agent/plant.yaml")
+    again = run_installer(fake_system, "--config", "/etc/edge-agent/plant/site.yaml")
     assert again.returncode == 0, again.stderr
     assert len(calls(fake_system)) == 4  # every step was already done
-    assert again.stdout.count("ok       ") == 6
+    assert again.stdout.count("ok       ") == 7
 
 
 @pytest.mark.skipif(
@@ -469,6 +480,14 @@ def test_install_service_errors_are_one_line(fake_system: dict[str, Path], tmp_p
     relative = run_installer(fake_system, "--dry-run", "--config", "site.yaml")
     assert relative.returncode == install.EXIT_FAILED
     assert relative.stderr.startswith("error: --config must be an absolute path")
+
+    # The agent writes its config's directory: never the one holding the secrets.
+    shared = run_installer(fake_system, "--dry-run", "--config", "/etc/edge-agent/site.yaml")
+    assert shared.returncode == install.EXIT_FAILED
+    assert shared.stderr.strip() == (
+        "error: --config needs a directory of its own, which the agent may write "
+        "(config_apply): /etc/edge-agent is shared; use e.g. /etc/edge-agent/site/site.yaml"
+    )
 
     no_prefix = run_installer(fake_system, "--dry-run", "--prefix", str(tmp_path / "nothing"))
     assert no_prefix.returncode == install.EXIT_FAILED

@@ -88,7 +88,15 @@ def test_a_second_agent_on_the_same_store_is_refused(tmp_path, agents):
     first = AgentProcess(tmp_path, config).start()
     agents.append(first)
     first.wait_ready()
-    second = _cli("run", "--config", str(first.config_path))
+    # The same file: refused before anything is read (it could undo the first one's apply).
+    same = _cli("run", "--config", str(first.config_path))
+    assert same.returncode == 1
+    assert same.stderr == f"error: another agent is running on {first.config_path}\n"
+    # A copy of it elsewhere: the store's lock refuses it.
+    copy = tmp_path / "copy" / "site.yaml"
+    copy.parent.mkdir()
+    copy.write_text(first.config_path.read_text())
+    second = _cli("run", "--config", str(copy))
     assert second.returncode == 1
     assert "another agent is using the store" in second.stderr
     assert first.process.poll() is None

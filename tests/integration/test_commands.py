@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from edge_agent.points import wall_ms
 from tests.harness import REPO, AgentProcess, fake_device, site_config
@@ -293,6 +294,58 @@ def test_a_config_that_loses_the_broker_is_rolled_back(agent, platform, broker):
     assert failed["result"] == {"config_hash": old_hash, "rolled_back": True}
     assert agent.config_path.read_text() == before
     assert agent.status()["config_hash"] == old_hash
+
+
+def _accepted(platform, command_id: str) -> None:
+    assert platform.wait_for(
+        lambda p: any(a["stage"] == "accepted" for a in p.acks(command_id)), 10
+    ), platform.acks(command_id)
+
+
+def _rolled_back_at_start(agent, platform, command_id: str, before: str, old_hash: str) -> None:
+    """The next start (what systemd's Restart= does) restores the old file and answers."""
+    agent.start().wait_ready()
+    replies = _final(platform, command_id, timeout=30)
+    assert [r["stage"] for r in replies] == ["accepted", "failed"], replies
+    failed = replies[-1]
+    assert failed["reason"] == "config_failed", failed
+    assert "stopped before the new configuration" in failed["message"]
+    assert failed["result"] == {"config_hash": old_hash, "rolled_back": True}
+    assert agent.config_path.read_text() == before
+    assert agent.status()["config_hash"] == old_hash
+    assert platform.wait_for(lambda p: len(p.telemetry().get("ahu-1", [])) > 0, 10)
+
+
+def test_a_config_that_crashes_the_agent_is_rolled_back_when_it_restarts(agent, platform, tmp_path):
+    before, old_hash = agent.config_path.read_text(), agent.status()["config_hash"]
+    not_a_directory = tmp_path / "not-a-directory"
+    not_a_directory.write_text("")
+    crashing = {**agent.config, "store": {"path": str(not_a_directory / "outbox.db")}}
+    _send(platform, "cfg-crash", type="config_apply", config=yaml.safe_dump(crashing))
+    _accepted(platform, "cfg-crash")
+    assert agent.process.wait(30) != 0  # the new store cannot open: the process dies
+    assert agent.config_path.read_text() != before  # what a plain restart would run
+    _rolled_back_at_start(agent, platform, "cfg-crash", before, old_hash)
+
+
+def test_an_agent_killed_while_applying_rolls_back_when_it_restarts(agent, platform, broker):
+    from edge_agent.broker_tools import free_port
+
+    before, old_hash = agent.config_path.read_text(), agent.status()["config_hash"]
+    unconfirmed = {
+        **agent.config,
+        "uplink": {**agent.config["uplink"], "endpoints": [{"host": "127.0.0.1",
+                                                             "port": free_port()}]},
+        "commands": {"apply_confirm": "60s"},
+    }  # fmt: skip
+    _send(platform, "cfg-cut", type="config_apply", config=yaml.safe_dump(unconfirmed))
+    _accepted(platform, "cfg-cut")
+    deadline = time.monotonic() + 10
+    while agent.config_path.read_text() == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    agent.kill()  # a power cut inside the confirmation window
+    _rolled_back_at_start(agent, platform, "cfg-cut", before, old_hash)
+    assert _audit(agent)["cfg-cut"][1:3] == ("failed", "config_failed")
 
 
 def test_backfill_republishes_stored_history_with_its_seq(agent, platform):

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import math
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,7 @@ from control_loops.sequences import (
 from edge_agent import logs
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages as m
+from edge_agent.commands.audit import LoopSettings
 from edge_agent.commands.messages import Reason, Rejected, Source
 from edge_agent.commands.router import CommandRouter, Context, Execution
 from edge_agent.events import Events
@@ -65,6 +67,15 @@ TIMINGS_KEPT = 1000
 # slowest devices are polled every 30-60 s); meanwhile the loop writes nothing.
 STARTUP_GRACE_S = 120.0
 WAITING_RECHECK_S = 1.0
+
+
+# Saves what a loop command changed (the service: into the audit database).
+PersistSettings = Callable[[str, LoopSettings], Awaitable[object]]
+
+
+def fingerprint(cfg: LoopBase) -> str:
+    """The loop's configuration: settings made by command outlive a restart, not a change."""
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
 
 
 class Loop:
@@ -395,6 +406,43 @@ class LoopRunner:
         self._run_id = secrets.token_hex(3)  # command ids stay unique across restarts
         self._first_tick: float | None = None
         self._seq = 0
+        self.persist: PersistSettings | None = None
+
+    def restore(self, saved: dict[str, LoopSettings]) -> list[str]:
+        """Before the first tick: re-apply what loop commands changed before a restart (a
+        loop the platform disabled stays disabled). Returns the ids whose settings no longer
+        apply, because the loop is gone or its configuration changed since."""
+        stale = []
+        for loop_id, settings in saved.items():
+            lp = self.loops.get(loop_id)
+            if lp is None or settings.fingerprint != fingerprint(lp.cfg):
+                log.info("loop settings dropped: the loop's configuration changed", loop=loop_id)
+                stale.append(loop_id)
+                continue
+            try:
+                for name, value in settings.parameters.items():
+                    lp.set(name, value)
+            except ValueError as exc:
+                log.warning("loop settings dropped", loop=loop_id, error=str(exc))
+                self.loops[loop_id] = make_loop(lp.cfg)
+                stale.append(loop_id)
+                continue
+            lp.enabled = settings.enabled
+            lp.mode = "auto" if lp.enabled else "disabled"
+            self._emit("loop_settings_restored", loop=loop_id, enabled=lp.enabled,
+                       parameters=settings.parameters, by=settings.by)  # fmt: skip
+        return stale
+
+    async def _save(self, lp: Loop, context: Context) -> None:
+        if self.persist is None:
+            return
+        by = context.by or context.source.label
+        settings = LoopSettings(fingerprint(lp.cfg), lp.enabled, dict(lp.overrides), by, wall_ms())
+        try:
+            await self.persist(lp.id, settings)
+        except Exception as exc:  # the change is in force; only its persistence failed
+            log.error("loop settings not saved: a restart returns to the configuration",
+                      loop=lp.id, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
     # -- running ---------------------------------------------------------------------------
 
@@ -680,9 +728,9 @@ class LoopRunner:
             known = ", ".join(self.loops) or "none are configured"
             raise Rejected(Reason.UNKNOWN_LOOP, f"no loop {command.loop!r} (loops: {known})")
         if command.action == "enable":
-            return lambda: self._enable(lp)
+            return lambda: self._enable(lp, context)
         if command.action == "disable":
-            return lambda: self._disable(lp)
+            return lambda: self._disable(lp, context)
         if command.parameter is None or command.value is None:
             raise Rejected(Reason.MALFORMED, "set needs a parameter and a value")
         value = float(command.value)
@@ -696,22 +744,25 @@ class LoopRunner:
                  by=context.by)  # fmt: skip
 
         async def done() -> dict[str, Any]:
+            await self._save(lp, context)
             return {"loop": lp.id, "parameter": command.parameter, "value": value}
 
         return done
 
-    async def _enable(self, lp: Loop) -> dict[str, Any]:
+    async def _enable(self, lp: Loop, context: Context) -> dict[str, Any]:
         if not lp.enabled:
             lp.enabled = True
             lp.mode = "auto"
             lp.enable()
             lp.due = self.clock()  # step at the next tick
             self._emit("loop_enabled", loop=lp.id)
+        await self._save(lp, context)
         return {"loop": lp.id, "enabled": True}
 
-    async def _disable(self, lp: Loop) -> dict[str, Any]:
+    async def _disable(self, lp: Loop, context: Context) -> dict[str, Any]:
         lp.enabled = False
         lp.mode = "disabled"
+        await self._save(lp, context)  # before the releases, which may fail
         released = []
         for ref in lp.cfg.outputs():
             task = self._inflight.get(ref)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -179,6 +180,10 @@ class Runtime:
             self.protection = protection
             self._register_commands(self.router)
             await self.router.start()
+            # What loop commands changed outlives a restart, not a change of the loop.
+            for stale in self.loops.restore(await self.store.call(audit.loop_settings)):
+                await self.store.call(audit.delete_loop_settings, stale)
+            self.loops.persist = functools.partial(self.store.call, audit.save_loop_settings)
             interlock = FlowInterlock(protection, self.router, self.events)
             async with asyncio.TaskGroup() as tg:
                 uplink = tg.create_task(

@@ -1,4 +1,4 @@
-"""The command audit log and the persisted holds, in the outbox's SQLite file.
+"""The command audit log, the persisted holds and loop settings, in the outbox's SQLite file.
 
 A second connection to the same database, used only on the store thread. Writes commit
 with synchronous=NORMAL: the reply to every command is an outbox row committed with FULL
@@ -42,7 +42,27 @@ CREATE TABLE IF NOT EXISTS holds (
     by TEXT,
     PRIMARY KEY (point, source)
 );
+CREATE TABLE IF NOT EXISTS loop_settings (
+    loop TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,      -- the loop's configuration the settings were made on
+    enabled INTEGER NOT NULL,
+    parameters TEXT NOT NULL,       -- JSON {name: value} set by command
+    by TEXT,
+    ts INTEGER NOT NULL
+);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    """What loop commands changed (enable/disable, parameters), kept across restarts for as
+    long as the loop's configuration (`fingerprint`) stays the same."""
+
+    fingerprint: str
+    enabled: bool
+    parameters: dict[str, float]
+    by: str | None
+    ts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +179,32 @@ class Audit:
 
     def delete_hold(self, point: str, source: Source) -> None:
         self._db.execute("DELETE FROM holds WHERE point = ? AND source = ?", (point, int(source)))
+
+    # -- loop settings -------------------------------------------------------------------
+
+    def loop_settings(self) -> dict[str, LoopSettings]:
+        return {
+            loop: LoopSettings(fingerprint, bool(enabled), json.loads(parameters), by, ts)
+            for loop, fingerprint, enabled, parameters, by, ts in self._db.execute(
+                "SELECT loop, fingerprint, enabled, parameters, by, ts FROM loop_settings"
+            )
+        }
+
+    def save_loop_settings(self, loop: str, settings: LoopSettings) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO loop_settings VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                loop,
+                settings.fingerprint,
+                int(settings.enabled),
+                json.dumps(settings.parameters),
+                settings.by,
+                settings.ts,
+            ),
+        )
+
+    def delete_loop_settings(self, loop: str) -> None:
+        self._db.execute("DELETE FROM loop_settings WHERE loop = ?", (loop,))
 
 
 def _json(value: dict | None) -> str | None:

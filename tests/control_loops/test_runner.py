@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -383,6 +384,40 @@ async def test_enable_disable_and_set_through_the_routers_loop_command(tmp_path)
             final = await p.command(command, Source.PLATFORM)
             assert (final["stage"], final["reason"]) == ("rejected", reason), final
             assert final["message"]
+
+
+async def test_loop_commands_outlive_a_restart_but_not_a_change_of_the_loop(tmp_path):
+    async with plant(tmp_path) as p:
+        store, audit = p.router.store, p.router.audit
+        runner = runner_for(p, PID)
+        runner.persist = functools.partial(store.call, audit.save_loop_settings)
+        p.router.register("loop", runner.handle_command)
+        final = await p.command(loop_command(1, "chw-valve", "set", "setpoint", 10), by="li")
+        assert final["stage"] == "done"
+        final = await p.command(loop_command(2, "chw-valve", "disable"), Source.PLATFORM, "hq")
+        assert final["stage"] == "done"
+        saved = await store.call(audit.loop_settings)
+        assert saved["chw-valve"].enabled is False
+        assert saved["chw-valve"].parameters == {"setpoint": 10.0}
+        assert saved["chw-valve"].by == "hq"
+
+        # After a restart (a new runner on the same configuration): disabled, setpoint 10.
+        again = runner_for(p, PID)
+        assert again.restore(saved) == []
+        status = again.status()[0]
+        assert (status["mode"], status["enabled"], status["set"]) == (
+            "disabled",
+            False,
+            {"setpoint": 10.0},
+        )
+        await again.tick(0.0)
+        assert p.router.holds.get("ch-1.valve", Source.AUTO) is None  # it writes nothing
+
+        # The loop's configuration changed, or the loop is gone: the config speaks again.
+        retuned = runner_for(p, {**PID, "kp": 12.0})
+        assert retuned.restore(saved) == ["chw-valve"]
+        assert retuned.status()[0]["mode"] == "auto" and "set" not in retuned.status()[0]
+        assert runner_for(p, {**PID, "id": "other"}).restore(saved) == ["chw-valve"]
 
 
 # ---- the other loop types --------------------------------------------------------------------

@@ -138,8 +138,15 @@ def test_the_platform_disables_sets_and_enables_a_loop(plant, platform):
     # Disabling releases the loop's hold: the plant controller keeps its own setpoint.
     _wait(lambda: _holder(agent, "plant.cws_setpoint") is None, 10, "the hold released")
     assert send("nope", loop="no-such-loop", action="enable")["reason"] == "unknown_loop"
+    # The platform's decision outlives a restart (a power cut must not re-enable the loop).
+    assert agent.stop() == 0
+    agent.start().wait_ready()
+    assert _loops(agent)["cw-approach"]["mode"] == "disabled"
+    time.sleep(3)  # a period of the fast loops: it still writes nothing
+    assert _holder(agent, "plant.cws_setpoint") is None
     assert send("on", loop="cw-approach", action="enable")["stage"] == "done"
-    _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 15, "writing again")
+    # Once the restarted agent has read the wet bulb (a slow poll) the loop writes again.
+    _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 60, "writing again")
 
 
 def test_the_simple_loops_stand_by_while_the_optimizer_runs(tmp_path, broker, platform):

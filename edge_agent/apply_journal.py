@@ -92,6 +92,10 @@ def recover(config: Path) -> InterruptedApply | None:
             raise TypeError("previous is not text")
     except FileNotFoundError:
         return None
+    except OSError as exc:  # not a file, unreadable: nothing can be restored from it
+        log.error("config_apply journal unreadable; starting on the file as it is",
+                  path=str(journal), error=str(exc))  # fmt: skip
+        return None
     except (ValueError, KeyError, TypeError) as exc:
         # Written atomically, so this is not a torn write: someone edited it. The site file
         # is left as it is; the journal is set aside for a person to look at.

@@ -363,10 +363,18 @@ class Runtime:
             if new.config_hash == running:
                 return {"config_hash": running, "changed": False}
             previous_text = await asyncio.to_thread(path.read_text)
-            await asyncio.to_thread(
-                apply_journal.begin, path, command.id, previous_text, new.config_hash
-            )
-            await asyncio.to_thread(write_atomically, path, command.config)
+            try:
+                await asyncio.to_thread(
+                    apply_journal.begin, path, command.id, previous_text, new.config_hash
+                )
+                await asyncio.to_thread(write_atomically, path, command.config)
+            except OSError as exc:  # disk full, read-only: the old file stands
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(apply_journal.end, path)
+                raise messages.Failed(
+                    messages.Reason.CONFIG_FAILED,
+                    f"cannot write the configuration: {exc.strerror or exc}: {exc.filename}",
+                ) from None
             log.info("configuration written; applying", config_hash=new.config_hash)
             control.request_apply(PendingApply(command.id, new, previous_text, self.config))
             raise messages.Deferred

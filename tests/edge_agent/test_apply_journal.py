@@ -65,3 +65,9 @@ def test_one_agent_per_config_file(site: Path) -> None:
 
 def test_a_missing_directory_gives_no_lock(tmp_path: Path) -> None:
     assert apply_journal.lock(tmp_path / "missing" / "site.yaml") is None
+
+
+def test_a_journal_that_is_not_a_file_does_not_stop_the_start(site: Path) -> None:
+    apply_journal.journal_path(site).mkdir()
+    assert apply_journal.recover(site) is None
+    assert site.read_text() == "old: 1\n"

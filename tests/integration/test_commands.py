@@ -348,6 +348,20 @@ def test_an_agent_killed_while_applying_rolls_back_when_it_restarts(agent, platf
     assert _audit(agent)["cfg-cut"][1:3] == ("failed", "config_failed")
 
 
+def test_a_config_that_cannot_be_written_fails_and_the_old_one_runs_on(agent, platform):
+    before, old_hash = agent.config_path.read_text(), agent.status()["config_hash"]
+    # The journal's place is taken (as a full disk or a read-only directory would refuse it).
+    blocked = agent.config_path.with_name(f".{agent.config_path.name}.applying")
+    blocked.mkdir()
+    new = {**agent.config, "devices": [{**_valve_device(), "poll_interval": 0.3}]}
+    failed = _apply(platform, "cfg-ro", new)[-1]
+    assert (failed["stage"], failed["reason"]) == ("failed", "config_failed"), failed
+    assert failed["message"].startswith("cannot write the configuration: ")
+    assert agent.config_path.read_text() == before
+    assert agent.status()["config_hash"] == old_hash
+    assert blocked.is_dir()  # not mistaken for a journal of ours
+
+
 def test_backfill_republishes_stored_history_with_its_seq(agent, platform):
     assert platform.wait_for(lambda p: len(p.telemetry().get("ahu-1", [])) >= 10, 10)
     first = platform.telemetry()["ahu-1"][:5]

@@ -97,6 +97,7 @@ class Loop:
         self.safe_reason: str | None = None
         self.retry_at: dict[str, float] = {}
         self.overrides: dict[str, float] = {}  # parameters set by command
+        self.changed: dict[str, Any] | None = None  # the last loop command: by whom, when
         self.step_us = 0.0
         self.step_us_max = 0.0
         self.steps = 0
@@ -429,15 +430,17 @@ class LoopRunner:
                 continue
             lp.enabled = settings.enabled
             lp.mode = "auto" if lp.enabled else "disabled"
+            lp.changed = {"by": settings.by, "ts": settings.ts}
             self._emit("loop_settings_restored", loop=loop_id, enabled=lp.enabled,
                        parameters=settings.parameters, by=settings.by)  # fmt: skip
         return stale
 
     async def _save(self, lp: Loop, context: Context) -> None:
-        if self.persist is None:
-            return
         by = context.by or context.source.label
         settings = LoopSettings(fingerprint(lp.cfg), lp.enabled, dict(lp.overrides), by, wall_ms())
+        lp.changed = {"by": by, "ts": settings.ts}
+        if self.persist is None:
+            return
         try:
             await self.persist(lp.id, settings)
         except Exception as exc:  # the change is in force; only its persistence failed
@@ -804,6 +807,8 @@ class LoopRunner:
             }
             if lp.overrides:
                 entry["set"] = dict(lp.overrides)
+            if lp.changed:
+                entry["changed"] = dict(lp.changed)
             if isinstance(lp, Stager):
                 entry["staging"] = lp.reason
             entry.update(lp.details())

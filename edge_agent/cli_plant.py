@@ -54,6 +54,7 @@ def alarms(ack_id: str | None, note: str | None, as_json: bool, socket: Path | N
         click.echo("no alarms")
         return
     from rich.console import Console
+    from rich.markup import escape
 
     # Two lines per alarm: readable on an 80-column console in the plant room.
     console = Console(highlight=False)
@@ -64,7 +65,8 @@ def alarms(ack_id: str | None, note: str | None, as_json: bool, socket: Path | N
             f"[{style}]{alarm['severity']:<8}[/] {alarm['state']}{unacked}  "
             f"raised {_clock(alarm.get('raised_ts'))}  [dim]{alarm['id']}[/]"
         )
-        console.print(f"         {alarm['message']}  [dim]({alarm['point']})[/]", soft_wrap=True)
+        console.print(f"         {escape(alarm['message'])}  [dim]({alarm['point']})[/]",
+                      soft_wrap=True)  # fmt: skip
 
 
 @click.command()
@@ -81,14 +83,32 @@ def loops(as_json: bool, socket: Path | None, config_path: Path | None) -> None:
         click.echo("no control loops configured")
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(padding=(0, 1))
-    for column in ("loop", "type", "mode", "output", "last result"):
-        table.add_column(column, no_wrap=column != "last result")
-    styles = {"auto": "green", "safe": "red", "overridden": "cyan", "disabled": "dim"}
+    for column in ("loop", "type", "mode", "outputs", "last result", "changed by command"):
+        table.add_column(column, no_wrap=column in ("loop", "type", "mode"))
+    # Texts from the agent are escaped: a "[" in a reason is not markup.
+    styles = {"auto": "green", "safe": "red", "overridden": "cyan"}
     for loop in listed:
         mode = loop.get("mode", "?")
-        table.add_row(loop["id"], loop.get("type", ""), f"[{styles.get(mode, '')}]{mode}[/]",
-                      str(loop.get("output")), str(loop.get("last_result") or ""))  # fmt: skip
+        why = loop.get("safe_reason") if mode in ("safe", "waiting") else None
+        # What it last wrote, else what it would write (standing by, overridden).
+        outputs = loop.get("written") or loop.get("outputs") or {}
+        changed = loop.get("changed")
+        settings = ", ".join(f"{k}={v}" for k, v in (loop.get("set") or {}).items())
+        table.add_row(
+            escape(loop["id"]),
+            escape(loop.get("type", "")),
+            f"[{styles.get(mode, 'dim')}]{escape(mode)}[/]",
+            escape("\n".join(f"{ref} = {value}" for ref, value in outputs.items()) or "-"),
+            escape("\n".join(filter(None, (why, loop.get("result"))))),
+            escape(
+                ""
+                if not changed
+                else f"{changed['by']} {_clock(changed['ts'])}"
+                + (f"\n{settings}" if settings else "")
+            ),
+        )
     Console().print(table)

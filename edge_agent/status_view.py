@@ -1,4 +1,5 @@
-"""Rich rendering of the agent's status for technicians."""
+"""Rich rendering of the agent's status for technicians. Texts that come from devices,
+brokers or rules are escaped: "[mg/L]" or "[/]" in a message is text, not markup."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from typing import Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -45,7 +47,7 @@ def render_status(status: dict[str, Any]) -> Group:
         f"published {up['published']}  in flight {up['in_flight']}  connects {up['connects']}",
     )
     if up.get("last_error") and up["state"] != "connected":
-        head.add_row("", f"[red]{up['last_error']}[/]")
+        head.add_row("", f"[red]{escape(str(up['last_error']))}[/]")
     head.add_row(
         "[bold]backlog[/]",
         f"{store['backlog_rows']} messages, {store['backlog_points']} points, "
@@ -57,7 +59,7 @@ def render_status(status: dict[str, Any]) -> Group:
         f"evicted {store['evicted_points']} points",
     )
     if store.get("error"):
-        head.add_row("", f"[red]store error: {store['error']}[/]")
+        head.add_row("", f"[red]store error: {escape(str(store['error']))}[/]")
     alarms = status.get("alarms")
     if alarms is not None:
         worst = next((s for s in ("critical", "major", "minor", "warning") if alarms.get(s)), None)
@@ -69,8 +71,9 @@ def render_status(status: dict[str, Any]) -> Group:
                 continue
             severity = alarm["severity"]
             colour = {"critical": "bold red", "major": "red", "minor": "yellow"}.get(severity, "")
-            head.add_row("", f"[{colour}]{severity}[/] {alarm['message']}" if colour
-                         else f"{severity} {alarm['message']}")  # fmt: skip
+            message = escape(alarm["message"])
+            head.add_row("", f"[{colour}]{severity}[/] {message}" if colour
+                         else f"{severity} {message}")  # fmt: skip
     commands = status.get("commands")
     if commands is not None:
         head.add_row(
@@ -81,7 +84,7 @@ def render_status(status: dict[str, Any]) -> Group:
         for hold in commands["holds"]:
             if hold["source"] in ("manual", "platform"):
                 head.add_row("", f"[cyan]{hold['point']} held by {hold['source']}[/] "
-                                 f"= {hold['value']!r}")  # fmt: skip
+                                 f"= {escape(repr(hold['value']))}")  # fmt: skip
     for loop in status.get("loops") or ():
         mode = loop.get("mode", "?")
         style = {"auto": "green", "safe": "red", "overridden": "cyan"}.get(mode, "dim")
@@ -116,4 +119,4 @@ def render_status(status: dict[str, Any]) -> Group:
 def _problem(name: str, device: dict[str, Any]) -> str:
     what = "down" if not device["up"] else f"{device['bad_points']} bad points"
     reason = device["last_error"] if not device["up"] else None
-    return f"[red]{name}[/]: {what}" + (f" — {reason}" if reason else "")
+    return f"[red]{name}[/]: {what}" + (f" — {escape(str(reason))}" if reason else "")

@@ -410,6 +410,7 @@ async def test_loop_commands_outlive_a_restart_but_not_a_change_of_the_loop(tmp_
             False,
             {"setpoint": 10.0},
         )
+        assert status["changed"]["by"] == "hq"  # the technician sees who, after the restart
         await again.tick(0.0)
         assert p.router.holds.get("ch-1.valve", Source.AUTO) is None  # it writes nothing
 

@@ -4,6 +4,7 @@ simulated plant: automatic writes, manual overrides that win, safe states, prote
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -48,6 +49,16 @@ def _wait(predicate, timeout: float, what: str) -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True,
                           text=True, cwd=REPO, timeout=60)  # fmt: skip
+
+
+def _loops_table(agent: AgentProcess) -> list[str]:
+    """`edge-agent loops` as the technician's terminal shows it (wide enough for a row)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "loops", "--socket", str(agent.socket)],
+        capture_output=True, text=True, cwd=REPO, timeout=60, env={**os.environ, "COLUMNS": "220"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
 
 
 def _holder(agent: AgentProcess, ref: str) -> str | None:
@@ -144,6 +155,12 @@ def test_the_platform_disables_sets_and_enables_a_loop(plant, platform):
     assert _loops(agent)["cw-approach"]["mode"] == "disabled"
     time.sleep(3)  # a period of the fast loops: it still writes nothing
     assert _holder(agent, "plant.cws_setpoint") is None
+    # The technician sees who did it, and what the other loop writes.
+    row = next(line for line in _loops_table(agent) if "cw-approach" in line)
+    assert "disabled" in row and "platform" in row, row
+    _wait(lambda: _loops(agent)["chw-reset"]["written"], 60, "the CHW reset writing")
+    row = next(line for line in _loops_table(agent) if "chw-reset" in line)
+    assert "auto" in row and "plant.chws_setpoint = " in row, row
     assert send("on", loop="cw-approach", action="enable")["stage"] == "done"
     # Once the restarted agent has read the wet bulb (a slow poll) the loop writes again.
     _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 60, "writing again")

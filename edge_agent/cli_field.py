@@ -118,6 +118,7 @@ def discover_bacnet(
         click.echo(f"No BACnet device answered within {timeout:g} s.")
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"BACnet devices ({len(found)})", title_justify="left")
@@ -126,7 +127,7 @@ def discover_bacnet(
     table.add_column("Vendor", justify="right")
     table.add_column("Name")
     for d in found:
-        table.add_row(str(d.instance), d.address, str(d.vendor), d.name or "")
+        table.add_row(str(d.instance), d.address, str(d.vendor), escape(d.name or ""))
     Console().print(table)
 
 

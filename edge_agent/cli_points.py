@@ -192,6 +192,7 @@ def points(device: str | None, watch: bool, as_json: bool, socket: Path | None,
 
 
 def _points_table(values: dict[str, dict], holds: dict[str, dict]):
+    from rich.markup import escape
     from rich.table import Table
 
     from edge_agent.status_view import _age
@@ -202,11 +203,12 @@ def _points_table(values: dict[str, dict], holds: dict[str, dict]):
     styles = {"good": "", "bad": "red", "stale": "yellow", "overridden": "cyan"}
     for ref, p in sorted(values.items()):
         quality = p["quality"]
-        shown = quality if not p.get("reason") else f"{quality}: {p['reason']}"
+        # Device strings and error reasons are text: a "[" in them is not markup.
+        shown = escape(quality if not p.get("reason") else f"{quality}: {p['reason']}")
         hold = holds.get(ref)
         table.add_row(
             ref,
-            "-" if p["value"] is None else repr(p["value"]),
+            "-" if p["value"] is None else escape(repr(p["value"])),
             f"[{styles.get(quality, '')}]{shown}[/]" if styles.get(quality) else shown,
             _age(p["ts"]),
             "" if hold is None else f"{hold['source']} {_until(hold.get('expires_ms'))}",

@@ -37,3 +37,18 @@ def test_brackets_in_messages_are_text_not_markup() -> None:
     assert text.count("[Errno 111] [/x]") == 3  # uplink, store, the device below the table
     assert "p.sp held by manual = [1, 2]" in text
     assert "chw-reset waiting" in text
+
+
+def test_device_strings_and_reasons_in_the_points_table_are_text() -> None:
+    from edge_agent.cli_points import _points_table
+
+    now_ms = int(time.time() * 1000)
+    values = {
+        "sewage.state": {"value": "[/] [ALARM] [mg/L]", "quality": "good", "ts": now_ms},
+        "sewage.ph": {"value": None, "quality": "bad", "reason": "timeout [unit 3]", "ts": 0},
+    }
+    console = Console(width=200, record=True)
+    console.print(_points_table(values, {}))
+    text = console.export_text()
+    assert "'[/] [ALARM] [mg/L]'" in text
+    assert "bad: timeout [unit 3]" in text

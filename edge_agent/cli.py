@@ -56,6 +56,20 @@ class LazyGroup(click.Group):
             self.add_command(getattr(importlib.import_module(module), attr), name)
         return super().get_command(ctx, name)
 
+    def invoke(self, ctx: click.Context) -> object:
+        """The last guard: a bug still ends in one line on the technician's screen."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:
+            if os.environ.get("EDGE_AGENT_DEBUG"):
+                raise
+            _fail(
+                f"unexpected {type(exc).__name__}: {exc} (a bug: please report it; "
+                "EDGE_AGENT_DEBUG=1 shows where)"
+            )
+
 
 @click.group(
     cls=LazyGroup,
@@ -147,6 +161,10 @@ def ask_agent(path: Path, cmd: str, **args: object) -> dict:
         _fail(f"no permission to talk to the agent at {path} (are you in the agent's group?)")
     except OSError as exc:
         _fail(f"the agent is not answering on {path}: {exc.strerror or exc}", EXIT_NOT_RUNNING)
+    except ValueError:  # not JSON: something else listens there, or a cut-off answer
+        _fail(f"the answer on {path} is not the agent's (not JSON)")
+    if not isinstance(answer, dict):
+        _fail(f"the answer on {path} is not the agent's (not an object)")
     if not answer.get("ok"):
         _fail(f"the agent refused '{cmd}': {answer.get('message') or answer.get('error')}")
     return answer

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -14,6 +15,23 @@ import yaml
 from edge_agent.local_api import request
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI through its real entry point, as a technician runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", *args],
+        capture_output=True, text=True, cwd=REPO, timeout=60, env=env,
+    )  # fmt: skip
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def fake_device(device_id: str, n_points: int = 5, interval: float = 0.1, **extra: object) -> dict:
@@ -112,6 +130,11 @@ class AgentProcess:
     def request(self, cmd: str, **args: object) -> dict:
         """One local-socket request, as the CLI makes it."""
         return request(self.socket, cmd, **args)
+
+    def holder(self, ref: str) -> str | None:
+        """The source whose hold is in force on DEVICE.POINT, if any."""
+        hold = self.request("points", device=ref.split(".")[0])["holds"].get(ref)
+        return hold and hold["source"]
 
     def signal(self, sig: int) -> None:
         self.process.send_signal(sig)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO
+from tests.harness import run_cli
 
 
 @pytest.fixture
@@ -44,10 +43,7 @@ def _cli(*args: str, debug: bool = False) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_DEBUG"}
     if debug:
         env["EDGE_AGENT_DEBUG"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "edge_agent", *args],
-        capture_output=True, text=True, cwd=REPO, timeout=60, env=env,
-    )  # fmt: skip
+    return run_cli(*args, env=env)
 
 
 def test_an_answer_that_is_not_json_is_one_line(impostor):

@@ -4,11 +4,9 @@ platform and the technician, and kept across an outage and a restart."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
-from tests.harness import REPO, AgentProcess, fake_device, site_config
+from tests.harness import AgentProcess, fake_device, run_cli, site_config
 
 CMD = "t/test-site/gw1/cmd"
 
@@ -32,13 +30,6 @@ def _alarms(platform) -> list[dict]:
     return [m.body for m in platform.messages if m.body.get("type") == "alarm"]
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_agent", *args],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
-    )  # fmt: skip
-
-
 def test_alarm_raised_acknowledged_and_kept_across_a_restart(tmp_path, broker, platform, agents):
     control = tmp_path / "faults.json"
     control.write_text("{}")
@@ -51,11 +42,11 @@ def test_alarm_raised_acknowledged_and_kept_across_a_restart(tmp_path, broker, p
     topics = {m.topic for m in platform.messages if m.body.get("type") == "alarm"}
     assert topics == {"t/test-site/gw1/alarm"}
 
-    listed = json.loads(_cli("alarms", "--json", "--socket", str(agent.socket)).stdout)
+    listed = json.loads(run_cli("alarms", "--json", "--socket", str(agent.socket)).stdout)
     assert [a["rule"] for a in listed] == ["ph-high"] and listed[0]["acked"] is False
-    status = _cli("status", "--socket", str(agent.socket)).stdout
+    status = run_cli("status", "--socket", str(agent.socket)).stdout
     assert "1 active, 1 unacknowledged" in status and "pH 11.5 above 9" in status
-    table = _cli("alarms", "--socket", str(agent.socket))
+    table = run_cli("alarms", "--socket", str(agent.socket))
     assert "ph-high" in table.stdout and "pH 11.5 above 9" in table.stdout
 
     platform.send(CMD, json.dumps({"v": 1, "id": "ack-1", "type": "alarm_ack",
@@ -64,9 +55,9 @@ def test_alarm_raised_acknowledged_and_kept_across_a_restart(tmp_path, broker, p
         platform.acks("ack-1")
     )
     assert platform.wait_for(lambda p: any(a["state"] == "acknowledged" for a in _alarms(p)), 10)
-    again = _cli("alarms", "--ack", "ph-high", "--socket", str(agent.socket))
+    again = run_cli("alarms", "--ack", "ph-high", "--socket", str(agent.socket))
     assert again.returncode == 1 and "already_acknowledged" in again.stderr
-    unknown = _cli("alarms", "--ack", "nope", "--socket", str(agent.socket))
+    unknown = run_cli("alarms", "--ack", "nope", "--socket", str(agent.socket))
     assert unknown.returncode == 1 and "unknown_alarm" in unknown.stderr
 
     # A restart neither forgets the alarm nor raises it again.
@@ -74,7 +65,7 @@ def test_alarm_raised_acknowledged_and_kept_across_a_restart(tmp_path, broker, p
     count = len(_alarms(platform))
     agents.append(agent.start())
     agent.wait_ready()
-    listed = json.loads(_cli("alarms", "--json", "--socket", str(agent.socket)).stdout)
+    listed = json.loads(run_cli("alarms", "--json", "--socket", str(agent.socket)).stdout)
     assert [(a["rule"], a["state"]) for a in listed] == [("ph-high", "acknowledged")]
     # The device goes silent: comm loss is raised while the uplink keeps publishing.
     control.write_text(json.dumps({"offline": True}))

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
 import yaml
 
 from edge_agent.points import wall_ms
-from tests.harness import REPO, AgentProcess, fake_device, site_config
+from tests.harness import AgentProcess, fake_device, run_cli, site_config
 
 CMD = "t/test-site/gw1/cmd"
 
@@ -68,13 +66,6 @@ def _audit(agent: AgentProcess) -> dict[str, tuple]:
         return {row[0]: row[1:] for row in rows}
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "edge_agent", *args],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
-    )  # fmt: skip
-
-
 def test_write_is_accepted_then_done_with_the_read_back(agent, platform):
     _send(platform, "w-1", type="write", point="ahu-1.sp", value=8.5)
     replies = _final(platform, "w-1")
@@ -118,7 +109,7 @@ def test_a_repeated_id_is_answered_from_the_audit_without_executing(agent, platf
     _send(platform, "dup", type="write", point="ahu-1.mode", value=3)
     assert _final(platform, "dup")[-1]["stage"] == "done"
     # The device changes meanwhile (a technician); a re-execution would write 3 again.
-    assert _cli("write", "ahu-1.mode", "2", "--socket", str(agent.socket)).returncode == 0
+    assert run_cli("write", "ahu-1.mode", "2", "--socket", str(agent.socket)).returncode == 0
     _send(platform, "dup", type="write", point="ahu-1.mode", value=3)
     assert platform.wait_for(lambda p: len(p.acks("dup")) == 3, 10)
     replay = platform.acks("dup")[-1]
@@ -140,7 +131,7 @@ def test_writes_faster_than_the_rate_limit_are_rejected(agent, platform):
 
 def test_a_manual_override_beats_the_platform_until_released(agent, platform):
     socket = str(agent.socket)
-    cli = _cli("write", "ahu-1.sp", "10", "--for", "10m", "--socket", socket)
+    cli = run_cli("write", "ahu-1.sp", "10", "--for", "10m", "--socket", socket)
     assert cli.returncode == 0, cli.stderr
     assert "10" in cli.stdout and "overridden" in cli.stdout
     _send(platform, "p-1", type="write", point="ahu-1.sp", value=6.0)
@@ -152,7 +143,7 @@ def test_a_manual_override_beats_the_platform_until_released(agent, platform):
     # The platform may not release the technician's hold either.
     _send(platform, "p-2", type="release", point="ahu-1.sp")
     assert _final(platform, "p-2")[-1]["reason"] == "not_held"
-    released = _cli("release", "ahu-1.sp", "--socket", socket)
+    released = run_cli("release", "ahu-1.sp", "--socket", socket)
     assert released.returncode == 0, released.stderr
     time.sleep(0.6)
     _send(platform, "p-3", type="write", point="ahu-1.sp", value=6.0)
@@ -164,7 +155,7 @@ def test_an_override_expires_and_the_platform_value_comes_back(agent, platform):
     _send(platform, "base", type="write", point="ahu-1.sp", value=9.0)
     assert _final(platform, "base")[-1]["stage"] == "done"
     time.sleep(0.6)
-    cli = _cli("write", "ahu-1.sp", "11", "--for", "2s", "--socket", str(agent.socket))
+    cli = run_cli("write", "ahu-1.sp", "11", "--for", "2s", "--socket", str(agent.socket))
     assert cli.returncode == 0, cli.stderr
     assert _value(agent, "ahu-1.sp") == 11
     deadline = time.monotonic() + 10
@@ -215,17 +206,17 @@ def test_a_retained_command_is_never_executed(tmp_path, broker, platform, agents
 
 def test_cli_points_read_and_errors(agent):
     socket = str(agent.socket)
-    table = _cli("points", "--device", "ahu-1", "--socket", socket)
+    table = run_cli("points", "--device", "ahu-1", "--socket", socket)
     assert table.returncode == 0 and "ahu-1.sp" in table.stdout
-    as_json = json.loads(_cli("points", "--json", "--socket", socket).stdout)
+    as_json = json.loads(run_cli("points", "--json", "--socket", socket).stdout)
     assert as_json["ahu-1.sp"]["value"] == 7.0
-    read = _cli("read", "ahu-1.sp", "--socket", socket)
+    read = run_cli("read", "ahu-1.sp", "--socket", socket)
     assert read.returncode == 0 and "ahu-1.sp = 7.0" in read.stdout
-    out_of_range = _cli("write", "ahu-1.sp", "40", "--socket", socket)
+    out_of_range = run_cli("write", "ahu-1.sp", "40", "--socket", socket)
     assert out_of_range.returncode == 1
     assert out_of_range.stderr.strip().startswith("rejected (out_of_limits)")
     assert "Traceback" not in out_of_range.stderr
-    dry = _cli("write", "ahu-1.sp", "9", "--dry-run", "--socket", socket)
+    dry = run_cli("write", "ahu-1.sp", "9", "--dry-run", "--socket", socket)
     assert dry.returncode == 0 and "dry run" in dry.stdout
     assert _value(agent, "ahu-1.sp") == 7.0
     assert _audit(agent)  # the CLI's commands are audited too, with the user's name
@@ -236,7 +227,7 @@ def test_cli_points_read_and_errors(agent):
 
 def test_cli_says_the_agent_is_not_running(tmp_path):
     for args in (["write", "x.y", "1"], ["read", "x.y"], ["release", "x.y"], ["points"]):
-        result = _cli(*args, "--socket", str(tmp_path / "none.sock"))
+        result = run_cli(*args, "--socket", str(tmp_path / "none.sock"))
         assert result.returncode == 3, args
         assert (
             result.stderr.strip()

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, AgentProcess
+from tests.harness import AgentProcess, run_cli, wait_until
 from tests.plant_rig import running_plant
 
 CMD = "t/demo-hospital/plantroom-b2/cmd"
@@ -37,69 +35,47 @@ def _loops(agent: AgentProcess) -> dict[str, dict]:
     return {loop["id"]: loop for loop in agent.request("loops")["loops"]}
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=60)  # fmt: skip
-
-
 def _loops_table(agent: AgentProcess) -> list[str]:
     """`edge-agent loops` as the technician's terminal shows it (wide enough for a row)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "edge_agent", "loops", "--socket", str(agent.socket)],
-        capture_output=True, text=True, cwd=REPO, timeout=60, env={**os.environ, "COLUMNS": "220"},
-    )  # fmt: skip
+    result = run_cli("loops", "--socket", str(agent.socket), env={**os.environ, "COLUMNS": "220"})
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()
 
 
-def _holder(agent: AgentProcess, ref: str) -> str | None:
-    hold = agent.request("points", device=ref.split(".")[0])["holds"].get(ref)
-    return hold and hold["source"]
-
-
 def test_loops_write_at_auto_and_a_manual_override_wins(plant, platform):
     agent, _faults = plant
-    _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 40, "the condenser loop")
-    _wait(lambda: _holder(agent, "plant.chws_setpoint") == "auto", 40, "the CHW reset loop")
+    wait_until(lambda: agent.holder("plant.cws_setpoint") == "auto", 40, "the condenser loop")
+    wait_until(lambda: agent.holder("plant.chws_setpoint") == "auto", 40, "the CHW reset loop")
     modes = {name: lp["mode"] for name, lp in _loops(agent).items()}
     assert modes == {"chw-reset": "auto", "cw-approach": "auto", "plant-optimizer": "disabled"}
     socket = str(agent.socket)
-    cli = _cli("write", "plant.chws_setpoint", "7.2", "--for", "10m", "--socket", socket)
+    cli = run_cli("write", "plant.chws_setpoint", "7.2", "--for", "10m", "--socket", socket)
     assert cli.returncode == 0, cli.stderr
-    _wait(lambda: _loops(agent)["chw-reset"]["mode"] == "overridden", 10, "overridden mode")
+    wait_until(lambda: _loops(agent)["chw-reset"]["mode"] == "overridden", 10, "overridden mode")
     for _ in range(5):  # several loop periods: the technician's value stays
         time.sleep(1)
         value = agent.request("points", device="plant")["points"]["plant.chws_setpoint"]
         assert value["value"] == pytest.approx(7.2)
-    assert _holder(agent, "plant.chws_setpoint") == "manual"
-    assert _cli("release", "plant.chws_setpoint", "--socket", socket).returncode == 0
-    _wait(lambda: _loops(agent)["chw-reset"]["mode"] == "auto", 15, "back to auto")
-    _wait(lambda: _holder(agent, "plant.chws_setpoint") == "auto", 15, "the loop writing again")
-    status = _cli("status", "--socket", socket).stdout
+    assert agent.holder("plant.chws_setpoint") == "manual"
+    assert run_cli("release", "plant.chws_setpoint", "--socket", socket).returncode == 0
+    wait_until(lambda: _loops(agent)["chw-reset"]["mode"] == "auto", 15, "back to auto")
+    wait_until(lambda: agent.holder("plant.chws_setpoint") == "auto", 15, "the loop writing again")
+    status = run_cli("status", "--socket", socket).stdout
     assert "chw-reset" in status and "cw-approach" in status
 
 
 def test_lost_inputs_put_a_loop_in_its_safe_state(plant, platform):
     agent, faults = plant
-    _wait(lambda: _loops(agent)["cw-approach"]["mode"] == "auto", 40, "the condenser loop")
+    wait_until(lambda: _loops(agent)["cw-approach"]["mode"] == "auto", 40, "the condenser loop")
     faults.write_text(json.dumps({"modbus": {"plant-plc": {"2": {"offline": True}}}}))
     # The weather station goes silent: stale after 3 polls (30 s each), then safe at the
     # next step of the loop.
-    _wait(lambda: _loops(agent)["cw-approach"]["mode"] == "safe", 150, "the safe state")
+    wait_until(lambda: _loops(agent)["cw-approach"]["mode"] == "safe", 150, "the safe state")
     assert platform.wait_for(
         lambda p: any(m.body.get("type") == "loop_safe_state" for m in p.messages), 10
     )
     faults.write_text("{}")
-    _wait(lambda: _loops(agent)["cw-approach"]["mode"] == "auto", 90, "recovery")
+    wait_until(lambda: _loops(agent)["cw-approach"]["mode"] == "auto", 90, "recovery")
 
 
 def test_protection_refuses_a_restart_within_the_minimum_off_time(plant, platform):
@@ -118,14 +94,16 @@ def test_protection_refuses_a_restart_within_the_minimum_off_time(plant, platfor
     assert send("stop", False)["stage"] == "done"
     restart = send("start", True)
     assert restart["reason"] == "protection" and "min" in restart["message"].lower(), restart
-    cli = _cli("write", "chiller-1.enable", "true", "--socket", str(agent.socket))
+    cli = run_cli("write", "chiller-1.enable", "true", "--socket", str(agent.socket))
     assert cli.returncode == 1 and "protection" in cli.stderr  # nor may the technician
     chiller = agent.request("points", device="chiller-1")["points"]
     assert chiller["chiller-1.enable"]["value"] is False
     # The standby chiller (BACnet) may start while the loop has flow, and then runs its
     # minimum on time.
     plant_points = lambda: agent.request("points", device="plant")["points"]  # noqa: E731
-    _wait(lambda: plant_points().get("plant.chw_flow", {}).get("value"), 30, "the plant's flow")
+    wait_until(
+        lambda: plant_points().get("plant.chw_flow", {}).get("value"), 30, "the plant's flow"
+    )
     started = send("start-3", True, "chiller-3.enable")
     assert started["stage"] == "done", (started.get("reason"), started.get("message"))
     stop = send("stop-3", False, "chiller-3.enable")
@@ -134,7 +112,7 @@ def test_protection_refuses_a_restart_within_the_minimum_off_time(plant, platfor
 
 def test_the_platform_disables_sets_and_enables_a_loop(plant, platform):
     agent, _faults = plant
-    _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 40, "the condenser loop")
+    wait_until(lambda: agent.holder("plant.cws_setpoint") == "auto", 40, "the condenser loop")
 
     def send(command_id: str, **body) -> dict:
         platform.send(CMD, json.dumps({"v": 1, "id": command_id, "type": "loop", **body}))
@@ -147,23 +125,23 @@ def test_the_platform_disables_sets_and_enables_a_loop(plant, platform):
     assert send("off", loop="cw-approach", action="disable")["stage"] == "done"
     assert _loops(agent)["cw-approach"]["mode"] == "disabled"
     # Disabling releases the loop's hold: the plant controller keeps its own setpoint.
-    _wait(lambda: _holder(agent, "plant.cws_setpoint") is None, 10, "the hold released")
+    wait_until(lambda: agent.holder("plant.cws_setpoint") is None, 10, "the hold released")
     assert send("nope", loop="no-such-loop", action="enable")["reason"] == "unknown_loop"
     # The platform's decision outlives a restart (a power cut must not re-enable the loop).
     assert agent.stop() == 0
     agent.start().wait_ready()
     assert _loops(agent)["cw-approach"]["mode"] == "disabled"
     time.sleep(3)  # a period of the fast loops: it still writes nothing
-    assert _holder(agent, "plant.cws_setpoint") is None
+    assert agent.holder("plant.cws_setpoint") is None
     # The technician sees who did it, and what the other loop writes.
     row = next(line for line in _loops_table(agent) if "cw-approach" in line)
     assert "disabled" in row and "platform" in row, row
-    _wait(lambda: _loops(agent)["chw-reset"]["written"], 60, "the CHW reset writing")
+    wait_until(lambda: _loops(agent)["chw-reset"]["written"], 60, "the CHW reset writing")
     row = next(line for line in _loops_table(agent) if "chw-reset" in line)
     assert "auto" in row and "plant.chws_setpoint = " in row, row
     assert send("on", loop="cw-approach", action="enable")["stage"] == "done"
     # Once the restarted agent has read the wet bulb (a slow poll) the loop writes again.
-    _wait(lambda: _holder(agent, "plant.cws_setpoint") == "auto", 60, "writing again")
+    wait_until(lambda: agent.holder("plant.cws_setpoint") == "auto", 60, "writing again")
 
 
 def test_the_simple_loops_stand_by_while_the_optimizer_runs(tmp_path, broker, platform):
@@ -174,7 +152,7 @@ def test_the_simple_loops_stand_by_while_the_optimizer_runs(tmp_path, broker, pl
                 loop.update(min_samples=0, sequence_step=1.0, stage_hold=600.0)
 
     with running_plant(tmp_path, broker.port, adjust=fast_optimizer) as (agent, _faults):
-        _wait(lambda: _holder(agent, "plant.chws_setpoint") == "auto", 40, "chw-reset")
+        wait_until(lambda: agent.holder("plant.chws_setpoint") == "auto", 40, "chw-reset")
 
         def loop_command(command_id: str, action: str) -> None:
             platform.send(
@@ -198,11 +176,11 @@ def test_the_simple_loops_stand_by_while_the_optimizer_runs(tmp_path, broker, pl
             return hold and hold["by"]
 
         loop_command("opt-on", "enable")
-        _wait(lambda: _loops(agent)["chw-reset"]["mode"] == "standby", 60, "standby")
+        wait_until(lambda: _loops(agent)["chw-reset"]["mode"] == "standby", 60, "standby")
         assert _loops(agent)["cw-approach"]["mode"] == "standby"
-        _wait(lambda: holder_loop("plant.chws_setpoint") == "plant-optimizer", 30,
+        wait_until(lambda: holder_loop("plant.chws_setpoint") == "plant-optimizer", 30,
               "the optimizer writing the supply setpoint")  # fmt: skip
         loop_command("opt-off", "disable")
-        _wait(lambda: holder_loop("plant.chws_setpoint") == "chw-reset", 30,
+        wait_until(lambda: holder_loop("plant.chws_setpoint") == "chw-reset", 30,
               "chw-reset taking the setpoint back")  # fmt: skip
         assert _loops(agent)["chw-reset"]["mode"] == "auto"

@@ -12,17 +12,15 @@ day starts, to its maximum four simulated hours later.
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 import tests.plant_rig as rig
-from tests.harness import REPO, AgentProcess
+from tests.harness import AgentProcess, run_cli, wait_until
 
 CHILLERS = ("chiller-1", "chiller-2", "chiller-3")
 CHWS_LIMIT = 9.0  # the hospital's dehumidification limit (alarm chw-supply-warm)
@@ -84,26 +82,6 @@ def _value(agent: AgentProcess, ref: str):
     return points[ref]["value"]
 
 
-def _holder(agent: AgentProcess, ref: str) -> str | None:
-    _, holds = _points(agent, ref.split(".")[0])
-    hold = holds.get(ref)
-    return hold and hold["source"]
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=60)  # fmt: skip
-
-
 @pytest.fixture
 def optimizer_plant(tmp_path: Path, broker) -> Iterator[AgentProcess]:
     with _plant(tmp_path, broker.port) as (agent, _faults):
@@ -115,10 +93,10 @@ def test_the_optimizer_learns_plans_and_writes_at_auto_and_an_override_wins(opti
     status = _optimizer(agent)
     assert status["optimizer"]["phase"].startswith("learning"), status  # holds until fitted
     assert not status["written"]
-    _wait(lambda: _optimizer(agent)["optimizer"]["phase"] == "acting", 60, "the first plan")
+    wait_until(lambda: _optimizer(agent)["optimizer"]["phase"] == "acting", 60, "the first plan")
     for ref in ("plant.chws_setpoint", "plant.dp_setpoint", "plant.cws_setpoint"):
-        _wait(lambda r=ref: _holder(agent, r) == "auto", 20, f"the optimizer writing {ref}")
-    _wait(lambda: _optimizer(agent)["optimizer"]["refits"] >= 2, 40, "a second refit")
+        wait_until(lambda r=ref: agent.holder(r) == "auto", 20, f"the optimizer writing {ref}")
+    wait_until(lambda: _optimizer(agent)["optimizer"]["refits"] >= 2, 40, "a second refit")
     opt = _optimizer(agent)
     info = opt["optimizer"]
     assert opt["mode"] == "auto", opt
@@ -132,16 +110,16 @@ def test_the_optimizer_learns_plans_and_writes_at_auto_and_an_override_wins(opti
 
     # A technician's override of one output wins; the optimizer keeps the others.
     socket = str(agent.socket)
-    cli = _cli("write", "plant.dp_setpoint", "135", "--for", "10m", "--socket", socket)
+    cli = run_cli("write", "plant.dp_setpoint", "135", "--for", "10m", "--socket", socket)
     assert cli.returncode == 0, cli.stderr
-    _wait(lambda: _optimizer(agent)["mode"] == "overridden", 10, "overridden mode")
+    wait_until(lambda: _optimizer(agent)["mode"] == "overridden", 10, "overridden mode")
     for _ in range(6):  # several steps and a re-plan: the technician's value stays
         time.sleep(1)
         assert _value(agent, "plant.dp_setpoint") == pytest.approx(135)
-        assert _holder(agent, "plant.dp_setpoint") == "manual"
-    assert _holder(agent, "plant.chws_setpoint") == "auto"
-    assert _cli("release", "plant.dp_setpoint", "--socket", socket).returncode == 0
-    _wait(lambda: _holder(agent, "plant.dp_setpoint") == "auto", 15, "the optimizer again")
+        assert agent.holder("plant.dp_setpoint") == "manual"
+    assert agent.holder("plant.chws_setpoint") == "auto"
+    assert run_cli("release", "plant.dp_setpoint", "--socket", socket).returncode == 0
+    wait_until(lambda: agent.holder("plant.dp_setpoint") == "auto", 15, "the optimizer again")
     assert _value(agent, "plant.dp_setpoint") != pytest.approx(135)
     assert _optimizer(agent)["mode"] == "auto"
     # The step never blocks the agent: refits and plans run in a worker thread.
@@ -150,7 +128,9 @@ def test_the_optimizer_learns_plans_and_writes_at_auto_and_an_override_wins(opti
 
 def test_the_optimizer_stages_chillers_down_and_up_with_the_load(tmp_path, broker, ramp_sim):
     with _plant(tmp_path, broker.port, bounds={"chws_max": 8.0}) as (agent, _faults):
-        _wait(lambda: _optimizer(agent)["optimizer"]["phase"] == "acting", 60, "the first plan")
+        wait_until(
+            lambda: _optimizer(agent)["optimizer"]["phase"] == "acting", 60, "the first plan"
+        )
         timeline: list[tuple[float, dict[str, bool], float, float]] = []
         stopped = started = None
         deadline = time.monotonic() + 100

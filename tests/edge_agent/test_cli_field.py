@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -159,6 +160,10 @@ async def test_serial_port_busy_and_permission_denied(pty_pair: tuple[str, str])
     setpriv = shutil.which("setpriv")
     if os.geteuid() != 0 or setpriv is None:
         pytest.skip("permission denied needs root (to drop to nobody) and setpriv")
+    # nobody must reach the venv (a checkout under mktemp -d, mode 0700, is out of reach).
+    closed = [d for d in Path(CLI).parents if not os.stat(d).st_mode & stat.S_IXOTH]
+    if closed:
+        pytest.skip(f"user nobody cannot reach {CLI} ({closed[0]} is closed to others)")
     device = os.path.realpath(client_end)  # /dev/pts/N: root's, mode 0620
     proc = await asyncio.create_subprocess_exec(
         setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",

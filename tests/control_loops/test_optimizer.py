@@ -402,6 +402,11 @@ def test_quick_energy_benchmark_closed_loop(tmp_path: Path, capsys: pytest.Captu
     for day in ("design", "mild"):
         d = out["days"][day]
         assert d["unmet_hours"]["optimizer"] <= d["unmet_hours"]["baseline"]
+        assert d["valve_saturated_hours"]["optimizer"] == 0  # the coils get their water
         assert d["chiller_trips"]["optimizer"] == 0
         assert d["optimizer_kwh"] < d["baseline_kwh"]
+    # The top-level figures are the whole run: both days together.
+    for strategy in energy.STRATEGIES:
+        days = sum(out["days"][day][f"{strategy}_kwh"] for day in ("design", "mild"))
+        assert out[f"{strategy}_kwh"] == pytest.approx(days, abs=0.2)
     assert all(v["fitted"] for v in out["fit"].values())

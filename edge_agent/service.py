@@ -131,7 +131,7 @@ class Runtime:
         self.started = started
         self.cache = PointCache()
         self.identity = {"site": config.site.id, "gateway": config.gateway.id}
-        self.uplink = Uplink(config, store, __version__, on_command=self._on_command)
+        self.uplink = Uplink(config, store, __version__, self._on_command, events)
         self.pollers: list[Poller] = []
         self.router: CommandRouter | None = None
         self.loops: LoopRunner | None = None

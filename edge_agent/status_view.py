@@ -30,6 +30,13 @@ def _bytes(n: float) -> str:
     return str(n)
 
 
+def _commands_state(state: str | None) -> str:
+    """Whether platform commands can reach the agent (the broker granted the subscription)."""
+    if state in (None, "off"):
+        return ""
+    return f"  commands [{'green' if state == 'subscribed' else 'red'}]{state}[/]"
+
+
 def render_status(status: dict[str, Any]) -> Group:
     up = status["uplink"]
     store = status["store"]
@@ -44,9 +51,11 @@ def render_status(status: dict[str, Any]) -> Group:
     head.add_row(
         "[bold]uplink[/]",
         f"[{state_style}]{up['state']}[/] {up['endpoint'] or ''}  "
-        f"published {up['published']}  in flight {up['in_flight']}  connects {up['connects']}",
+        f"published {up['published']}  in flight {up['in_flight']}  connects {up['connects']}"
+        + _commands_state(up.get("commands")),
     )
-    if up.get("last_error") and up["state"] != "connected":
+    commands_refused = up.get("commands") == "refused"
+    if up.get("last_error") and (up["state"] != "connected" or commands_refused):
         head.add_row("", f"[red]{escape(str(up['last_error']))}[/]")
     head.add_row(
         "[bold]backlog[/]",

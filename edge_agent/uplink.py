@@ -12,7 +12,9 @@ flagged `historical`). Backlog may never fill the last `reserve` slots, so live 
 not starved while a long backlog drains.
 
 Commands: the uplink subscribes to exactly one topic, `…/cmd`, and hands each message to
-`on_command` on the asyncio thread; a message on any other topic is ignored.
+`on_command` on the asyncio thread; a message on any other topic is ignored. The session is
+clean, so a command counts as deliverable only once the broker's SUBACK granted the
+subscription: status shows it as `commands` (off, subscribing, subscribed, refused).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import logs, payloads
 from edge_agent.config.models import AgentConfig, Endpoint
+from edge_agent.events import Events
 from edge_agent.points import wall_ms
 from edge_agent.store.outbox import Lane, Outbox, Row
 from edge_agent.store_worker import StoreWorker
@@ -76,6 +79,7 @@ class Uplink:
         store: StoreWorker,
         version: str,
         on_command: Callable[[bytes, bool], None] | None = None,
+        events: Events | None = None,
     ) -> None:
         self.config = config
         self.cfg = config.uplink
@@ -86,6 +90,7 @@ class Uplink:
         )
         self._online = {"version": version, "config_hash": config.config_hash}
         self._on_command = on_command
+        self._events = events
         self.ignored_messages = 0
         self._reserve = max(1, self.cfg.inflight // 8)
         self._wake = asyncio.Event()
@@ -105,6 +110,7 @@ class Uplink:
         self.published = 0
         self.acked = 0
         self.connects = 0
+        self.commands = "off" if on_command is None else "subscribing"
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -134,6 +140,8 @@ class Uplink:
                 self._inflight.clear()
                 self._acks.clear()
                 self.state, self.connected_since = "disconnected", None
+                if self._on_command is not None:
+                    self.commands = "subscribing"
             if self._stop_deadline is None:
                 self._note_error(
                     f"connection to {self.endpoint} lost: {self._lost_reason}", first=True
@@ -158,6 +166,7 @@ class Uplink:
             "acked": self.acked,
             "in_flight": len(self._inflight),
             "connects": self.connects,
+            "commands": self.commands,
             "last_error": self.last_error,
         }
 
@@ -212,6 +221,9 @@ class Uplink:
             self._acks.append((mid, reason.is_failure))
             loop.call_soon_threadsafe(self._wake.set)
 
+        def on_subscribe(_c, _u, _mid, reasons: list[mqtt.ReasonCode], _props) -> None:
+            loop.call_soon_threadsafe(self._on_suback, any(r.is_failure for r in reasons))
+
         def on_message(_c, _u, message: mqtt.MQTTMessage) -> None:
             loop.call_soon_threadsafe(
                 self._deliver, message.topic, message.payload, bool(message.retain)
@@ -222,7 +234,7 @@ class Uplink:
             on_disconnect,
             on_publish,
         )
-        client.on_message = on_message
+        client.on_message, client.on_subscribe = on_message, on_subscribe
         try:
             await asyncio.wait_for(
                 asyncio.to_thread(
@@ -248,6 +260,23 @@ class Uplink:
 
         await asyncio.to_thread(close)
 
+    def _on_suback(self, refused: bool) -> None:
+        if not refused:
+            self.commands = "subscribed"
+            return
+        # Telemetry still flows, so keep the session; but the platform must hear why its
+        # commands go unanswered, and the technician sees it in status.
+        self.commands = "refused"
+        self.last_error = (
+            f"broker refused the subscription to {self.topics.command} (check the broker ACL)"
+        )
+        if self._events is None:
+            log.error("commands_refused", reason=self.last_error)
+        else:
+            self._events.emit(
+                "commands_refused", level="error", topic=self.topics.command, endpoint=self.endpoint
+            )
+
     def _on_lost(self, reason: str) -> None:
         self._connected = False
         self._lost_reason = reason
@@ -260,14 +289,16 @@ class Uplink:
         self.connects += 1
         self.state, self.connected_since = "connected", wall_ms()
         log.info("uplink connected", endpoint=self.endpoint)
+        if self._on_command is not None:
+            # Before `online`: the broker handles one connection's packets in order, so a
+            # command the platform sends once it sees `online` finds the subscription.
+            client.subscribe(self.topics.command, qos=1)
         client.publish(
             self.topics.status,
             payloads.status(self.identity, "online", wall_ms(), **self._online),
             qos=1,
             retain=True,
         )
-        if self._on_command is not None:
-            client.subscribe(self.topics.command, qos=1)
         await self.store.call(self.store.outbox.mark_boundary, self.connected_since - LIVE_GRACE_MS)
         self._wake.set()
         idle = False

@@ -90,7 +90,7 @@ def running_plant(
         time.sleep(0.1)
     agent = AgentProcess(tmp_path, agent_config).start()
     try:
-        agent.wait_ready()
+        agent.wait_commands()
         yield agent, tmp_path / "faults.json"
     finally:
         if agent.process.poll() is None:

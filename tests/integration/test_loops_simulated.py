@@ -129,7 +129,7 @@ def test_the_platform_disables_sets_and_enables_a_loop(plant, platform):
     assert send("nope", loop="no-such-loop", action="enable")["reason"] == "unknown_loop"
     # The platform's decision outlives a restart (a power cut must not re-enable the loop).
     assert agent.stop() == 0
-    agent.start().wait_ready()
+    agent.start().wait_commands()
     assert _loops(agent)["cw-approach"]["mode"] == "disabled"
     time.sleep(3)  # a period of the fast loops: it still writes nothing
     assert agent.holder("plant.cws_setpoint") is None

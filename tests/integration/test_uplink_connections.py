@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.broker_tools import LocalBroker, PlatformSubscriber, free_port
-from tests.harness import AgentProcess, contiguous, fake_device, site_config
+from tests.harness import AgentProcess, contiguous, fake_device, run_cli, site_config
 
 
 def _openssl(*args: str) -> None:
@@ -181,13 +181,11 @@ def _tls_client(pki: Path, name: str, port: int) -> mqtt.Client:
     return client
 
 
-def test_only_the_platform_identity_can_command_the_gateway(tmp_path, pki, agents):
+def _acl_broker(tmp_path: Path, pki: Path, acl: str) -> LocalBroker:
+    """A TLS listener where the certificate's CN is the user and `acl` says what each
+    user may do; the plain listener stays open for the test's own observer."""
     tls_port = free_port()
-    (tmp_path / "acl").write_text(
-        "user client\ntopic readwrite t/test-site/gw1/#\n"
-        "user platform\ntopic write t/test-site/gw1/cmd\ntopic read t/test-site/gw1/#\n"
-        "user intruder\ntopic readwrite t/other-site/#\n"
-    )
+    (tmp_path / "acl").write_text(acl)
     extra = (
         f"listener {tls_port} 127.0.0.1\n"
         f"cafile {pki}/ca.crt\ncertfile {pki}/server.crt\nkeyfile {pki}/server.key\n"
@@ -195,19 +193,39 @@ def test_only_the_platform_identity_can_command_the_gateway(tmp_path, pki, agent
         f"acl_file {tmp_path}/acl\n"
     )
     broker = LocalBroker(tmp_path / "broker", extra_conf=extra).start()
+    broker.tls_port = tls_port
+    return broker
+
+
+def _certificate_agent(tmp_path, pki, broker, agents, devices) -> AgentProcess:
+    """An agent that authenticates with the gateway's certificate (CN client) alone."""
+    uplink = {"endpoints": [{"host": "127.0.0.1", "port": broker.tls_port}],
+              "tls": {"ca": str(pki / "ca.crt"), "cert": str(pki / "client.crt"),
+                      "key": str(pki / "client.key")}}  # fmt: skip
+    agent = AgentProcess(tmp_path, site_config(tmp_path, broker.port, devices, uplink=uplink))
+    agents.append(agent.start())
+    agent.wait_ready()
+    return agent
+
+
+def test_only_the_platform_identity_can_command_the_gateway(tmp_path, pki, agents):
+    broker = _acl_broker(
+        tmp_path,
+        pki,
+        "user client\ntopic readwrite t/test-site/gw1/#\n"
+        "user platform\ntopic write t/test-site/gw1/cmd\ntopic read t/test-site/gw1/#\n"
+        "user intruder\ntopic readwrite t/other-site/#\n",
+    )
+    tls_port = broker.tls_port
     clients: list[mqtt.Client] = []
     try:
         observer = PlatformSubscriber(broker.port, topic="t/#").start()  # plain listener
         device = fake_device("d1")
         device["points"].append({"id": "sp", "writable": True, "limits": {"min": 0, "max": 50},
                                  "signal": {"mode": "constant", "value": 20}})  # fmt: skip
-        uplink = {"endpoints": [{"host": "127.0.0.1", "port": tls_port}],
-                  "tls": {"ca": str(pki / "ca.crt"), "cert": str(pki / "client.crt"),
-                          "key": str(pki / "client.key")}}  # fmt: skip
-        agent = AgentProcess(tmp_path, site_config(tmp_path, broker.port, [device], uplink=uplink))
-        agents.append(agent.start())
-        agent.wait_ready()
+        agent = _certificate_agent(tmp_path, pki, broker, agents, [device])
         assert observer.wait_for(lambda p: "d1" in p.latest, 15), agent.log()
+        assert agent.wait_commands()["uplink"]["commands"] == "subscribed"
 
         def command(command_id: str, value: float) -> bytes:
             return json.dumps({"v": 1, "id": command_id, "type": "write", "point": "d1.sp",
@@ -234,4 +252,55 @@ def test_only_the_platform_identity_can_command_the_gateway(tmp_path, pki, agent
         for client in clients:
             client.disconnect()
             client.loop_stop()
+        broker.stop()
+
+
+DYNSEC_PLUGIN = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_broker_that_refuses_the_command_topic_is_reported_not_silent(tmp_path, agents, protocol):
+    # A common commissioning mistake: the gateway may publish but not subscribe to cmd.
+    # mosquitto's acl_file grants every SUBSCRIBE and filters on delivery; its dynamic
+    # security plugin refuses in the SUBACK, as EMQX and most cloud brokers do.
+    dynsec = {
+        "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": True,
+                             "subscribe": False, "unsubscribe": True},
+        "clients": [],
+        "groups": [{"groupname": "anonymous", "roles": [{"rolename": "gateway"}]}],
+        "roles": [{"rolename": "gateway", "acls": [
+            {"acltype": "publishClientSend", "topic": "t/test-site/gw1/#", "allow": True}]}],
+        "anonymousGroup": "anonymous",
+    }  # fmt: skip
+    (tmp_path / "dynsec.json").write_text(json.dumps(dynsec))
+    port = free_port()
+    extra = (
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nplugin {DYNSEC_PLUGIN}\n"
+        f"plugin_opt_config_file {tmp_path}/dynsec.json\n"
+    )
+    broker = LocalBroker(tmp_path / "broker", extra_conf=extra).start()
+    try:
+        observer = PlatformSubscriber(broker.port, topic="t/#").start()  # the open listener
+        uplink = {"endpoints": [{"host": "127.0.0.1", "port": port}], "protocol": protocol}
+        agent = _run(tmp_path, agents, broker.port, uplink=uplink)
+        assert observer.wait_for(lambda p: "d1" in p.latest, 15), agent.log()  # data flows
+        deadline = time.monotonic() + 10
+        while agent.status()["uplink"]["commands"] != "refused" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        uplink = agent.status()["uplink"]
+        assert uplink["state"] == "connected" and uplink["commands"] == "refused", uplink
+        assert "t/test-site/gw1/cmd" in uplink["last_error"] and "ACL" in uplink["last_error"]
+        shown = " ".join(run_cli("status", "--socket", str(agent.socket)).stdout.split())
+        assert "commands refused" in shown and "check the broker ACL" in shown, shown
+        assert "commands_refused" in agent.log()
+        # The platform hears why its commands would go unanswered.
+        assert observer.wait_for(
+            lambda p: any(m.body.get("type") == "commands_refused" for m in p.messages), 10
+        )
+        event = next(m for m in observer.messages if m.body.get("type") == "commands_refused")
+        assert event.topic == "t/test-site/gw1/event", event
+        assert event.body["topic"] == "t/test-site/gw1/cmd", event
+        assert agent.stop() == 0
+        observer.stop()
+    finally:
         broker.stop()

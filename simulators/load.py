@@ -128,6 +128,9 @@ class BuildingLoad:
         self._noise = OUNoise(rng, config.noise_fraction, config.noise_time_constant_s)
         self.demand_kw = 0.0
         self.occupancy = 0.0
+        # Set from the simulator's control file: a scenario ("the load jumps to 3,600 kW")
+        # that does not wait for the simulated weather. None: the model above.
+        self.override_kw: float | None = None
 
     def weather_factor(self, weather: Weather) -> float:
         c = self.config
@@ -140,8 +143,9 @@ class BuildingLoad:
         c = self.config
         self.occupancy = occupancy(hour)
         noise = self._noise.step(dt_s) if dt_s > 0 else self._noise.value
-        if c.constant_kw is not None:
-            self.demand_kw = c.constant_kw
+        fixed = self.override_kw if self.override_kw is not None else c.constant_kw
+        if fixed is not None:
+            self.demand_kw = fixed
             return
         w = c.weather_weight
         variable = w * self.weather_factor(weather) + (1.0 - w) * self.occupancy

@@ -168,10 +168,12 @@ class PlantSite:
 
         {"modbus": {"chillers": {"2": {"offline": true}}},       # per server and unit id
          "bacnet": {"chiller-3": {"offline": true, "delay": 0.5}},
-         "sensors": {"chiller-1.chws_temp": {"stuck": 9.5}}}     # stuck|drift|noise|offset
+         "sensors": {"chiller-1.chws_temp": {"stuck": 9.5}},     # stuck|drift|noise|offset
+         "load": {"kw": 3600}}                                    # building load, fixed
 
         Unknown names raise KeyError or ValueError; nothing is half-applied for a server.
         """
+        self.plant.load.override_kw = _load_override(spec.get("load"))
         for server in self.modbus.values():
             server.clear_faults()
         for device in self.bacnet.values():
@@ -225,3 +227,15 @@ class PlantSite:
             finally:
                 for task in tasks:
                     task.cancel()
+
+
+def _load_override(spec: Any) -> float | None:
+    """{"kw": 3600} -> 3600.0; absent -> None (the load model again)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) != {"kw"}:
+        raise ValueError(f'load must be {{"kw": <number>}}, got {spec!r}')
+    kw = spec["kw"]
+    if isinstance(kw, bool) or not isinstance(kw, int | float) or not 0 <= kw < 1e6:
+        raise ValueError(f"load kw must be a number from 0 to 1e6, got {kw!r}")
+    return float(kw)

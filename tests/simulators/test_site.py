@@ -87,3 +87,23 @@ async def test_the_dp_setpoint_written_over_modbus_is_held_by_the_pumps(site):
         high = await _read(driver)
     assert low["dp"] == pytest.approx(60, abs=3) and high["dp"] == pytest.approx(120, abs=3)
     assert high["pump_power_kw"] > low["pump_power_kw"]
+
+
+async def test_the_control_file_load_fixes_the_building_load_until_it_is_removed(site):
+    modelled = site.plant.read("building.cooling_load_kw")
+    site.apply_faults({"load": {"kw": 3600}})
+    site.plant.step(60)
+    assert site.plant.read("building.cooling_load_kw") == 3600.0
+    site.apply_faults({})
+    site.plant.step(60)
+    assert site.plant.read("building.cooling_load_kw") == pytest.approx(modelled, rel=0.2)
+    assert site.plant.read("building.cooling_load_kw") != 3600.0
+
+
+@pytest.mark.parametrize("load", [{"kw": -5}, {"kw": "high"}, {"kw": True}, {"mw": 3}, 3600])
+async def test_a_bad_load_in_the_control_file_is_refused_and_changes_nothing(site, load):
+    site.apply_faults({"load": {"kw": 2000}})
+    with pytest.raises(ValueError, match="load"):
+        site.apply_faults({"load": load, "bacnet": {}})
+    site.plant.step(60)
+    assert site.plant.read("building.cooling_load_kw") == 2000.0

@@ -61,6 +61,7 @@ from control_loops.plant_loop import (
     SOFT_LOAD_S,
     START_DIP_K,
     ChillerSequence,
+    FallLimiter,
     cell_commands,
     chw_pump_commands,
     command_points,
@@ -121,6 +122,7 @@ class Actuators:
     def __init__(self, spec: PlantSpec) -> None:
         self.spec = spec
         self.sequence = ChillerSequence(PRE_START_S, SOFT_LOAD_S)
+        self.dp_out = FallLimiter(LIMITS.dp_fall_rate)
 
     def _write(self, io: PlantIO, commands: dict[str, bool | float]) -> None:
         for name, value in commands.items():
@@ -278,7 +280,9 @@ def apply_setpoints(io: PlantIO, act: Actuators, sp: PlantSetpoints, now: float)
     wanted = {i for i, on in enumerate(sp.chillers_on) if on}
     enabled = act.chillers(io, wanted, now, sp.cw_pump_speed_pct)
     complete = enabled == wanted and act.loaded(wanted, now)
-    act._write(io, plant_commands(act.spec, LIMITS, sp, enabled, complete, START_DIP_K))
+    commands = plant_commands(act.spec, LIMITS, sp, enabled, complete, START_DIP_K)
+    dp = act.dp_out.step(float(commands["dp_setpoint"]), STEP_S, io.read("plant.dp_setpoint"))
+    act._write(io, commands | {"dp_setpoint": round(dp, 1)})
 
 
 class Optimized(Strategy):

@@ -50,6 +50,10 @@ class OptimizerLimits(Model):
     dp_min: Annotated[float, Field(gt=0)] = 30.0  # kPa, worst-case coil's floor
     dp_max: Annotated[float, Field(gt=0)] = 250.0
     dp_margin: Annotated[float, Field(ge=0, le=1)] = 0.1  # on the model's required DP
+    # kPa/s a written DP setpoint may fall (a rise goes at once). A step down, together with
+    # a CHW pump stopping, collapses the flow for a moment while the drives wind back and
+    # the coil valves open: enough to trip chillers near their minimum evaporator flow.
+    dp_fall_rate: Annotated[float, Field(gt=0)] = 0.1
     valve_target: Frac = 0.9  # most-open valve kept at this opening (authority left)
     plr_min: Frac = 0.3
     plr_max: Frac = 0.95

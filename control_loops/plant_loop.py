@@ -211,6 +211,26 @@ class ChillerSequence:
         return {i: max(self.pre_start_s - (now - t), 0.0) for i, t in self.asked.items()}
 
 
+class FallLimiter:
+    """A setpoint that rises at once and falls at most `rate` per second."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.value: float | None = None
+
+    def step(self, target: float, dt: float, current: float | None) -> float:
+        """The value to write now; `current` is the setpoint in force, if known, and only
+        used until this limiter has written one itself."""
+        base = self.value if self.value is not None else current
+        if base is not None and target < base:
+            target = max(target, base - self.rate * max(dt, 0.0))
+        self.value = target
+        return target
+
+    def reset(self) -> None:
+        self.value = None
+
+
 def _clamp(x: float, lo: float, hi: float) -> float:
     return min(max(x, lo), hi)
 
@@ -295,6 +315,7 @@ class PlantLoop(Loop):
         self.fitter = ModelFitter(self.spec, min_samples=cfg.fit_min_samples)
         self.opt = PlantOptimizer(self.limits, self.fitter.model)
         self.sequence = ChillerSequence(cfg.pre_start, cfg.soft_load)
+        self.dp_out = FallLimiter(self.limits.dp_fall_rate)
         self.plan: PlantSetpoints | None = None
         self.planned_at: float | None = None
         self.planned_load = 0.0
@@ -432,6 +453,12 @@ class PlantLoop(Loop):
         commands = plant_commands(
             self.spec, self.limits, self.plan, after, complete, self.cfg.start_dip
         )
+        dp_ref = self.roles.get("dp_setpoint")
+        if dp_ref is None or dp_ref in held:
+            self.dp_out.reset()  # after an override, fall from the value it left
+        else:
+            dp = self.dp_out.step(float(commands["dp_setpoint"]), dt, actual(dp_ref))
+            commands["dp_setpoint"] = round(dp, 1)
         # A chiller starts only once its condenser pump is on (make before break).
         for i in after - enabled:
             pump = self.roles.get(role("cw_pump_enable", self.spec.chillers[i].cw_pump))
@@ -453,6 +480,7 @@ class PlantLoop(Loop):
         self.plan, self.planned_at = None, None  # plan afresh from the present state
         self.loads.clear()
         self.sequence = ChillerSequence(self.cfg.pre_start, self.cfg.soft_load)
+        self.dp_out.reset()  # start from the setpoint the plant holds then
 
     def outcome(self, ref: str, value: Value, final: Mapping[str, Any]) -> None:
         if final["stage"] == "done":

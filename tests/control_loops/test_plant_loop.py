@@ -11,10 +11,12 @@ from control_loops.optimizer import OptimizerLimits, PlantSetpoints
 from control_loops.plant_loop import (
     START_DIP_K,
     ChillerSequence,
+    FallLimiter,
     hospital_spec,
     plant_commands,
 )
 from edge_agent.config.loader import load_config
+from simulators.site import PlantSite, load_sim_config
 from tests.harness import REPO
 
 LOOP = TypeAdapter(LoopConfig)
@@ -137,3 +139,44 @@ def test_commands_pre_cool_until_the_line_up_is_complete():
     assert [done[role("chw_pump_enable", j)] for j in range(3)] == [True, True, False]
     # No cell needed: every cell stays in service and the fan loop may stop the fans.
     assert all(done[role("tower_fan_cmd", k)] > 0 for k in range(3))
+
+
+# ---- the DP setpoint falls gradually ---------------------------------------------------------
+
+
+def test_the_dp_setpoint_rises_at_once_and_falls_at_the_rate():
+    dp = FallLimiter(rate=0.1)
+    assert dp.step(30.0, 60.0, current=100.0) == pytest.approx(94.0)  # from what holds
+    assert dp.step(30.0, 60.0, current=None) == pytest.approx(88.0)  # then from itself
+    assert dp.step(120.0, 60.0, current=88.0) == 120.0  # more flow: at once
+    dp.reset()
+    assert dp.step(30.0, 60.0, current=None) == 30.0  # nothing known: the target
+
+
+def _two_chillers_at(load_kw: float):
+    config, base = load_sim_config(REPO / "configs" / "sim" / "hospital.yaml")
+    plant = PlantSite(config.model_copy(update={"modbus": (), "bacnet": ()}), base).plant
+    plant.load.override_kw = load_kw
+    for _ in range(120):
+        plant.step(5.0)
+    assert [plant.read(f"chiller-{i}.status") for i in (1, 2, 3)] == [2, 2, 0]
+    return plant
+
+
+@pytest.mark.parametrize("limited", [False, True])
+def test_a_dp_cut_with_a_pump_stop_trips_chillers_near_minimum_flow_unless_it_falls_slowly(
+    limited,
+):
+    # What the optimizer's first plan did at 2,700 kW on two 1,000 RT chillers (38 % of
+    # their design flow each, the trip at 30 %): DP 80 -> 30 kPa and one CHW pump off.
+    plant = _two_chillers_at(2700.0)
+    dp = FallLimiter(OptimizerLimits().dp_fall_rate)
+    plant.write("chw-pump-2.enable", False)
+    for _ in range(60):
+        target = dp.step(30.0, 60.0, plant.read("plant.dp_setpoint")) if limited else 30.0
+        plant.write("plant.dp_setpoint", target)
+        plant.step(60.0)
+    tripped = [i for i in (1, 2) if plant.read(f"chiller-{i}.fault")]
+    assert tripped == ([] if limited else [1, 2])
+    if limited:
+        assert plant.read("plant.dp") == pytest.approx(30.0, abs=2.0)  # it got there

@@ -281,8 +281,8 @@ def apply_setpoints(io: PlantIO, act: Actuators, sp: PlantSetpoints, now: float)
     enabled = act.chillers(io, wanted, now, sp.cw_pump_speed_pct)
     complete = enabled == wanted and act.loaded(wanted, now)
     commands = plant_commands(act.spec, LIMITS, sp, enabled, complete, START_DIP_K)
-    dp = act.dp_out.step(float(commands["dp_setpoint"]), STEP_S, io.read("plant.dp_setpoint"))
-    act._write(io, commands | {"dp_setpoint": round(dp, 1)})
+    act.dp_out.limit(commands, STEP_S, io.read("plant.dp_setpoint"))
+    act._write(io, commands)
 
 
 class Optimized(Strategy):

@@ -230,6 +230,10 @@ class FallLimiter:
     def reset(self) -> None:
         self.value = None
 
+    def limit(self, commands: dict[str, bool | float], dt: float, current: float | None) -> None:
+        """Hold back `plant_commands`' DP setpoint in place."""
+        commands["dp_setpoint"] = round(self.step(float(commands["dp_setpoint"]), dt, current), 1)
+
 
 def _clamp(x: float, lo: float, hi: float) -> float:
     return min(max(x, lo), hi)
@@ -457,8 +461,7 @@ class PlantLoop(Loop):
         if dp_ref is None or dp_ref in held:
             self.dp_out.reset()  # after an override, fall from the value it left
         else:
-            dp = self.dp_out.step(float(commands["dp_setpoint"]), dt, actual(dp_ref))
-            commands["dp_setpoint"] = round(dp, 1)
+            self.dp_out.limit(commands, dt, actual(dp_ref))
         # A chiller starts only once its condenser pump is on (make before break).
         for i in after - enabled:
             pump = self.roles.get(role("cw_pump_enable", self.spec.chillers[i].cw_pump))

@@ -140,8 +140,8 @@ class Uplink:
                 self._inflight.clear()
                 self._acks.clear()
                 self.state, self.connected_since = "disconnected", None
-                if self._on_command is not None:
-                    self.commands = "subscribing"
+                if self.commands != "off":
+                    self.commands = "subscribing"  # again, on the next connection
             if self._stop_deadline is None:
                 self._note_error(
                     f"connection to {self.endpoint} lost: {self._lost_reason}", first=True

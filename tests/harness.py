@@ -127,14 +127,13 @@ class AgentProcess:
     def wait_commands(self, timeout: float = 30.0) -> dict:
         """Ready, and the broker has granted the command subscription: a command sent from
         now on is delivered (the agent's session is clean, so one sent before is lost)."""
-        status = self.wait_ready(timeout)
-        deadline = time.monotonic() + timeout
-        while status["uplink"]["commands"] != "subscribed":
-            if time.monotonic() > deadline:
-                raise AssertionError(f"commands not subscribed in {timeout}s: {status['uplink']}")
-            time.sleep(0.05)
-            status = self.status()
-        return status
+        self.wait_ready(timeout)
+        wait_until(
+            lambda: self.status()["uplink"]["commands"] == "subscribed",
+            timeout,
+            "the command subscription",
+        )
+        return self.status()
 
     def status(self) -> dict:
         return request(self.socket, "status")

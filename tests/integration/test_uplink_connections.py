@@ -13,7 +13,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.broker_tools import LocalBroker, PlatformSubscriber, free_port
-from tests.harness import AgentProcess, contiguous, fake_device, run_cli, site_config
+from tests.harness import (
+    AgentProcess,
+    contiguous,
+    fake_device,
+    run_cli,
+    site_config,
+    wait_until,
+)
 
 
 def _openssl(*args: str) -> None:
@@ -284,9 +291,9 @@ def test_a_broker_that_refuses_the_command_topic_is_reported_not_silent(tmp_path
         uplink = {"endpoints": [{"host": "127.0.0.1", "port": port}], "protocol": protocol}
         agent = _run(tmp_path, agents, broker.port, uplink=uplink)
         assert observer.wait_for(lambda p: "d1" in p.latest, 15), agent.log()  # data flows
-        deadline = time.monotonic() + 10
-        while agent.status()["uplink"]["commands"] != "refused" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(
+            lambda: agent.status()["uplink"]["commands"] == "refused", 10, "the refused SUBACK"
+        )
         uplink = agent.status()["uplink"]
         assert uplink["state"] == "connected" and uplink["commands"] == "refused", uplink
         assert "t/test-site/gw1/cmd" in uplink["last_error"] and "ACL" in uplink["last_error"]

@@ -35,6 +35,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
+from bacpypes3.apdu import ErrorRejectAbortNack
 from bacpypes3.app import Application
 from bacpypes3.appservice import ApplicationServiceAccessPoint
 from bacpypes3.errors import ExecutionError, ObjectError, PropertyError, UnrecognizedService
@@ -56,6 +57,7 @@ from pydantic import Field, TypeAdapter
 from drivers.bacnet.config import COMMANDABLE, Instance, ObjectTypeName
 from drivers.bacnet.stack import build_application, until_bound
 from edge_agent.config.base import Model
+from simulators.errors import EXIT_START, ServerStartError, reason
 
 TagValue = float | int | bool | str
 
@@ -146,6 +148,27 @@ class BacnetSimDevice:
         self._refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Bind and serve. ServerStartError if it cannot: bacpypes3 itself retries a taken
+        port in the background forever, or shares it with another SO_REUSEPORT owner."""
+        where = f"bacnet device {self.name} (instance {self.instance})"
+        try:
+            _probe_udp(self.address)
+        except (OSError, ValueError) as exc:
+            raise ServerStartError(
+                f"{where} cannot bind udp {self.address}: {reason(exc)}"
+            ) from exc
+        try:
+            await self._start()
+        # bacpypes3's errors derive from BaseException in places (ErrorRejectAbortNack).
+        except (Exception, ErrorRejectAbortNack) as exc:
+            await self.stop()
+            if isinstance(exc, TimeoutError):
+                why = "not bound within the timeout (another program took the port?)"
+            else:
+                why = f"{type(exc).__name__}: {reason(exc)}"
+            raise ServerStartError(f"{where} on udp {self.address} cannot start: {why}") from exc
+
+    async def _start(self) -> None:
         objects = [_make_object(o, self.source) for o in self.objects]
         self._app = build_application(
             _SimApplication,
@@ -169,6 +192,10 @@ class BacnetSimDevice:
             self._refresher = None
         if self._app is not None:
             self._app.close()
+            for link_layer in self._app.link_layers.values():
+                # An endpoint still retrying its bind would otherwise take the port later.
+                for task in getattr(getattr(link_layer, "server", None), "_transport_tasks", ()):
+                    task.cancel()
             self._app = None
 
     async def __aenter__(self) -> BacnetSimDevice:
@@ -357,6 +384,17 @@ def _make_object(spec: SimObject, source: TagSource) -> Any:
     return obj
 
 
+def _probe_udp(address: str) -> None:
+    """Bind the device's UDP port without SO_REUSEPORT, as `drivers.bacnet.stack.check_free`
+    does: OSError if any socket holds it (bacpypes3's own SO_REUSEPORT bind would share it
+    with another simulator) or the address is not this machine's; ValueError if malformed."""
+    host, _, port = _bacnet_address(address).rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"bad port {port!r} (expected a.b.c.d[/nn][:port], port 0-65535)")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host.partition("/")[0], int(port)))
+
+
 def _bacnet_address(address: str) -> str:
     """ "127.0.0.1:47810" -> "127.0.0.1/32:47810"; "198.51.100.2/24" stays (port 47808)."""
     host, _, port = address.partition(":")
@@ -515,8 +553,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--refresh", type=float, default=1.0, help="seconds between refreshes")
     args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(args))
+    except ServerStartError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_START)
 
 
 if __name__ == "__main__":

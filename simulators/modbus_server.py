@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 from drivers.modbus.codec import decode, encode
 from drivers.modbus.config import BIT_TABLES, ModbusPoint
+from simulators.errors import ServerStartError, reason
 
 _TABLE_OF_FC = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 4: "input"}
 _TABLE_OF_FC.update(dict.fromkeys((3, 6, 16, 22, 23), "holding"))
@@ -228,6 +230,7 @@ class ModbusSimServer:
         serial_port: str | None = None,
         strict: bool = False,  # unmapped addresses -> exception 2 (else they read 0)
         faults: Mapping[int, Mapping[str, Any]] | None = None,  # unit -> faults at start
+        name: str = "",  # the device id, for messages
     ) -> None:
         self._units = {
             uid: _Unit([p if isinstance(p, MapPoint) else MapPoint.model_validate(p) for p in pts])
@@ -237,6 +240,7 @@ class ModbusSimServer:
         self.host = host
         self.port = port
         self.serial_port = serial_port
+        self.name = name or "modbus-sim"
         self._context = _Context(self._units, source, strict, serial=transport == "rtu")
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         for unit, settings in (faults or {}).items():
@@ -261,10 +265,34 @@ class ModbusSimServer:
             return os.urandom(len(data))
         return data
 
+    @property
+    def endpoint(self) -> str:
+        """What it serves on: "127.0.0.1:15020" or the serial port."""
+        return str(self.serial_port) if self.transport == "rtu" else f"{self.host}:{self.port}"
+
     async def start(self) -> None:
+        """Listen (or open the serial port). ServerStartError if it cannot: pymodbus itself
+        only logs "Failed to start server" and raises a RuntimeError without the cause."""
+        action = "cannot open serial port" if self.transport == "rtu" else "cannot listen on"
+        where = f"modbus server {self.name} ({self.transport}) {action} {self.endpoint}"
+        try:
+            await self._start()
+        except RuntimeError as exc:  # another program took the port after the probe
+            why = f"pymodbus could not start it ({exc})"
+            if self.transport != "rtu":
+                try:
+                    _probe_listen(self.host, self.port)
+                except OSError as taken:
+                    why = reason(taken)
+            raise ServerStartError(f"{where}: {why}") from exc
+        except Exception as exc:
+            raise ServerStartError(f"{where}: {reason(exc)}") from exc
+
+    async def _start(self) -> None:
         if self.transport == "rtu":
             if not self.serial_port:
                 raise ValueError("transport rtu needs serial_port")
+            _probe_serial(self.serial_port)
             self._server = ModbusSerialServer(
                 self._context,
                 framer=FramerType.RTU,
@@ -273,6 +301,7 @@ class ModbusSimServer:
                 trace_packet=self._trace_packet,
             )
         else:
+            _probe_listen(self.host, self.port)
             framer = FramerType.SOCKET if self.transport == "tcp" else FramerType.RTU
             self._server = ModbusTcpServer(
                 self._context,
@@ -281,8 +310,17 @@ class ModbusSimServer:
                 ignore_missing_devices=True,
                 trace_packet=self._trace_packet,
             )
-        await self._server.serve_forever(background=True)
-        if self.transport != "rtu":
+        try:
+            await self._server.serve_forever(background=True)
+        except BaseException:
+            self._server = None
+            raise
+        if self.transport == "rtu":
+            # pymodbus sets the serial transport up in call_soon callbacks (setup, then
+            # connection_made): a stop() before they ran ends in an AttributeError traceback.
+            for _ in range(2):
+                await asyncio.sleep(0)
+        else:
             self.port = self._server.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
@@ -296,3 +334,21 @@ class ModbusSimServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _probe_listen(host: str, port: int) -> None:
+    """Bind, without listening, every address `loop.create_server` (pymodbus) would bind,
+    with its options (SO_REUSEADDR: a port in TIME_WAIT is free). OSError if one is taken or
+    not assignable, socket.gaierror for an unknown host."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    for family, kind, proto, _, address in dict.fromkeys(infos):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind(address)
+
+
+def _probe_serial(path: str) -> None:
+    """Open and close the serial port (OSError if it is missing or not ours to open)."""
+    os.close(os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK))

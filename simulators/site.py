@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +29,7 @@ from edge_agent.config.base import Id, Model
 from simulators.bacnet_server import BacnetSimDevice, SimObject
 from simulators.clock import SimClock
 from simulators.config import PlantConfig
+from simulators.errors import ServerStartError, reason
 from simulators.modbus_server import MapPoint, ModbusSimServer
 from simulators.plant import PlantRoom
 from simulators.sensors import SensorFault
@@ -112,30 +118,76 @@ class PtyPair:
     """A virtual RS-485 line: socat joins two ptys; the agent opens one end, the server
     the other. A pty does not enforce baud rate or inter-frame timing."""
 
-    def __init__(self, agent_end: Path) -> None:
+    def __init__(self, agent_end: Path, name: str = "") -> None:
         self.agent_end = agent_end
         self.sim_end = agent_end.with_name(agent_end.name + ".sim")
+        self.name = name or agent_end.name  # the Modbus server's id, for messages
         self._process: subprocess.Popen | None = None
 
     async def start(self) -> None:
+        """ServerStartError if socat is missing, fails, or another simulator owns the ends
+        (a second socat would silently take them over)."""
+        try:
+            await self._start()
+        except Exception as exc:
+            self.stop()
+            raise ServerStartError(
+                f"modbus server {self.name} (rtu) cannot create pty pair {self.agent_end}: "
+                f"{reason(exc)}"
+            ) from exc
+
+    async def _start(self) -> None:
         socat = shutil.which("socat")
         if socat is None:
             raise RuntimeError("socat is not installed (apt-get install socat)")
+        for end in (self.agent_end, self.sim_end):
+            if end.exists():  # follows the link: a live pty (a dangling link is replaced)
+                raise RuntimeError(
+                    f"{end} already exists: another simulator uses it (delete it if not)"
+                )
         self.agent_end.parent.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(
             [socat, f"pty,raw,echo=0,link={self.sim_end}", f"pty,raw,echo=0,link={self.agent_end}"],
-            stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=functools.partial(_die_with, os.getpid()),
         )
         for _ in range(100):
+            if self._process.poll() is not None:
+                assert self._process.stderr is not None
+                said = self._process.stderr.read().decode(errors="replace").strip()
+                last = said.splitlines()[-1] if said else "no message"
+                raise RuntimeError(f"socat exited with {self._process.returncode}: {last}")
             if self.sim_end.exists() and self.agent_end.exists():
                 return
             await asyncio.sleep(0.02)
-        raise RuntimeError(f"socat did not create {self.agent_end}")
+        raise RuntimeError("socat did not create the ptys within 2 s")
 
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(5)
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def _die_with(parent: int) -> None:
+    """In the socat child (Linux): SIGTERM when the simulator dies, even by SIGKILL, so a
+    killed simulator leaves no socat holding its pty links."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before prctl
+            os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 class PlantSite:
@@ -152,16 +204,26 @@ class PlantSite:
             if sim.transport == "rtu":
                 if sim.pty is None:
                     raise ValueError(f"modbus {sim.id}: transport rtu needs pty")
-                pair = PtyPair(sim.pty)
+                pair = PtyPair(sim.pty, sim.id)
                 self.ptys.append(pair)
                 serial = str(pair.sim_end)
             self.modbus[sim.id] = ModbusSimServer(
-                modbus_units(sim, base), self.plant, sim.transport, sim.host, sim.port, serial
+                modbus_units(sim, base),
+                self.plant,
+                sim.transport,
+                sim.host,
+                sim.port,
+                serial,
+                name=sim.id,
             )
         for sim in config.bacnet:
             self.bacnet[sim.id] = BacnetSimDevice(
                 sim.instance, sim.address, bacnet_objects(sim, base), self.plant, name=sim.id
             )
+        try:  # the config's faults are checked now: a bad one is a config error
+            self.apply_faults(config.faults)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"faults: {type(exc).__name__} {exc}") from exc
 
     def apply_faults(self, spec: dict[str, Any]) -> None:
         """Replace all faults with `spec`:
@@ -209,7 +271,8 @@ class PlantSite:
             await asyncio.sleep(CONTROL_POLL_S)
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Serve until cancelled."""
+        """Serve until cancelled. ServerStartError if a device server (or a pty pair) cannot
+        start; those already started are stopped first, and `ready` is never set."""
         async with contextlib.AsyncExitStack() as stack:
             for pair in self.ptys:
                 await pair.start()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -71,9 +72,15 @@ class Protection:
         self.events = events
         self.history = {e.id: _History() for e in self.entries.values()}
         self.refused = 0
+        # Until a machine's status is first seen, a machine with no history at all is
+        # treated as having just started and stopped when the agent came up.
+        self._born = wall_ms()
         self._load()
 
     # -- the router's protocol ------------------------------------------------------------
+
+    def guards(self, ref: str) -> bool:
+        return ref in self.entries
 
     def check(
         self, ref: str, value: Value, now_ms: int, source: Source | None = None
@@ -89,12 +96,13 @@ class Protection:
         entry = self.entries.get(ref)
         if entry is None:
             return None
-        h = self._observe(entry, now_ms)
+        h = self._known(self._observe(entry, now_ms))
         start = bool(value)
         problem = None
         if start and (not h.running or h.command is not True):
             problem = self._start_problem(entry, h, now_ms)
-        elif not start and h.running and source is not Source.SAFETY:
+        elif not start and h.running is not False and source is not Source.SAFETY:
+            # Running, or not known to be stopped: a stop must respect the minimum on time.
             problem = self._stop_problem(entry, h, now_ms)
         if problem is not None:
             self.refused += 1
@@ -144,7 +152,9 @@ class Protection:
                     "starts_last_hour": len(_recent(h.starts, now)),
                     "last_start": h.last_start,
                     "last_stop": h.last_stop,
-                    "start_blocked": self._start_problem(entry, h, now) if not h.running else None,
+                    "start_blocked": (
+                        None if h.running else self._start_problem(entry, self._known(h), now)
+                    ),
                 }
             )
         return out
@@ -164,7 +174,13 @@ class Protection:
             edge = h.status is not None and status != h.status
             h.status = status
             if h.running is None:
-                h.running, h.since = status, now  # first sight: when it started is unknown
+                # First sight. With no record of when it started (or stopped), it is taken
+                # to have done so just now: the minimum on (off) time runs from here.
+                if status and h.last_start is None:
+                    h.last_start = now
+                elif not status and h.last_stop is None:
+                    h.last_stop = now
+                h.running, h.since = status, now
                 changed = True
             elif status != h.running and (edge or now - (h.since or 0) > self._confirm_ms(entry)):
                 # Started or stopped without the agent, or a command that did not take.
@@ -184,6 +200,13 @@ class Protection:
                 changed = True
         if changed:
             self._save()
+        return h
+
+    def _known(self, h: _History) -> _History:
+        """`h`, or for a machine never seen and with no record: one that has just started
+        and stopped at the agent's start (both minimum times hold from then)."""
+        if h.running is None and h.last_start is None and h.last_stop is None:
+            return dataclasses.replace(h, last_start=self._born, last_stop=self._born)
         return h
 
     def _confirm_ms(self, entry: EquipmentProtection) -> float:
@@ -376,8 +399,8 @@ class FlowInterlock:
                              reason=final.get("reason"))  # fmt: skip
 
     async def _reset(self, entry: EquipmentProtection) -> None:
-        # The router writes the next hold's value without asking protection: wait until a
-        # start would be allowed before letting go.
+        # Let go only once a start would be allowed: the source beneath may want to run it
+        # (the router would then keep the hold, pending, until then anyway).
         if self.protection.check(entry.run_command, True, wall_ms()) is not None:
             return
         release = m.Release(v=1, id=self._id(entry), type="release", point=entry.run_command)

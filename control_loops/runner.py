@@ -452,6 +452,7 @@ class LoopRunner:
     async def run(self) -> None:
         """Task: step each loop when due. Cancel it to stop: the writes under way are
         cancelled and awaited, so stop it before the router's store closes."""
+        await self.end_orphan_holds()
         if any(not isinstance(lp, Stager) for lp in self.loops.values()):
             await asyncio.to_thread(kernels.warm_up)  # numba: not in the first period
         try:
@@ -464,6 +465,20 @@ class LoopRunner:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def end_orphan_holds(self) -> None:
+        """End the automatic holds of loops that no longer run them: removed from the
+        configuration, or disabled (by the file, or by a command before a restart). Through
+        the router, like every release, so that protection decides what may change."""
+        for hold in self.router.holds.all():
+            lp = self.loops.get(hold.by or "")
+            if hold.source is not Source.AUTO or (lp is not None and lp.enabled):
+                continue
+            command = m.Release(v=1, id=self._command_id(hold.by or "loops"), type="release",
+                                point=hold.point)  # fmt: skip
+            final = await self.router.execute(command, Context(Source.AUTO, hold.by))
+            log.info("hold of a loop not running released", loop=hold.by, point=hold.point,
+                     stage=final["stage"], reason=final.get("reason"))  # fmt: skip
 
     async def tick(self, now: float) -> None:
         """Step every loop that is due at `now` (the first call steps them all)."""
@@ -658,7 +673,7 @@ class LoopRunner:
                 and (value == current if band == 0 else abs(value - current) <= band)
             ):
                 return
-        command = m.Write(v=1, id=self._command_id(lp), type="write", point=ref, value=value)
+        command = m.Write(v=1, id=self._command_id(lp.id), type="write", point=ref, value=value)
         self._spawn(ref, self._write(lp, ref, value, command))
 
     async def _write(self, lp: Loop, ref: str, value: Value, command: m.Write) -> None:
@@ -678,11 +693,15 @@ class LoopRunner:
             lp.retry_at[ref] = self.clock() + max(lp.cfg.period, RETRY_S)
 
     def _let_go(self, lp: Loop, ref: str) -> None:
-        """Release the loop's own hold on `ref`, if it has one."""
+        """Release the loop's own hold on `ref`, if it has one (and is not ending already:
+        protection may keep it a while, and asking again every period changes nothing)."""
         lp.written.pop(ref, None)
         if not self._holds(lp, ref) or ref in self._inflight:
             return
-        command = m.Release(v=1, id=self._command_id(lp), type="release", point=ref)
+        hold = self.router.holds.get(ref, Source.AUTO)
+        if hold is not None and hold.until_ms is not None and hold.until_ms <= wall_ms():
+            return
+        command = m.Release(v=1, id=self._command_id(lp.id), type="release", point=ref)
         self._spawn(ref, self._release(lp, command))
 
     def _holds(self, lp: Loop, ref: str) -> bool:
@@ -712,9 +731,9 @@ class LoopRunner:
         task.add_done_callback(done)
         return task
 
-    def _command_id(self, lp: Loop) -> str:
+    def _command_id(self, loop_id: str) -> str:
         self._seq += 1
-        return f"loop-{lp.id}-{self._run_id}-{self._seq}"
+        return f"loop-{loop_id}-{self._run_id}-{self._seq}"
 
     def _emit(self, type_: str, level: str = "info", **fields: Any) -> None:
         if self.events is not None:
@@ -767,6 +786,7 @@ class LoopRunner:
         lp.mode = "disabled"
         await self._save(lp, context)  # before the releases, which may fail
         released = []
+        pending: dict[str, str] = {}  # output -> why protection keeps the hold for now
         for ref in lp.cfg.outputs():
             task = self._inflight.get(ref)
             if task is not None:  # a write under way: let it land, then release it
@@ -775,14 +795,18 @@ class LoopRunner:
             lp.written.pop(ref, None)
             if not self._holds(lp, ref):
                 continue
-            command = m.Release(v=1, id=self._command_id(lp), type="release", point=ref)
+            command = m.Release(v=1, id=self._command_id(lp.id), type="release", point=ref)
             final = await self._release(lp, command)
-            if final["stage"] == "done":
-                released.append(ref)
-            else:
+            if final["stage"] != "done":
                 raise m.Failed(Reason.WRITE_FAILED, f"{ref} not released: {final.get('message')}")
-        self._emit("loop_disabled", loop=lp.id, released=released)
-        return {"loop": lp.id, "enabled": False, "released": released}
+            if final["result"].get("pending"):
+                pending[ref] = final["result"]["protection"]
+            else:
+                released.append(ref)
+        self._emit("loop_disabled", loop=lp.id, released=released,
+                   **({"pending": pending} if pending else {}))  # fmt: skip
+        return {"loop": lp.id, "enabled": False, "released": released,
+                **({"pending": pending} if pending else {})}  # fmt: skip
 
     # -- status ----------------------------------------------------------------------------
 

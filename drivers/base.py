@@ -27,6 +27,16 @@ class DeviceUnavailable(DriverError):
         self.reason = reason
 
 
+class Keeps:
+    """The device keeps the value it has when a point is released (no priority array)."""
+
+    def __repr__(self) -> str:
+        return "KEEPS"
+
+
+KEEPS = Keeps()
+
+
 class Link:
     """One physical link (a serial bus, a TCP endpoint) shared by the devices on it.
 
@@ -64,6 +74,8 @@ class Driver(ABC):
     """
 
     name: ClassVar[str]
+    # The protocol has a priority array (BACnet): a write's `priority` means something.
+    priorities: ClassVar[bool] = False
 
     def __init__(self, device: Device, link: Link) -> None:
         self.device = device
@@ -97,3 +109,9 @@ class Driver(ABC):
     async def release(self, point: Point, priority: int | None = None) -> Reading:
         """Give control of a point back to the device (BACnet relinquish); default: no-op read."""
         return (await self.read([point]))[0]
+
+    async def released_value(self, point: Point, priority: int | None = None) -> Value | Keeps:
+        """What the point will carry once `release(point, priority)` has been done, asked of
+        the device now; `KEEPS` when it keeps its present value. A release is a command to
+        the equipment like any write: equipment protection needs to know what it changes."""
+        return KEEPS

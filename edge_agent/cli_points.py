@@ -116,7 +116,7 @@ def write(
             return f"{point} = {result.get('value')!r} would be accepted (dry run, nothing written)"
         return (
             f"{point} = {result.get('readback')!r} (read back), overridden by you "
-            f"{_until(result.get('expires'))}"
+            f"{_until(result.get('until'))}"
         )
 
     _report(_command(socket, config_path, body), as_json, describe)
@@ -131,6 +131,13 @@ def release(point: str, as_json: bool, socket: Path | None, config_path: Path | 
     """End your manual override of POINT."""
 
     def describe(result: dict) -> str:
+        if result.get("pending"):
+            return (
+                f"{point}: your override stays in force until equipment protection allows "
+                f"the change, then ends by itself ({result.get('protection')})"
+            )
+        if result.get("effective") == "unchanged":
+            return f"{point} released (a higher source was in force; nothing changed)"
         now = {"device": "the device's own control"}.get(result.get("effective"))
         now = now or f"the {result.get('effective')} value"
         readback = f" (reads {result['readback']!r})" if "readback" in result else ""
@@ -211,6 +218,6 @@ def _points_table(values: dict[str, dict], holds: dict[str, dict]):
             "-" if p["value"] is None else escape(repr(p["value"])),
             f"[{styles.get(quality, '')}]{shown}[/]" if styles.get(quality) else shown,
             _age(p["ts"]),
-            "" if hold is None else f"{hold['source']} {_until(hold.get('expires_ms'))}",
+            "" if hold is None else f"{hold['source']} {_until(hold.get('until_ms'))}",
         )
     return table

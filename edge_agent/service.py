@@ -174,8 +174,9 @@ class Runtime:
                 self.config.protection, self.cache, state_dir / "protection.json", self.events
             )
             self.router = CommandRouter(
-                devices, drivers, self.cache, self.store, audit, self.identity, protection
-            )
+                devices, drivers, self.cache, self.store, audit, self.identity, protection,
+                self.events,
+            )  # fmt: skip
             self.loops = LoopRunner(self.config.loops, self.cache, self.router, self.events)
             self.protection = protection
             self._register_commands(self.router)
@@ -329,12 +330,16 @@ class Runtime:
 
     def _prepare_alarm_ack(self, command: messages.AlarmAck, context: Context):
         by = command.by or context.by or context.source.label
+        try:  # refused before it is accepted: unknown_alarm, already_acknowledged
+            self.alarms.ackable(command.alarm)
+        except AlarmError as exc:
+            raise messages.Rejected(messages.Reason(exc.reason), str(exc)) from None
 
         async def ack() -> dict[str, Any]:
             try:
                 return self.alarms.ack(command.alarm, by, command.note, wall_ms())
-            except AlarmError as exc:
-                raise messages.Rejected(messages.Reason(exc.reason), str(exc)) from None
+            except AlarmError as exc:  # acknowledged meanwhile (not while nothing awaits)
+                raise messages.Failed(messages.Reason(exc.reason), str(exc)) from None
 
         return ack
 

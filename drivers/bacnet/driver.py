@@ -22,7 +22,7 @@ from drivers.bacnet import values
 from drivers.bacnet.config import LIFE_SAFETY_PRIORITIES, BacnetDevice, BacnetPoint
 from drivers.bacnet.cov import CovSubscriptions
 from drivers.bacnet.stack import STACKS, ClientApplication, StackRegistry
-from drivers.base import DeviceUnavailable, Driver, DriverError, Link
+from drivers.base import KEEPS, DeviceUnavailable, Driver, DriverError, Keeps, Link
 from edge_agent import logs
 from edge_agent.points import Reading, Value, wall_ms
 
@@ -78,6 +78,7 @@ def error_reason(exc: BaseException) -> str:
 
 class BacnetDriver(Driver):
     name = "bacnet"
+    priorities = True
     device: BacnetDevice
     stacks: ClassVar[StackRegistry] = STACKS
 
@@ -234,6 +235,33 @@ class BacnetDriver(Driver):
         """Relinquish: write Null at the priority, so a lower priority (or the device's
         relinquish default) takes over."""
         return await self._command(point, Null(()), self._priority(point, priority))
+
+    async def released_value(
+        self, point: BacnetPoint, priority: int | None = None
+    ) -> Value | Keeps:  # type: ignore[override]
+        """The device's priority array without our slot: the highest other commanded
+        priority, else the relinquish default. An object without a priority array keeps
+        its present value."""
+        chosen = self._priority(point, priority)
+        await self._ensure_open()
+        objid, _ = ref(point)
+        array_ref, default_ref = (objid, "priority-array"), (objid, "relinquish-default")
+        outcomes = await self._read_refs([array_ref, default_ref])
+        array, default = outcomes[array_ref], outcomes[default_ref]
+        if array is TIMEOUT:
+            raise DeviceUnavailable("timeout")
+        if isinstance(array, Failed):
+            return KEEPS
+        try:
+            for slot, item in enumerate(array, 1):
+                value = values.commanded(point, item) if slot != chosen else None
+                if value is not None:
+                    return value
+            if isinstance(default, Failed):
+                raise DriverError(f"{point.id}: relinquish-default unreadable: {default.reason}")
+            return values.present(point, default)
+        except (ValueError, TypeError) as exc:
+            raise DriverError(f"{point.id}: priority array not understood: {exc}") from None
 
     def _priority(self, point: BacnetPoint, priority: int | None) -> int:
         if not point.writable:

@@ -90,3 +90,15 @@ def encode(point: BacnetPoint, value: Value) -> Any:
     if point.limits and not point.limits.min <= number <= point.limits.max:
         raise DriverError(f"{point.id}: {number} is outside {point.limits.min}..{point.limits.max}")
     return Real((number - point.offset) / point.scale)
+
+
+def commanded(point: BacnetPoint, slot: Any) -> Value:
+    """The value of one priority-array slot (a PriorityValue choice), or None when the slot
+    is empty. A binary slot holds an enumerated 0/1 rather than a BinaryPV."""
+    choice = getattr(slot, "_choice", None)
+    value = None if choice is None else getattr(slot, choice, None)
+    if value is None or isinstance(value, Null) or choice == "null":
+        return None
+    if point.kind == "binary" and isinstance(value, Enumerated | Unsigned | Integer):
+        return int(value) == 1
+    return present(point, value)

@@ -490,13 +490,7 @@ class AlarmEngine:
         Raises UnknownAlarm if nothing in the list has that id, AlreadyAcknowledged if it
         was acknowledged before."""
         now = wall_ms() if now_ms is None else now_ms
-        alarm = self._find(alarm_id_or_rule_id)
-        if alarm is None:
-            raise UnknownAlarm(f"no alarm {alarm_id_or_rule_id!r} in the list")
-        if alarm.acked:
-            raise AlreadyAcknowledged(
-                f"alarm {alarm.id} was already acknowledged by {alarm.ack_by}"
-            )
+        alarm = self.ackable(alarm_id_or_rule_id)
         alarm.acked, alarm.ack_ts, alarm.ack_by, alarm.ack_note = True, now, by, note
         closed = alarm.state == CLEARED
         if closed:
@@ -507,6 +501,18 @@ class AlarmEngine:
         self._emit(alarm, "acknowledged", now, closed=closed)
         self._save()
         return self._view(alarm)
+
+    def ackable(self, alarm_id_or_rule_id: str) -> Alarm:
+        """The listed alarm an `ack` would acknowledge; UnknownAlarm or AlreadyAcknowledged
+        when there is none (a command checks this before it is accepted)."""
+        alarm = self._find(alarm_id_or_rule_id)
+        if alarm is None:
+            raise UnknownAlarm(f"no alarm {alarm_id_or_rule_id!r} in the list")
+        if alarm.acked:
+            raise AlreadyAcknowledged(
+                f"alarm {alarm.id} was already acknowledged by {alarm.ack_by}"
+            )
+        return alarm
 
     def _find(self, target: str) -> Alarm | None:
         alarm = self._alarms.get(target)

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS holds (
     priority INTEGER,
     command_id TEXT NOT NULL,
     since_ms INTEGER NOT NULL,
-    expires_ms INTEGER,
+    expires_ms INTEGER,             -- the hold's end (Hold.until_ms); NULL: until released
     by TEXT,
     PRIMARY KEY (point, source)
 );
@@ -172,7 +172,7 @@ class Audit:
                 hold.priority,
                 hold.command_id,
                 hold.since_ms,
-                hold.expires_ms,
+                hold.until_ms,
                 hold.by,
             ),
         )

@@ -21,7 +21,7 @@ class Hold:
     priority: int | None  # BACnet priority it was written at (None: not BACnet)
     command_id: str
     since_ms: int
-    expires_ms: int | None  # None: until released
+    until_ms: int | None  # None: until released
     by: str | None = None  # who: a unix user, the platform, a loop id
 
     def as_dict(self) -> dict[str, object]:
@@ -51,6 +51,11 @@ class Holds:
         slots = self._by_point.get(point)
         return slots[min(slots)] if slots else None
 
+    def beneath(self, point: str, source: Source) -> Hold | None:
+        """The hold that takes over when `source`'s ends."""
+        below = [s for s in self._by_point.get(point, {}) if s > source]
+        return self._by_point[point][min(below)] if below else None
+
     def blocker(self, point: str, source: Source) -> Hold | None:
         """The hold that keeps `source` from writing `point`, if any."""
         winner = self.winner(point)
@@ -61,7 +66,7 @@ class Holds:
             hold
             for slots in self._by_point.values()
             for hold in slots.values()
-            if hold.expires_ms is not None and hold.expires_ms <= now_ms
+            if hold.until_ms is not None and hold.until_ms <= now_ms
         ]
 
     def all(self) -> list[Hold]:

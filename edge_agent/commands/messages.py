@@ -12,14 +12,29 @@ import re
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, TypeAdapter
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticError
 
 from edge_agent.config.base import Duration, Id, Model
 
 VERSION = 1
 MAX_PAYLOAD = 1024 * 1024  # a whole config may ride in a config_apply
+# A larger message is refused (`malformed`); up to this size it is still read for its id,
+# so that the sender hears why. Past it, it is dropped unread.
+MAX_READ = 8 * MAX_PAYLOAD
 MAX_MESSAGE = 300  # characters of a rejection's readable message
+MAX_ECHOED_ID = 1024  # an unusable id this long or shorter is echoed in the malformed reply
 _ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces: safe in logs and SQL
 _REF = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
@@ -41,6 +56,7 @@ class Reason(StrEnum):
     PROTECTION = "protection"  # equipment protection (min on/off time, starts, flow)
     NOT_HELD = "not_held"  # release of a point this source does not hold
     PRIORITY_RESERVED = "priority_reserved"
+    PRIORITY_UNSUPPORTED = "priority_unsupported"  # the point has no priority array
     UNKNOWN_LOOP = "unknown_loop"
     UNKNOWN_ALARM = "unknown_alarm"
     ALREADY_ACKNOWLEDGED = "already_acknowledged"
@@ -71,13 +87,22 @@ class Source(IntEnum):
 
 
 class Rejected(Exception):
-    """A command refused before anything was done."""
+    """A command refused before anything was done. `command_id` is what the reply echoes
+    (None: the message cannot be answered); it is a usable id unless `reason` is MALFORMED,
+    where it is the id exactly as sent. `command_type`: the command's type, when known."""
 
-    def __init__(self, reason: Reason, message: str, command_id: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: Reason,
+        message: str,
+        command_id: str | int | float | None = None,
+        command_type: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message[:MAX_MESSAGE]
         self.command_id = command_id
+        self.command_type = command_type
 
 
 class Failed(Exception):
@@ -95,14 +120,49 @@ class Deferred(Exception):  # a control-flow signal, not an error
     in the next runtime): the router answers `accepted` and waits for `complete`."""
 
 
+def _integral(value: object) -> object:
+    """JSON has one number type: 8.0 is the integer 8 (as JSON Schema says), 8.5 is not."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
 PointRef = Annotated[str, Field(pattern=_REF)]
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
-EpochMs = Annotated[int, Field(ge=0, lt=2**53)]
+EpochMs = Annotated[int, Field(ge=0, lt=2**53), BeforeValidator(_integral)]
+Priority = Annotated[int, Field(ge=1, le=16), BeforeValidator(_integral)]
+
+
+CommandId = Annotated[
+    str, Field(pattern=_ID.pattern, description="1-128 printable ASCII, no spaces")
+]
+# Seconds as a number, or a string with a unit: 500ms, 30s, 30m, 2h, 1d.
+HoldDuration = Annotated[
+    Duration,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                # a positive number: a non-zero digit before or after the point
+                {
+                    "type": "string",
+                    "pattern": r"^\s*([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)"
+                    r"\s*(ms|s|m|h|d)?\s*$",
+                },
+            ],
+            "description": "seconds, or a number with a unit: 500ms, 30s, 30m, 2h, 1d",
+        }
+    ),
+]
 
 
 class Base(Model):
-    v: Literal[1]
-    id: str
+    # Strict: every field has one JSON type. "dry_run": "no" is no boolean, "priority": "8"
+    # no integer, and `true` is not the version 1; none of them is coerced.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    v: Annotated[Literal[1], BeforeValidator(_integral)]
+    id: CommandId
     ts: EpochMs | None = None  # when the platform made it (informational)
     expires: EpochMs | None = None  # refused after this instant (ms since the epoch)
 
@@ -111,10 +171,28 @@ class Write(Base):
     type: Literal["write"]
     point: PointRef
     value: Scalar
-    priority: Annotated[int, Field(ge=1, le=16)] | None = None  # BACnet priority
-    duration: Duration | None = None  # the hold ends after this long …
+    priority: Priority | None = None  # BACnet points only
+    duration: HoldDuration | None = None  # the hold ends after this long …
     until: EpochMs | None = None  # … or at this instant; neither: until released
     dry_run: bool = False  # validate only
+
+    model_config = ConfigDict(  # merged with Base's: also in the schema, not both ends
+        json_schema_extra={
+            "not": {
+                "required": ["duration", "until"],
+                "properties": {
+                    "duration": {"not": {"type": "null"}},
+                    "until": {"not": {"type": "null"}},
+                },
+            }
+        },
+    )
+
+    @model_validator(mode="after")
+    def _one_end(self) -> Write:
+        if self.duration is not None and self.until is not None:
+            raise ValueError("give duration or until, not both")
+        return self
 
 
 class Release(Base):
@@ -167,12 +245,14 @@ Command = (
     Write | Release | Read | LoopCommand | AlarmAck | ConfigApply | Backfill | Status | Rebirth
 )
 TYPES = tuple(t.model_fields["type"].annotation.__args__[0] for t in Command.__args__)
-_ADAPTER: TypeAdapter[Command] = TypeAdapter(Annotated[Command, Field(discriminator="type")])
+ADAPTER: TypeAdapter[Command] = TypeAdapter(Annotated[Command, Field(discriminator="type")])
 
 
 def decode(payload: bytes | str) -> Command:
-    """Parse one command message; raises `Rejected` (with `command_id` when readable)."""
-    if len(payload) > MAX_PAYLOAD:
+    """Parse one command message; raises `Rejected` (with `command_id` when it can be
+    answered). The order of the checks is the contract (docs/mqtt-api.md): size, JSON,
+    object, id, v, type, then the fields of the type."""
+    if len(payload) > MAX_READ:
         raise Rejected(Reason.MALFORMED, f"message larger than {MAX_PAYLOAD} bytes")
     try:
         data = json.loads(payload)
@@ -180,27 +260,55 @@ def decode(payload: bytes | str) -> Command:
         raise Rejected(Reason.MALFORMED, f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise Rejected(Reason.MALFORMED, "a command is a JSON object")
-    command_id = _usable_id(data.get("id"))
-    if command_id is None:
-        raise Rejected(Reason.MALFORMED, "missing or unusable id (1-128 printable characters)")
-    if data.get("v") != VERSION:
+    sent_id = data.get("id")
+    type_ = data.get("type")
+    known_type = type_ if isinstance(type_, str) and type_ in TYPES else None
+    if not _usable(sent_id):
         raise Rejected(
-            Reason.UNSUPPORTED_VERSION, f"v must be {VERSION}, got {data.get('v')!r}", command_id
+            Reason.MALFORMED,
+            "id: missing or unusable (1-128 printable ASCII characters, no spaces)",
+            sent_id if _echoable(sent_id) else None,
+            known_type,
         )
-    if data.get("type") not in TYPES:
+    command_id: str = sent_id  # type: ignore[assignment]
+    if len(payload) > MAX_PAYLOAD:
+        raise Rejected(
+            Reason.MALFORMED, f"message larger than {MAX_PAYLOAD} bytes", command_id, known_type
+        )
+    version = _integral(data.get("v"))
+    if type(version) is not int:  # `true` == 1 in Python: not here
+        raise Rejected(
+            Reason.MALFORMED, f"v: missing or not an integer ({version!r})", command_id, known_type
+        )
+    if version != VERSION:
+        raise Rejected(
+            Reason.UNSUPPORTED_VERSION, f"v must be {VERSION}, got {version}", command_id,
+            known_type,
+        )  # fmt: skip
+    if not isinstance(type_, str):
+        raise Rejected(Reason.MALFORMED, f"type: missing or not a string ({type_!r})", command_id)
+    if known_type is None:
         raise Rejected(
             Reason.UNKNOWN_TYPE,
-            f"type must be one of {', '.join(TYPES)}; got {data.get('type')!r}",
+            f"type must be one of {', '.join(TYPES)}; got {type_!r}",
             command_id,
         )
     try:
-        return _ADAPTER.validate_python(data)
+        return ADAPTER.validate_python(data)
     except PydanticError as exc:
-        raise Rejected(Reason.MALFORMED, _first_problem(exc), command_id) from None
+        raise Rejected(Reason.MALFORMED, _first_problem(exc), command_id, known_type) from None
 
 
-def _usable_id(value: object) -> str | None:
-    return value if isinstance(value, str) and _ID.match(value) else None
+def _usable(value: object) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def _echoable(value: object) -> bool:
+    """An unusable id that can still be sent back, so the sender can tell which message
+    was refused: a string (of reasonable length) or a number."""
+    if isinstance(value, str):
+        return len(value) <= MAX_ECHOED_ID
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _first_problem(exc: PydanticError) -> str:

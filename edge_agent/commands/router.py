@@ -11,6 +11,7 @@ config, backfill, status, rebirth).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import time
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from drivers.base import DeviceUnavailable, Driver, DriverError
+from drivers.base import KEEPS, DeviceUnavailable, Driver, DriverError, Keeps
 from edge_agent import logs
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages as m
@@ -26,6 +27,7 @@ from edge_agent.commands.audit import Audit, AuditRow
 from edge_agent.commands.holds import Hold, Holds
 from edge_agent.commands.messages import Deferred, Failed, Reason, Rejected, Source
 from edge_agent.config.base import DeviceBase, PointBase
+from edge_agent.events import Events
 from edge_agent.points import Quality, Reading, Value, wall_ms
 from edge_agent.store.outbox import Record, TrafficClass
 from edge_agent.store_worker import StoreWorker
@@ -57,7 +59,9 @@ class Handler(Protocol):
 class Protection(Protocol):
     """Equipment protection: the reason a write may not happen now, or None."""
 
-    def check(self, ref: str, value: Value, now_ms: int, source: Source) -> str | None: ...
+    def guards(self, ref: str) -> bool: ...
+
+    def check(self, ref: str, value: Value, now_ms: int, source: Source | None) -> str | None: ...
 
     def written(self, ref: str, value: Value, now_ms: int) -> None: ...
 
@@ -79,6 +83,7 @@ class CommandRouter:
         audit: Audit,
         identity: dict[str, str],
         protection: Protection | None = None,
+        events: Events | None = None,
     ) -> None:
         self.targets = {
             f"{d.id}.{p.id}": Target(f"{d.id}.{p.id}", d, p) for d in devices for p in d.points
@@ -89,7 +94,10 @@ class CommandRouter:
         self.audit = audit
         self.identity = identity
         self.protection = protection
+        self.events = events
         self.holds = Holds()
+        # Holds whose end protection deferred: (point, source) -> what ended them.
+        self._deferred: dict[tuple[str, Source], str] = {}
         self.handlers: dict[str, Handler] = {
             "write": self._prepare_write,
             "release": self._prepare_release,
@@ -121,7 +129,8 @@ class CommandRouter:
         try:
             command = m.decode(payload)
             if retained:
-                raise Rejected(Reason.RETAINED, "retained messages are never executed", command.id)
+                raise Rejected(Reason.RETAINED, "retained messages are never executed",
+                               command.id, command.type)  # fmt: skip
         except Rejected as exc:
             if exc.command_id is None:
                 self.counts["dropped"] += 1
@@ -131,22 +140,26 @@ class CommandRouter:
             self.counts["rejected"] += 1
             log.info("command rejected", id=exc.command_id, reason=exc.reason.value,
                      error=exc.message)  # fmt: skip
-            self._publish(_stage(exc.command_id, None, "rejected", exc.reason, exc.message))
+            self._publish(
+                _stage(exc.command_id, exc.command_type, "rejected", exc.reason, exc.message)
+            )
             return
         await self.execute(command, Context(Source.PLATFORM, "platform"), self._publish)
 
     def refuse_busy(self, payload: bytes) -> None:
         """Too many commands under way: say so (if the message has a usable id)."""
         self.counts["received"] += 1
+        command_id: str | int | float | None
         try:
-            command_id = m.decode(payload).id
+            command = m.decode(payload)
+            command_id, type_ = command.id, command.type
         except Rejected as exc:
-            command_id = exc.command_id
+            command_id, type_ = exc.command_id, exc.command_type
         if command_id is None:
             self.counts["dropped"] += 1
             return
         self.counts["rejected"] += 1
-        self._publish(_stage(command_id, None, "rejected", Reason.BUSY,
+        self._publish(_stage(command_id, type_, "rejected", Reason.BUSY,
                              "too many commands under way; try again"))  # fmt: skip
 
     async def execute(
@@ -267,6 +280,11 @@ class CommandRouter:
         target = self.target(command.point, writing=True)
         value = _coerce(target.point, command.value)
         _check_limits(target, value)
+        if command.priority is not None and not self.drivers[target.device.id].priorities:
+            raise Rejected(
+                Reason.PRIORITY_UNSUPPORTED,
+                f"{target.ref} has no priority array ({target.device.driver}); leave priority out",
+            )
         if command.priority in LIFE_SAFETY_PRIORITIES and not getattr(
             getattr(target.point, "bacnet", None), "allow_life_safety_priority", False
         ):
@@ -278,13 +296,13 @@ class CommandRouter:
         now = wall_ms()
         self._check_protection(target.ref, value, context.source, now)
         self._check_rate(target, context.source)
-        expires = command.until
+        until = command.until
         if command.duration is not None:
-            expires = now + int(command.duration * 1000)
-        if expires is not None and expires <= now:
-            raise Rejected(Reason.EXPIRED, "the hold would already have ended")
+            until = now + int(command.duration * 1000)
+        if until is not None and until <= now:
+            raise Rejected(Reason.EXPIRED, "the hold would already have ended (until is past)")
         hold = Hold(target.ref, context.source, value, command.priority, command.id, now,
-                    expires, context.by)  # fmt: skip
+                    until, context.by)  # fmt: skip
         if command.dry_run:
 
             async def validated() -> dict[str, Any]:
@@ -299,8 +317,8 @@ class CommandRouter:
         if blocker is not None:
             until = (
                 "until released"
-                if blocker.expires_ms is None
-                else (f"until {_iso(blocker.expires_ms)}")
+                if blocker.until_ms is None
+                else (f"until {_iso(blocker.until_ms)}")
             )
             raise Rejected(
                 Reason.OVERRIDDEN,
@@ -333,6 +351,7 @@ class CommandRouter:
             self._check_arbitration(target.ref, hold.source)  # a higher hold may have come
             readback = await self._device_write(target, hold.value, hold.priority)
             self.holds.put(hold)
+            self._deferred.pop((hold.point, hold.source), None)  # a new hold, not ending
             await self.store.call(self.audit.save_hold, hold)
         return _write_result(target.ref, hold, readback)
 
@@ -370,45 +389,110 @@ class CommandRouter:
         held = self.holds.get(target.ref, context.source)
         if held is None:
             raise Rejected(Reason.NOT_HELD, f"{target.ref} is not held by {context.source.label}")
-        return lambda: self._release(target, context.source)
+        return lambda: self._end_hold(target, context.source, "release")
 
-    async def _release(self, target: Target, source: Source) -> dict[str, Any]:
-        """End `source`'s hold; the next hold's value goes back on the device, or the
-        device is given its point back (BACnet relinquish; Modbus keeps the last value)."""
+    async def _end_hold(self, target: Target, source: Source, cause: str) -> dict[str, Any]:
+        """End `source`'s hold (every way a hold ends comes here: a release, its time up,
+        a loop disabled or removed). What the point falls back to — the next hold's value,
+        or the device's own (BACnet: the rest of its priority array; Modbus keeps the last
+        value) — is a new command to the equipment: when protection refuses that change
+        now, the hold stays in force and ends as soon as it may (`pending`)."""
         async with self._lock(target.ref):
-            winner = self.holds.winner(target.ref)
-            ended = self.holds.remove(target.ref, source)
-            await self.store.call(self.audit.delete_hold, target.ref, source)
-            if ended is None or winner is None or winner.source != source:
+            hold = self.holds.get(target.ref, source)
+            if hold is None:  # ended meanwhile
                 return {"point": target.ref, "released": source.label, "effective": "unchanged"}
-            following = self.holds.winner(target.ref)
+            if self.holds.winner(target.ref) is not hold:  # not in force: nothing changes
+                await self._forget(hold)
+                return {"point": target.ref, "released": source.label, "effective": "unchanged"}
+            following = self.holds.beneath(target.ref, source)
+            fallback = following.value if following is not None else KEEPS
+            if self._guarded(target) and following is None:
+                fallback = await self._released_value(target, hold)
             refused = None
-            if following is not None and self.protection is not None:
-                # The value underneath is a change like any other: a loop's "run" under a
-                # technician's "stop" must still wait out the minimum off time.
+            if self.protection is not None and fallback is not KEEPS:
                 refused = self.protection.check(
-                    target.ref, following.value, wall_ms(), following.source
+                    target.ref, fallback, wall_ms(), following.source if following else None
                 )
-                if refused is not None:
-                    self.holds.remove(target.ref, following.source)
-                    await self.store.call(self.audit.delete_hold, target.ref, following.source)
-                    log.info("hold underneath dropped by protection", point=target.ref,
-                             source=following.source.label, reason=refused)  # fmt: skip
-                    following = None
+            if refused is not None:
+                await self._defer_end(hold, refused, cause)
+                return {
+                    "point": target.ref,
+                    "released": source.label,
+                    "effective": source.label,
+                    "pending": True,
+                    "protection": refused,
+                }
             if following is not None:
                 readback = await self._device_write(target, following.value, following.priority)
                 effective = following.source.label
             else:
-                readback = await self._device_release(target, ended.priority)
+                readback = await self._device_release(target, hold.priority)
                 effective = "device"
-        return {
-            "point": target.ref,
-            "released": source.label,
-            "effective": effective,
-            **({"protection": refused} if refused else {}),
-            "readback": readback.value,
-            "quality": readback.quality.value,
-        }
+                if self.protection is not None and fallback is not KEEPS:
+                    self.protection.written(target.ref, fallback, wall_ms())  # a stop, say
+            deferred = self._deferred.get((target.ref, source))  # what first ended it
+            await self._forget(hold)
+        result = {"point": target.ref, "released": source.label, "effective": effective,
+                  "readback": readback.value, "quality": readback.quality.value}  # fmt: skip
+        if cause != "release" or deferred is not None:  # nobody is waiting for a reply
+            self._emit(
+                "hold_ended",
+                point=target.ref,
+                source=source.label,
+                by=hold.by,
+                cause=deferred or cause,
+                effective=effective,
+                readback=readback.value,
+            )
+        return result
+
+    def _guarded(self, target: Target) -> bool:
+        return self.protection is not None and self.protection.guards(target.ref)
+
+    async def _released_value(self, target: Target, hold: Hold) -> Value | Keeps:
+        """What the device will carry once `hold` is relinquished (asked of it now)."""
+        driver = self.drivers[target.device.id]
+        try:
+            async with asyncio.timeout(target.device.timeout * WRITE_TIMEOUT_FACTOR + 1):
+                return await driver.released_value(target.point, hold.priority)
+        except (TimeoutError, DeviceUnavailable) as exc:
+            raise Failed(Reason.DEVICE_UNAVAILABLE, str(exc) or "no answer") from None
+        except DriverError as exc:
+            why = f"cannot tell what a release changes: {exc}"
+            raise Failed(Reason.WRITE_FAILED, why) from None
+
+    async def _defer_end(self, hold: Hold, refused: str, cause: str) -> None:
+        """Keep `hold` in force, due to end: the expiry task ends it once protection lets."""
+        now = wall_ms()
+        if hold.until_ms is None or hold.until_ms > now:
+            hold = dataclasses.replace(hold, until_ms=now)
+            self.holds.put(hold)
+            await self.store.call(self.audit.save_hold, hold)
+        key = (hold.point, hold.source)
+        if key not in self._deferred:
+            self._deferred[key] = cause
+            log.info("hold end deferred by protection", point=hold.point,
+                     source=hold.source.label, reason=refused)  # fmt: skip
+            self._emit(
+                "hold_end_deferred",
+                level="warning",
+                point=hold.point,
+                source=hold.source.label,
+                by=hold.by,
+                cause=cause,
+                reason=refused,
+            )
+
+    async def _forget(self, hold: Hold) -> None:
+        self.holds.remove(hold.point, hold.source)
+        self._deferred.pop((hold.point, hold.source), None)
+        await self.store.call(self.audit.delete_hold, hold.point, hold.source)
+
+    def _emit(self, type_: str, level: str = "info", **fields: Any) -> None:
+        if self.events is not None:
+            self.events.emit(type_, level=level, **fields)
+        else:
+            getattr(log, level)(type_, **fields)
 
     async def _device_release(self, target: Target, priority: int | None) -> Reading:
         driver = self.drivers[target.device.id]
@@ -438,19 +522,22 @@ class CommandRouter:
         return read
 
     async def expire_holds(self) -> None:
-        """Task: end holds whose time is up (a technician's override that ran out)."""
+        """Task: end holds whose time is up (an override that ran out, or an end that
+        protection deferred), each as soon as it may."""
+        failing: set[tuple[str, Source]] = set()
         while True:
             await asyncio.sleep(EXPIRY_CHECK_S)
             for hold in self.holds.expired(wall_ms()):
-                target = self.targets[hold.point]
+                key = (hold.point, hold.source)
                 try:
-                    result = await self._release(target, hold.source)
+                    await self._end_hold(self.targets[hold.point], hold.source, "expired")
                 except Failed as exc:
-                    log.warning("expired hold not released; retrying", point=hold.point,
-                                error=exc.message)  # fmt: skip
+                    if key not in failing:  # once, not every second
+                        log.warning("expired hold not ended; retrying", point=hold.point,
+                                    source=hold.source.label, error=exc.message)  # fmt: skip
+                    failing.add(key)
                     continue
-                log.info("hold expired", point=hold.point, source=hold.source.label,
-                         effective=result["effective"])  # fmt: skip
+                failing.discard(key)
 
     async def prune_audit(self) -> None:
         """Task: keep the audit log bounded."""
@@ -478,6 +565,8 @@ class CommandRouter:
 def _coerce(point: PointBase, value: Value) -> Value:
     """The command's value as the point's kind takes it; `Rejected` when it does not fit."""
     kind = point.kind
+    if type(value) is float and value.is_integer() and kind != "analog":
+        value = int(value)  # JSON has one number type: 1.0 is the integer 1
     if kind == "binary":
         if isinstance(value, bool):
             return value
@@ -528,7 +617,7 @@ def _write_result(ref: str, hold: Hold, readback: Reading) -> dict[str, Any]:
         "readback": readback.value,
         "quality": readback.quality.value,
         "source": hold.source.label,
-        "expires": hold.expires_ms,
+        "until": hold.until_ms,  # the hold's end (ms); None: until released
     }
 
 
@@ -545,7 +634,7 @@ def _reading_result(ref: str, reading: Reading) -> dict[str, Any]:
 
 
 def _stage(
-    command_id: str,
+    command_id: str | int | float,
     type_: str | None,
     stage: str,
     reason: Reason | None = None,

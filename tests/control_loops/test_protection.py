@@ -206,6 +206,47 @@ def test_an_unreadable_state_file_restarts_the_timers_rather_than_forgetting(tmp
     assert "minimum off time" in prot.check(RUN, True, wall_ms())
 
 
+def test_a_machine_found_running_with_no_record_has_just_started(tmp_path):
+    """An empty state folder (a new gateway, a replaced disk): the chiller has been running
+    for who knows how long, so the minimum on time runs from when the agent first sees it."""
+    cache = PointCache()
+    status(cache, True)
+    prot = Protection([entry(min_on=900, min_off=600)], cache, tmp_path / "protection.json")
+    prot.observe(T0)  # the protection task, right after start-up
+    problem = prot.check(RUN, False, T0 + 15_000, Source.PLATFORM)
+    assert problem is not None and "started 15 s ago, minimum on time is 900 s" in problem
+    assert prot.check(RUN, True, T0 + 15_000) is None  # keeping it running is no start
+    assert prot.check(RUN, False, T0 + 900_000) is None
+
+
+def test_a_machine_found_stopped_with_no_record_has_just_stopped(tmp_path):
+    cache = PointCache()
+    status(cache, False)
+    prot = Protection([entry(min_on=900, min_off=600)], cache, tmp_path / "protection.json")
+    prot.observe(T0)  # the protection task, right after start-up
+    problem = prot.check(RUN, True, T0 + 15_000, Source.MANUAL)
+    assert problem is not None and "stopped 15 s ago, minimum off time is 600 s" in problem
+    assert prot.check(RUN, False, T0 + 15_000) is None  # stopping a stopped machine
+    assert prot.check(RUN, True, T0 + 600_000) is None
+
+
+def test_a_machine_never_seen_and_never_recorded_is_held_both_ways():
+    """No status yet (its device not polled, or down) and no history: whether it runs is
+    unknown, so both minimum times hold from the agent's start."""
+    prot = Protection([entry(min_on=900, min_off=600)], PointCache())
+    now = wall_ms()
+    assert "minimum on time" in prot.check(RUN, False, now + 10_000, Source.PLATFORM)
+    assert "minimum off time" in prot.check(RUN, True, now + 10_000, Source.PLATFORM)
+    assert prot.check(RUN, False, now + 10_000, Source.SAFETY) is None
+    assert prot.check(RUN, True, now + 901_000) is None
+
+
+def seen_stopped_long_ago(prot: Protection, cache: PointCache) -> None:
+    """The agent watched the chiller stand still for an hour (so a start is allowed now)."""
+    cache.update("ch-1", [Reading("status", False, wall_ms())])
+    prot.observe(wall_ms() - 3_600_000)
+
+
 # ---- through the router ----------------------------------------------------------------------
 
 CHILLER = [
@@ -222,6 +263,7 @@ def write(n: int, value: bool) -> m.Write:
 async def test_the_router_refuses_unprotected_commands_from_every_source(tmp_path):
     async with plant(tmp_path, CHILLER) as p:
         prot = Protection([entry(min_off=600, min_on=600)], p.cache, tmp_path / "prot.json")
+        seen_stopped_long_ago(prot, p.cache)
         p.router.protection = prot
         final = await p.command(write(1, True), Source.PLATFORM)
         assert final["stage"] == "done" and p.value(RUN) is True
@@ -242,6 +284,7 @@ async def test_the_flow_interlock_stops_a_chiller_and_lets_go_when_a_start_is_al
     async with plant(tmp_path, CHILLER) as p:
         cfg = entry(min_off=1.0, min_flow=MinFlow(point=FLOW, value=5.0, delay=5.0))
         prot = Protection([cfg], p.cache, tmp_path / "prot.json", p.events_sink)
+        seen_stopped_long_ago(prot, p.cache)
         p.router.protection = prot
         interlock = FlowInterlock(prot, p.router, p.events_sink)
         p.feed(flow=10.0, status=False)

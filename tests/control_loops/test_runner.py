@@ -92,11 +92,13 @@ async def plant(
     await store.open()
     audit = await store.call(Audit, store.path)
     identity = {"site": "s", "gateway": "g"}
-    router = CommandRouter([device], {"ch-1": driver}, cache, store, audit, identity, protection)
-    await router.start()
     records: list[dict] = []
-    result = Plant(router, driver, cache, records)
-    result.events_sink = Events(lambda r: records.append(json.loads(r.payload)), identity)
+    events = Events(lambda r: records.append(json.loads(r.payload)), identity)
+    router = CommandRouter(
+        [device], {"ch-1": driver}, cache, store, audit, identity, protection, events
+    )
+    await router.start()
+    result = Plant(router, driver, cache, records, events)
     cache.update("ch-1", await driver.read(device.points))
     try:
         yield result
@@ -490,6 +492,7 @@ async def test_staging_starts_the_standby_through_protection(tmp_path):
                                 min_off=3600)  # fmt: skip
     async with plant(tmp_path, STAGING_POINTS) as p:
         prot = Protection([guard], p.cache)
+        prot.observe(wall_ms() - 7_200_000)  # seen standing still for two hours
         p.router.protection = prot
         chillers = [{"run": f"ch-1.run{i}", "status": f"ch-1.st{i}", "capacity_kw": 1000}
                     for i in (1, 2)]  # fmt: skip

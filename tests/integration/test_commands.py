@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from edge_agent.points import wall_ms
-from tests.harness import AgentProcess, fake_device, run_cli, site_config
+from tests.harness import AgentProcess, fake_device, run_cli, site_config, wait_until
 
 CMD = "t/test-site/gw1/cmd"
 
@@ -90,7 +90,11 @@ def test_write_is_accepted_then_done_with_the_read_back(agent, platform):
         ({"point": "ahu-1.nothing", "value": 1.0}, "unknown_point"),
         ({"point": "ahu-9.sp", "value": 1.0}, "unknown_point"),
         ({"point": "ahu-1.sp", "value": 8.0, "expires": 1_000_000}, "expired"),
-        ({"point": "ahu-1.sp", "value": 8.0, "priority": 1}, "priority_reserved"),
+        ({"point": "ahu-1.sp", "value": 8.0, "priority": 8}, "priority_unsupported"),
+        ({"point": "ahu-1.sp", "value": 8.0, "dry_run": "no"}, "malformed"),
+        ({"point": "ahu-1.sp", "value": 8.0, "priority": "8"}, "malformed"),
+        ({"point": "ahu-1.sp", "value": 8.0, "expires": str(2**40)}, "malformed"),
+        ({"point": "ahu-1.run", "value": "true"}, "wrong_type"),
         ({"point": "ahu-1.sp", "value": 8.0, "colour": "red"}, "malformed"),
     ],
 )
@@ -99,6 +103,7 @@ def test_bad_writes_are_rejected_and_nothing_is_written(agent, platform, body, r
     replies = _final(platform, f"bad-{reason}")
     assert [r["stage"] for r in replies] == ["rejected"]
     assert replies[0]["reason"] == reason and replies[0]["message"]
+    assert replies[0]["command"] == "write"  # the type was readable: it is named
     assert _value(agent, "ahu-1.sp") == 7.0
     assert _value(agent, "ahu-1.run") is False
     if reason != "malformed":  # a malformed command is refused before the audit
@@ -139,7 +144,7 @@ def test_a_manual_override_beats_the_platform_until_released(agent, platform):
     assert rejected["reason"] == "overridden" and "manual" in rejected["message"]
     assert _value(agent, "ahu-1.sp") == 10
     held = agent.request("points", device="ahu-1")["holds"]["ahu-1.sp"]
-    assert held["source"] == "manual" and held["expires_ms"] > wall_ms() + 500_000
+    assert held["source"] == "manual" and held["until_ms"] > wall_ms() + 500_000
     # The platform may not release the technician's hold either.
     _send(platform, "p-2", type="release", point="ahu-1.sp")
     assert _final(platform, "p-2")[-1]["reason"] == "not_held"
@@ -190,6 +195,40 @@ def test_malformed_messages_get_a_reason_or_are_dropped(agent, platform):
     _send(platform, "after", type="status")
     assert _final(platform, "after")[-1]["stage"] == "done"
     assert agent.status()["commands"]["dropped"] == 2
+
+
+def test_unusable_ids_are_echoed_in_a_malformed_reply(agent, platform):
+    """An id the gateway cannot use (a space, too long, a number, empty) is still sent back
+    as it came, so the platform learns which message was refused and why."""
+    unusable = ["with space", "x" * 129, 42, ""]
+    for sent in unusable:
+        platform.send(CMD, json.dumps({"v": 1, "id": sent, "type": "write",
+                                       "point": "ahu-1.sp", "value": 9.0}))  # fmt: skip
+    for sent in unusable:
+        replies = _final(platform, sent)
+        assert [(r["stage"], r["reason"], r["command"]) for r in replies] == [
+            ("rejected", "malformed", "write")
+        ], replies
+        assert replies[0]["message"].startswith("id:")
+    assert _value(agent, "ahu-1.sp") == 7.0
+    # Without any id (or with one that is not a JSON string or number) there is nobody to
+    # answer: counted as dropped.
+    dropped = agent.status()["commands"]["dropped"]
+    platform.send(CMD, json.dumps({"v": 1, "id": None, "type": "status"}))
+    platform.send(CMD, json.dumps({"v": 1, "id": ["a"], "type": "status"}))
+    wait_until(lambda: agent.status()["commands"]["dropped"] == dropped + 2, 10, "the drops")
+
+
+def test_the_size_limit_is_answered_up_to_eight_times_over(agent, platform):
+    """One byte over the limit is refused with a reply; a message too large to read for its
+    id (over 8 MiB) is dropped."""
+    limit = 1024 * 1024
+    body = {"v": 1, "id": "big", "type": "config_apply", "config": ""}
+    padding = limit - len(json.dumps(body)) + 1
+    platform.send(CMD, json.dumps({**body, "config": "#" * padding}))
+    replies = _final(platform, "big")
+    assert [(r["stage"], r["reason"]) for r in replies] == [("rejected", "malformed")]
+    assert "larger than 1048576 bytes" in replies[0]["message"]
 
 
 def test_a_retained_command_is_never_executed(tmp_path, broker, platform, agents):

@@ -67,7 +67,13 @@ def test_refused_commands_write_nothing(plant, platform):
         "read-only": ({"point": "plant.chws_temp", "value": 5.0}, "read_only"),
         "expired": ({"point": "plant.dp_setpoint", "value": 90.0, "expires": 1}, "expired"),
         "type": ({"point": "plant.dp_control", "value": 7}, "wrong_type"),
-    }
+        "priority-modbus": ({"point": "plant.dp_setpoint", "value": 90.0, "priority": 8},
+                            "priority_unsupported"),
+        "priority-life": ({"point": "chiller-3.chws_setpoint", "value": 8.0, "priority": 1},
+                          "priority_reserved"),
+        "loose-dry-run": ({"point": "plant.dp_setpoint", "value": 90.0, "dry_run": "no"},
+                          "malformed"),
+    }  # fmt: skip
     for name, (body, reason) in cases.items():
         replies = _run(platform, name, type="write", **body)
         assert _stages(replies) == ["rejected"] and replies[0]["reason"] == reason, replies
@@ -107,7 +113,7 @@ def test_alarm_ack_backfill_and_config_apply_on_the_plant(plant, platform):
         == [m["seq"] for m in first], 10
     )  # fmt: skip
     ack = _run(platform, "ack", type="alarm_ack", alarm="chw-supply-warm")
-    assert ack[-1]["reason"] == "unknown_alarm"  # nothing raised on a healthy plant
+    assert [(a["stage"], a.get("reason")) for a in ack] == [("rejected", "unknown_alarm")]
     config = yaml.safe_load(plant.config_path.read_text())
     for device in config["devices"]:
         if device["id"] == "weather":

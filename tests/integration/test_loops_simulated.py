@@ -3,6 +3,7 @@ simulated plant: automatic writes, manual overrides that win, safe states, prote
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -78,36 +79,77 @@ def test_lost_inputs_put_a_loop_in_its_safe_state(plant, platform):
     wait_until(lambda: _loops(agent)["cw-approach"]["mode"] == "auto", 90, "recovery")
 
 
-def test_protection_refuses_a_restart_within_the_minimum_off_time(plant, platform):
-    agent, _faults = plant
+@pytest.fixture
+def quick_standby(tmp_path: Path, broker) -> Iterator[tuple[AgentProcess, Path]]:
+    """The shipped plant, with the standby chiller's minimum off time on test time."""
 
-    def send(command_id: str, value: bool, point: str = "chiller-1.enable") -> dict:
-        platform.send(CMD, json.dumps({"v": 1, "id": command_id, "type": "write",
-                                       "point": point, "value": value}))  # fmt: skip
+    def adjust(config: dict) -> None:
+        _fast_loops(config)
+        for guard in config["protection"]:
+            if guard["id"] == "chiller-3":
+                guard["min_off"] = 5.0
+
+    with running_plant(tmp_path, broker.port, adjust=adjust) as running:
+        yield running
+
+
+def test_protection_holds_on_a_fresh_gateway_and_through_a_release(quick_standby, platform):
+    agent, _faults = quick_standby
+
+    def send(command_id: str, point: str, **body) -> dict:
+        platform.send(CMD, json.dumps({"v": 1, "id": command_id, "point": point, **body}))
         finals = ("rejected", "done", "failed")
         assert platform.wait_for(
             lambda p: any(a["stage"] in finals for a in p.acks(command_id)), 20
         ), platform.acks(command_id)
         return platform.acks(command_id)[-1]
 
-    # Running since before the agent started (start time unknown): a stop is allowed.
-    assert send("stop", False)["stage"] == "done"
-    restart = send("start", True)
-    assert restart["reason"] == "protection" and "min" in restart["message"].lower(), restart
-    cli = run_cli("write", "chiller-1.enable", "true", "--socket", str(agent.socket))
+    def write(command_id: str, point: str, value: bool) -> dict:
+        return send(command_id, point, type="write", value=value)
+
+    # A fresh gateway (no protection history): chiller-1 has been running since before the
+    # agent started, so it is taken to have just started, and its minimum on time holds.
+    stop = write("stop", "chiller-1.enable", False)
+    assert stop["reason"] == "protection" and "minimum on time" in stop["message"], stop
+    cli = run_cli("write", "chiller-1.enable", "false", "--socket", str(agent.socket))
     assert cli.returncode == 1 and "protection" in cli.stderr  # nor may the technician
-    chiller = agent.request("points", device="chiller-1")["points"]
-    assert chiller["chiller-1.enable"]["value"] is False
-    # The standby chiller (BACnet) may start while the loop has flow, and then runs its
-    # minimum on time.
+    assert agent.request("points", device="chiller-1")["points"]["chiller-1.enable"]["value"]
+
+    # The standby (BACnet) was found stopped: it may start once its minimum off time is
+    # over and the loop has flow, and then runs its minimum on time.
     plant_points = lambda: agent.request("points", device="plant")["points"]  # noqa: E731
     wait_until(
         lambda: plant_points().get("plant.chw_flow", {}).get("value"), 30, "the plant's flow"
     )
-    started = send("start-3", True, "chiller-3.enable")
-    assert started["stage"] == "done", (started.get("reason"), started.get("message"))
-    stop = send("stop-3", False, "chiller-3.enable")
+    early = write("start-3-early", "chiller-3.enable", True)
+    assert early["reason"] == "protection" and "minimum off time" in early["message"], early
+    attempts = itertools.count()  # the timer runs from when the agent first saw it stopped
+    wait_until(
+        lambda: write(f"start-3-{next(attempts)}", "chiller-3.enable", True)["stage"] == "done",
+        30,
+        "the start allowed after the minimum off time",
+    )
+    stop = write("stop-3", "chiller-3.enable", False)
     assert stop["reason"] == "protection" and "minimum on time" in stop["message"], stop
+
+    # The release that stopped it anyway (its priority relinquished, the device's
+    # default took over): now it keeps the hold until the stop is allowed.
+    release = send("release-3", "chiller-3.enable", type="release")
+    assert release["stage"] == "done", release
+    assert release["result"]["pending"] is True, release
+    assert "minimum on time" in release["result"]["protection"]
+    time.sleep(8)
+    chiller = agent.request("points", device="chiller-3")["points"]
+    assert chiller["chiller-3.enable"]["value"] is True
+    assert chiller["chiller-3.run_status"]["value"] is True
+    assert agent.holder("chiller-3.enable") == "platform"
+    assert platform.wait_for(
+        lambda p: any(
+            m.body.get("type") == "hold_end_deferred" and m.body["point"] == "chiller-3.enable"
+            for m in p.messages
+        ),
+        10,
+    )
 
 
 def test_the_platform_disables_sets_and_enables_a_loop(plant, platform):

@@ -116,3 +116,22 @@ async def test_a_value_the_plant_refuses_is_a_bacnet_error(
     # The refused command left no trace in the priority array.
     assert (await driver.read(device.points))[0].value == 3.0
     assert sim.command()["tags"]["locked"] == 3.0
+
+
+async def test_the_value_after_a_release_is_read_from_the_priority_array(
+    sim: SimProcess, open_driver: Callable
+) -> None:
+    """What a relinquish will change, asked before it is done (equipment protection must
+    check the value a release falls back to like any other command)."""
+    device = device_config(sim.address)
+    driver = await open_driver(device)
+    sp, run = point(device, "chws_sp"), point(device, "run_cmd")
+    await driver.write(sp, 9.5)  # priority 8
+    assert await driver.released_value(sp) == 7.0  # the relinquish default
+    await driver.write(sp, 11.0, priority=10)
+    assert await driver.released_value(sp) == 11.0  # priority 10 takes over
+    assert await driver.released_value(sp, priority=10) == 9.5  # 8 still wins then
+    assert (await driver.release(sp)).value == 11.0  # and that is what a release does
+    await driver.write(run, True)
+    assert await driver.released_value(run) is False
+    assert sim.command()["tags"]["run_cmd"] is True  # asking changed nothing

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
+import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.commands import messages as m
+from tests.harness import REPO
 
 USABLE_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 FUZZ = settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -55,22 +58,58 @@ def mutated_commands(draw) -> dict:
     return command
 
 
+SCHEMA = jsonschema.Draft202012Validator(
+    json.loads((REPO / "docs" / "schema" / "command.schema.json").read_text())
+)
+
+
 def _check(payload: bytes, data: object) -> None:
     try:
         command = m.decode(payload)
     except m.Rejected as exc:
         assert isinstance(exc.reason, m.Reason) and exc.message
-        has_id = (
-            isinstance(data, dict)
-            and isinstance(data.get("id"), str)
-            and bool(USABLE_ID.match(data["id"]))
+        sent = data.get("id") if isinstance(data, dict) else None
+        usable = isinstance(sent, str) and USABLE_ID.fullmatch(sent) is not None
+        # An unusable id is echoed in a `malformed` reply when it can be: a string of at
+        # most 1024 characters, or a number. Otherwise nobody can be answered.
+        echoable = not usable and (
+            (isinstance(sent, str) and len(sent) <= 1024)
+            or (isinstance(sent, int | float) and not isinstance(sent, bool))
         )
-        # A usable id is always carried, so that the sender gets a `rejected` reply.
-        assert (exc.command_id is not None) == has_id
-        if has_id:
-            assert exc.command_id == data["id"]
+        if usable or echoable:
+            assert exc.command_id == sent and type(exc.command_id) is type(sent)
+        else:
+            assert exc.command_id is None
+        if echoable:
+            assert exc.reason is m.Reason.MALFORMED
+        if exc.command_type is not None:
+            assert isinstance(data, dict) and exc.command_type == data["type"] in m.TYPES
+        _agrees_with_the_schema(data, decoded=False)
         return
-    assert USABLE_ID.match(command.id) and command.type in m.TYPES
+    assert USABLE_ID.fullmatch(command.id) and command.type in m.TYPES
+    _agrees_with_the_schema(data, decoded=True)
+
+
+def _agrees_with_the_schema(data: object, *, decoded: bool) -> None:
+    """The published JSON Schema accepts exactly what the gateway accepts. Two kinds of
+    input are left out: non-standard JSON (NaN, Infinity), and strings ending in a newline,
+    where Python's `re` (used by the validator) lets `$` match before the newline but
+    JSON Schema's ECMA-262 patterns do not."""
+    if not _standard(data):
+        return
+    assert SCHEMA.is_valid(data) == decoded, (data, [e.message for e in SCHEMA.iter_errors(data)])
+
+
+def _standard(value: object) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return not value.endswith("\n")
+    if isinstance(value, list):
+        return all(_standard(v) for v in value)
+    if isinstance(value, dict):
+        return all(_standard(k) and _standard(v) for k, v in value.items())
+    return True
 
 
 @FUZZ

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import yaml
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from edge_agent.broker_tools import BrokerUnavailable, LocalBroker, PlatformSubscriber
@@ -85,9 +87,14 @@ def _start_simulator(sim: Path, speed: float, workdir: Path) -> subprocess.Popen
         )
     deadline = time.monotonic() + SIM_READY_TIMEOUT_S
     while b"simulator ready" not in log.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
+        code = process.poll()
+        if code is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"the simulator did not start: {log.read_text()[-800:]}")
+            # The simulator says what failed in its last line (a port taken: exit 3).
+            lines = log.read_text(errors="replace").strip().splitlines()
+            last = lines[-1].removeprefix("error: ") if lines else "no output"
+            ended = f"exited with {code}" if code is not None else "did not start in time"
+            raise RuntimeError(f"the simulator {ended}: {last}")
         time.sleep(0.1)
     return process
 
@@ -114,9 +121,10 @@ def run_demo(
             simulator = _start_simulator(sim, speed, workdir)
         broker = LocalBroker(workdir / "broker").start()
     except (BrokerUnavailable, RuntimeError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {escape(str(exc))}")  # its text is not markup
         if simulator is not None:
             simulator.terminate()
+        shutil.rmtree(workdir, ignore_errors=True)
         return 1
     site = _demo_config(source, workdir, broker.port)
     console.print(

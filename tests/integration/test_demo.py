@@ -52,3 +52,29 @@ def test_closing_the_terminal_stops_everything(tmp_path):
     workdir = re.search(r"Files: (\S+)", text.replace("\n", " ")).group(1)
     left = subprocess.run(["pgrep", "-f", workdir], capture_output=True, text=True).stdout
     assert left == "", f"processes left behind: {left}"
+
+
+def test_a_taken_port_stops_the_demo_with_one_clear_line():
+    """Another program (a second demo, a real gateway) holds a port of the simulated plant:
+    the demo says which, at once, instead of a traceback or a plant with a device missing."""
+    import socket
+
+    import yaml
+
+    sim = yaml.safe_load((REPO / "configs" / "sim" / "hospital.yaml").read_text())
+    server = next(s for s in sim["modbus"] if s["transport"] == "tcp")
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", server["port"]))
+        holder.listen()
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "edge_agent", "demo", "--duration", "5"],
+            capture_output=True, text=True, cwd=REPO, timeout=60,
+        )  # fmt: skip
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert time.monotonic() - started < 20
+    assert "Traceback" not in out
+    assert f"the simulator exited with 3: modbus server {server['id']}" in out, out
+    assert f"127.0.0.1:{server['port']}" in out

@@ -115,8 +115,13 @@ class CommandRouter:
         for hold in await self.store.call(self.audit.holds):
             if hold.point in self.targets:
                 self.holds.put(hold)
-            else:
-                await self.store.call(self.audit.delete_hold, hold.point, hold.source)
+                continue
+            # Gone from the configuration (or its device disabled): nothing can be written
+            # to it any more, so nothing changes on the device either, which keeps the value.
+            log.warning("hold dropped: the point is no longer configured", point=hold.point,
+                        source=hold.source.label, value=hold.value,
+                        priority=hold.priority)  # fmt: skip
+            await self.store.call(self.audit.delete_hold, hold.point, hold.source)
 
     def register(self, type_: str, handler: Handler) -> None:
         self.handlers[type_] = handler

@@ -64,6 +64,12 @@ def parse_value(text: str) -> bool | int | float | str:
     return text
 
 
+def _held_until(hold: dict) -> str:
+    if hold.get("ending"):
+        return "ending when protection allows"
+    return _until(hold.get("until_ms"))
+
+
 def _until(ms: int | None) -> str:
     if ms is None:
         return "until released"
@@ -218,6 +224,6 @@ def _points_table(values: dict[str, dict], holds: dict[str, dict]):
             "-" if p["value"] is None else escape(repr(p["value"])),
             f"[{styles.get(quality, '')}]{shown}[/]" if styles.get(quality) else shown,
             _age(p["ts"]),
-            "" if hold is None else f"{hold['source']} {_until(hold.get('until_ms'))}",
+            "" if hold is None else f"{hold['source']} {_held_until(hold)}",
         )
     return table

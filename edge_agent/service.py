@@ -569,7 +569,7 @@ class Runtime:
         if self.router is not None:
             for ref in snapshot:
                 if (hold := self.router.holds.winner(ref)) is not None:
-                    holds[ref] = hold.as_dict()
+                    holds[ref] = self.router.hold_view(hold)
         return {
             "holds": holds,
             "points": {

@@ -92,8 +92,9 @@ def render_status(status: dict[str, Any]) -> Group:
         )
         for hold in commands["holds"]:
             if hold["source"] in ("manual", "platform"):
+                ending = f", ending: {escape(hold['ending'])}" if hold.get("ending") else ""
                 head.add_row("", f"[cyan]{hold['point']} held by {hold['source']}[/] "
-                                 f"= {escape(repr(hold['value']))}")  # fmt: skip
+                                 f"= {escape(repr(hold['value']))}{ending}")  # fmt: skip
     for loop in status.get("loops") or ():
         mode = loop.get("mode", "?")
         style = {"auto": "green", "safe": "red", "overridden": "cyan"}.get(mode, "dim")

@@ -96,8 +96,8 @@ class CommandRouter:
         self.protection = protection
         self.events = events
         self.holds = Holds()
-        # Holds whose end protection deferred: (point, source) -> what ended them.
-        self._deferred: dict[tuple[str, Source], str] = {}
+        # Holds whose end protection deferred: (point, source) -> (what ended them, why not).
+        self._deferred: dict[tuple[str, Source], tuple[str, str]] = {}
         self.handlers: dict[str, Handler] = {
             "write": self._prepare_write,
             "release": self._prepare_release,
@@ -435,7 +435,7 @@ class CommandRouter:
                 effective = "device"
                 if self.protection is not None and fallback is not KEEPS:
                     self.protection.written(target.ref, fallback, wall_ms())  # a stop, say
-            deferred = self._deferred.get((target.ref, source))  # what first ended it
+            deferred = self._deferred.get((target.ref, source), (None, None))[0]
             await self._forget(hold)
         result = {"point": target.ref, "released": source.label, "effective": effective,
                   "readback": readback.value, "quality": readback.quality.value}  # fmt: skip
@@ -474,8 +474,9 @@ class CommandRouter:
             self.holds.put(hold)
             await self.store.call(self.audit.save_hold, hold)
         key = (hold.point, hold.source)
-        if key not in self._deferred:
-            self._deferred[key] = cause
+        first = key not in self._deferred
+        self._deferred[key] = (self._deferred.get(key, (cause, ""))[0], refused)
+        if first:
             log.info("hold end deferred by protection", point=hold.point,
                      source=hold.source.label, reason=refused)  # fmt: skip
             self._emit(
@@ -554,11 +555,19 @@ class CommandRouter:
     def _lock(self, ref: str) -> asyncio.Lock:
         return self._point_locks.setdefault(ref, asyncio.Lock())
 
+    def hold_view(self, hold: Hold) -> dict[str, Any]:
+        """A hold as status and the CLI show it; `ending`: why its due end waits."""
+        view = hold.as_dict()
+        deferred = self._deferred.get((hold.point, hold.source))
+        if deferred is not None:
+            view["ending"] = deferred[1]
+        return view
+
     def stats(self) -> dict[str, Any]:
         recent = sorted(self.latency_ms)
         return {
             **self.counts,
-            "holds": [h.as_dict() for h in self.holds.all()],
+            "holds": [self.hold_view(h) for h in self.holds.all()],
             "latency_ms_p50": _percentile(recent, 0.5),
             "latency_ms_p99": _percentile(recent, 0.99),
         }

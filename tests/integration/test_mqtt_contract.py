@@ -11,6 +11,7 @@ a fake plant controller and a BACnet chiller (the simulator over real UDP).
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -311,3 +312,9 @@ def test_the_cli_shows_a_pending_release(gateway: Gateway):
     assert release.returncode == 0, release.stderr
     assert "stays in force until equipment protection allows" in release.stdout
     assert "minimum on time" in release.stdout
+    wide = {**os.environ, "COLUMNS": "200"}
+    status = run_cli("status", "--socket", socket, env=wide)
+    assert "chiller-3.pump held by manual" in status.stdout
+    assert "ending: chiller-3-pump: started" in status.stdout, status.stdout
+    points = run_cli("points", "--device", "chiller-3", "--socket", socket, env=wide)
+    assert "ending when protection allows" in points.stdout, points.stdout

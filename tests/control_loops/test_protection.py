@@ -206,28 +206,28 @@ def test_an_unreadable_state_file_restarts_the_timers_rather_than_forgetting(tmp
     assert "minimum off time" in prot.check(RUN, True, wall_ms())
 
 
-def test_a_machine_found_running_with_no_record_has_just_started(tmp_path):
+@pytest.mark.parametrize(
+    ("running", "problem", "allowed_after_s"),
+    [
+        (True, "started 15 s ago, minimum on time is 900 s", 900),
+        (False, "stopped 15 s ago, minimum off time is 600 s", 600),
+    ],
+)
+def test_a_machine_found_with_no_record_has_just_started_or_stopped(
+    tmp_path, running, problem, allowed_after_s
+):
     """An empty state folder (a new gateway, a replaced disk): the chiller has been running
-    for who knows how long, so the minimum on time runs from when the agent first sees it."""
+    (or standing) for who knows how long, so its minimum on (off) time runs from when the
+    agent first sees it."""
     cache = PointCache()
-    status(cache, True)
+    status(cache, running)
     prot = Protection([entry(min_on=900, min_off=600)], cache, tmp_path / "protection.json")
     prot.observe(T0)  # the protection task, right after start-up
-    problem = prot.check(RUN, False, T0 + 15_000, Source.PLATFORM)
-    assert problem is not None and "started 15 s ago, minimum on time is 900 s" in problem
-    assert prot.check(RUN, True, T0 + 15_000) is None  # keeping it running is no start
-    assert prot.check(RUN, False, T0 + 900_000) is None
-
-
-def test_a_machine_found_stopped_with_no_record_has_just_stopped(tmp_path):
-    cache = PointCache()
-    status(cache, False)
-    prot = Protection([entry(min_on=900, min_off=600)], cache, tmp_path / "protection.json")
-    prot.observe(T0)  # the protection task, right after start-up
-    problem = prot.check(RUN, True, T0 + 15_000, Source.MANUAL)
-    assert problem is not None and "stopped 15 s ago, minimum off time is 600 s" in problem
-    assert prot.check(RUN, False, T0 + 15_000) is None  # stopping a stopped machine
-    assert prot.check(RUN, True, T0 + 600_000) is None
+    change = not running
+    found = prot.check(RUN, change, T0 + 15_000, Source.PLATFORM)
+    assert found is not None and problem in found
+    assert prot.check(RUN, running, T0 + 15_000) is None  # no change: allowed
+    assert prot.check(RUN, change, T0 + allowed_after_s * 1000) is None
 
 
 def test_a_machine_never_seen_and_never_recorded_is_held_both_ways():

@@ -410,8 +410,10 @@ class CommandRouter:
                 await self._forget(hold)
                 return {"point": target.ref, "released": source.label, "effective": "unchanged"}
             following = self.holds.beneath(target.ref, source)
-            fallback = following.value if following is not None else KEEPS
-            if self._guarded(target) and following is None:
+            fallback: Value | Keeps = KEEPS  # what the point will carry: a change?
+            if following is not None:
+                fallback = following.value
+            elif self._guarded(target):
                 fallback = await self._released_value(target, hold)
             refused = None
             if self.protection is not None and fallback is not KEEPS:

@@ -7,9 +7,13 @@ goes back to ready; after reconnect it is published again, so a message whose PU
 lost can arrive twice (at-least-once), never zero times.
 
 Three lanes share the window of in-flight messages: PRIORITY (events, alarms, command
-results), LIVE (telemetry committed since this connection) and BACKLOG (older telemetry,
-flagged `historical`). Backlog may never fill the last `reserve` slots, so live data is
-not starved while a long backlog drains.
+results), LIVE (telemetry committed after this connection's CONNACK) and BACKLOG (telemetry
+committed before it, and backfill). Backlog may never fill the last `reserve` slots, so
+live data is not starved while a long backlog drains.
+
+`historical` is exact: true iff the row was committed before the CONNACK of the connection
+that publishes it (the outbox's `committed_id()` read on paho's thread as the CONNACK
+arrives), or it is republished by a backfill; false for everything committed after it.
 
 Commands: the uplink subscribes to exactly one topic, `…/cmd`, and hands each message to
 `on_command` on the asyncio thread; a message on any other topic is ignored. The session is
@@ -40,9 +44,6 @@ from edge_agent.store_worker import StoreWorker
 log = logs.get("uplink")
 
 CONNECT_TIMEOUT_S = 10.0
-# Data polled at most this long before the connection came up is live, not a replay: it
-# was only waiting for the CONNACK, not stored through an outage.
-LIVE_GRACE_MS = 2000
 
 
 class ConnectFailed(Exception):
@@ -96,6 +97,7 @@ class Uplink:
         self._wake = asyncio.Event()
         self._acks: deque[tuple[int, bool]] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._boundary = 0  # the newest row id committed before this connection's CONNACK
         self._connected = False
         self._lost_reason: str | None = None
         self._stop_deadline: float | None = None
@@ -209,10 +211,13 @@ class Uplink:
             client = self._client()
         except (OSError, ValueError) as exc:  # unreadable certificate or password file
             raise ConnectFailed(str(exc)) from exc
-        connack: asyncio.Future[mqtt.ReasonCode] = loop.create_future()
+        connack: asyncio.Future[tuple[mqtt.ReasonCode, int]] = loop.create_future()
+        outbox = self.store.outbox
 
         def on_connect(_c, _u, _flags, reason, _props) -> None:
-            loop.call_soon_threadsafe(_settle, connack, reason)
+            # Here, on paho's thread as the CONNACK arrives: rows committed up to now are
+            # historical on this connection, later ones live.
+            loop.call_soon_threadsafe(_settle, connack, (reason, outbox.committed_id()))
 
         def on_disconnect(_c, _u, _flags, reason, _props) -> None:
             loop.call_soon_threadsafe(self._on_lost, str(reason))
@@ -243,7 +248,7 @@ class Uplink:
                 CONNECT_TIMEOUT_S + 1,
             )
             client.loop_start()
-            reason = await asyncio.wait_for(connack, CONNECT_TIMEOUT_S)
+            reason, self._boundary = await asyncio.wait_for(connack, CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError) as exc:
             await self._disconnect(client)
             raise ConnectFailed(str(exc) or type(exc).__name__) from exc
@@ -299,7 +304,7 @@ class Uplink:
             qos=1,
             retain=True,
         )
-        await self.store.call(self.store.outbox.mark_boundary, self.connected_since - LIVE_GRACE_MS)
+        await self.store.call(self.store.outbox.mark_boundary, self._boundary)
         self._wake.set()
         idle = False
         while True:
@@ -348,9 +353,10 @@ class Uplink:
         return acked
 
     def _publish(self, client: mqtt.Client, leased: Iterable[tuple[Row, Lane]]) -> bool:
-        replay_before = (self.connected_since or 0) - LIVE_GRACE_MS
         for row, lane in leased:
-            historical = lane is Lane.BACKLOG or row.ts < replay_before
+            # BACKLOG: telemetry committed before the CONNACK, or backfill. The id test
+            # applies the same rule to events, alarms and command results.
+            historical = lane is Lane.BACKLOG or row.id <= self._boundary
             topic, body = payloads.render(row, self.topics, self.identity, historical)
             info = client.publish(topic, body, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:

@@ -41,6 +41,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -92,8 +93,8 @@ EVICTION_ORDER = tuple(TrafficClass)  # first to go first
 
 class Lane(Enum):
     PRIORITY = "priority"  # events, alarms, command results, any age
-    LIVE = "live"  # telemetry committed since the last mark_boundary()
-    BACKLOG = "backlog"  # telemetry committed up to it: published as historical
+    LIVE = "live"  # telemetry committed after the boundary (the CONNACK)
+    BACKLOG = "backlog"  # telemetry committed up to it, and backfill: published as historical
 
 
 class StoreError(Exception):
@@ -370,6 +371,8 @@ class Outbox:
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"cannot open the outbox {self.path}: {exc}") from exc
+        self._commit_lock = threading.Lock()  # see committed_id()
+        self._committed_id = self._last_id
         self._leased: dict[int, Lane] = {}  # row id -> the lane that leased it
         self._cursor = dict.fromkeys(Lane, 0)  # highest id a lane's scan has handed out
         # Rows the lanes' scans will not reach again, to lease first (heaps of ids).
@@ -438,7 +441,9 @@ class Outbox:
         try:
             yield txn
             self._flush_counts(txn)
-            db.execute("COMMIT")
+            with self._commit_lock:
+                db.execute("COMMIT")
+                self._committed_id = txn.last_id
         except BaseException:
             if db.in_transaction:
                 with suppress(sqlite3.Error):  # SQLite may have rolled back already
@@ -564,21 +569,19 @@ class Outbox:
 
     # -- publishing ----------------------------------------------------------------------
 
-    def mark_boundary(self, before_ts: int | None = None) -> None:
-        """Called at each (re)connect: telemetry committed so far is backlog, later is live.
+    def committed_id(self) -> int:
+        """The id of the newest committed row. Safe from any thread: the uplink reads it
+        on paho's thread when the CONNACK arrives, and a COMMIT is either wholly before
+        that read or wholly after it."""
+        with self._commit_lock:
+            return self._committed_id
 
-        With `before_ts`, only telemetry polled before that time is backlog: polls made a
-        moment before the connection came up are live data, not a replay.
-        """
-        if before_ts is None:
-            self._boundary = self._last_id
-        else:
-            # Newest first: the rows after the boundary are few, so this stops early.
-            newest_old = self._db.execute(
-                "SELECT id FROM outbox WHERE cls = 0 AND ts < ? ORDER BY id DESC LIMIT 1",
-                (before_ts,),
-            ).fetchone()
-            self._boundary = newest_old[0] if newest_old else 0
+    def mark_boundary(self, upto_id: int | None = None) -> None:
+        """Called at each (re)connect: telemetry with id <= `upto_id` (default: all rows
+        committed so far) is backlog, published as historical; later rows are live. The
+        uplink passes `committed_id()` read at the CONNACK: rows committed before the
+        connection was established are historical, rows committed after it are live."""
+        self._boundary = self._last_id if upto_id is None else min(upto_id, self._last_id)
         # Live rows requeued before now are backlog from here on; the backlog scan, which
         # has not reached them, will find them.
         self._returned[Lane.LIVE].clear()
@@ -744,8 +747,9 @@ class Outbox:
         if not ids:
             return
         live_reach = max(self._cursor[Lane.LIVE], self._boundary)
-        # Rows above live_reach (rare: delivered before a reconnect, polled after it) are
-        # still ahead of the LIVE scan: that one publishes them.
+        # A delivered row above live_reach would be ahead of the LIVE scan (and go out as
+        # live): none exists, since the boundary is the newest row committed at the CONNACK
+        # and every row delivered since went through the LIVE scan.
         reachable = [i for i in ids if i <= live_reach]
         if not reachable:
             return

@@ -79,6 +79,7 @@ def test_broker_outage_loses_nothing_and_live_data_resumes(tmp_path, broker, pla
         timeout=10,
     ), agent.log()
     assert platform.wait_for(lambda p: agent.status()["store"]["backlog_rows"] == 0, timeout=20)
+    connected_since = agent.status()["uplink"]["connected_since"]  # just after the CONNACK
     assert agent.stop() == 0
 
     for device, bodies in platform.telemetry().items():
@@ -88,12 +89,48 @@ def test_broker_outage_loses_nothing_and_live_data_resumes(tmp_path, broker, pla
         assert duplicates <= 256, device
         replayed = [b for b in bodies if b["historical"]]
         assert replayed, f"{device}: no historical messages after the outage"
-        assert all(b["ts"] / 1000 < reconnect_at for b in replayed)
+        # Historical: committed before the CONNACK, so polled before it too.
+        assert all(b["ts"] < connected_since for b in replayed)
         assert any(b["ts"] / 1000 > outage_start for b in replayed)
         for lane in (True, False):  # each lane is in order
             seqs = [b["seq"] for b in bodies if b["historical"] is lane]
             assert seqs == sorted(seqs), (device, lane)
         _assert_content(bodies)
+
+
+def _committed_seqs(path: Path) -> dict[str, int]:
+    """The last seq the agent has committed per device, read beside the running agent."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return dict(db.execute("SELECT name, last_seq FROM streams WHERE kind = 0").fetchall())
+
+
+def test_what_was_committed_during_an_outage_arrives_historical(tmp_path, broker, platform, agents):
+    """`historical` is true iff the row was committed before the CONNACK of the connection
+    that publishes it: a poll committed while the broker was down is never live, even one
+    made a moment before the reconnect."""
+    agent = _start(tmp_path, broker.port, agents)
+    assert platform.wait_for(lambda p: len(p.telemetry()) == len(DEVICES), 10)
+    broker.stop()
+    down_from = _committed_seqs(tmp_path / "outbox.db")  # later rows cannot have gone out
+    time.sleep(3)
+    down_to = _committed_seqs(tmp_path / "outbox.db")  # committed before the next CONNACK
+    broker.start()
+    reconnect_at = time.time()
+    assert platform.wait_for(lambda p: agent.status()["store"]["backlog_rows"] == 0, 20)
+    assert platform.wait_for(
+        lambda p: any(m.at > reconnect_at + 0.5 and not m.body.get("historical", True)
+                      for m in p.messages), 10,
+    ), "live data did not resume"  # fmt: skip
+    assert agent.stop() == 0
+    for device, bodies in platform.telemetry().items():
+        during = [b for b in bodies if down_from[device] < b["seq"] <= down_to[device]]
+        assert {b["seq"] for b in during} == set(range(down_from[device] + 1, down_to[device] + 1))
+        live = [(b["seq"], b["ts"]) for b in during if not b["historical"]]
+        assert live == [], f"{device}: committed during the outage, published as live: {live}"
+        # The newest of them were polled within the old 2 s "grace" of the reconnect.
+        assert max(b["ts"] for b in during) > (reconnect_at - 1) * 1000
+        after = [b for b in bodies if b["seq"] > down_to[device]]
+        assert any(not b["historical"] for b in after), device
 
 
 def test_sigkill_at_random_moments_loses_no_committed_sample(tmp_path, broker, platform, agents):

@@ -151,22 +151,32 @@ def test_each_lane_leases_its_rows_in_order(open_outbox) -> None:
     assert all(box.lease(lane, 10) == [] for lane in Lane)
 
 
-def test_polls_made_just_before_the_connection_are_live(open_outbox) -> None:
+def test_the_boundary_is_a_commit_not_a_poll_time(open_outbox) -> None:
+    """Rows committed before the CONNACK are backlog however recent their poll; rows
+    committed after it are live however old (a poll that waited in memory)."""
     box = open_outbox()
     now = wall_ms()
-    old = box.append([tel("a", 0, ts=now - 60_000), tel("b", 0, ts=now - 30_000)])
-    recent = box.append([tel("a", 1, ts=now - 500), tel("b", 1, ts=now - 100)])
-    box.mark_boundary(before_ts=now - 2000)
-    assert ids(box.lease(Lane.BACKLOG, 10)) == ids(old)
-    assert ids(box.lease(Lane.LIVE, 10)) == ids(recent)
+    before = box.append([tel("a", 0, ts=now - 60_000), tel("b", 0, ts=now - 10)])
+    at_connack = box.committed_id()
+    assert at_connack == before[-1].id
+    after = box.append([tel("a", 1, ts=now - 30_000), tel("b", 1, ts=now)])
+    box.mark_boundary(at_connack)
+    assert ids(box.lease(Lane.BACKLOG, 10)) == ids(before)
+    assert ids(box.lease(Lane.LIVE, 10)) == ids(after)
 
 
-def test_without_old_rows_everything_is_live(open_outbox) -> None:
+def test_committed_id_moves_only_with_a_commit(open_outbox) -> None:
     box = open_outbox()
-    rows = box.append([tel("a", i) for i in range(3)])
-    box.mark_boundary(before_ts=wall_ms() - 2000)
-    assert box.lease(Lane.BACKLOG, 10) == []
-    assert ids(box.lease(Lane.LIVE, 10)) == ids(rows)
+    assert box.committed_id() == 0
+    with pytest.raises(ValueError):
+        box.append([tel("a"), Record(TrafficClass.EVENT, "event", 1)])  # refused: no commit
+    assert box.committed_id() == 0
+    rows = box.append([tel("a"), msg(TrafficClass.EVENT)])
+    assert box.committed_id() == rows[-1].id
+    box.ack([rows[0].id])
+    assert box.committed_id() == rows[-1].id
+    box.close()
+    assert open_outbox().committed_id() == rows[-1].id
 
 
 def test_a_row_is_never_leased_twice(open_outbox) -> None:

@@ -15,8 +15,9 @@ live data is not starved while a long backlog drains.
 that publishes it (the outbox's `committed_id()` read on paho's thread as the CONNACK
 arrives), or it is republished by a backfill; false for everything committed after it.
 
-Commands: the uplink subscribes to exactly one topic, `…/cmd`, and hands each message to
-`on_command` on the asyncio thread; a message on any other topic is ignored. The session is
+Commands: the uplink subscribes to exactly one topic, `…/cmd` (MQTT 5: retain-as-published,
+so every retained command is seen as such), and hands each message to `on_command` on the
+asyncio thread with its retain flag; a message on any other topic is ignored. The session is
 clean, so a command counts as deliverable only once the broker's SUBACK granted the
 subscription: status shows it as `commands` (off, subscribing, subscribed, refused).
 """
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent import logs, payloads
 from edge_agent.config.models import AgentConfig, Endpoint
@@ -297,7 +299,7 @@ class Uplink:
         if self._on_command is not None:
             # Before `online`: the broker handles one connection's packets in order, so a
             # command the platform sends once it sees `online` finds the subscription.
-            client.subscribe(self.topics.command, qos=1)
+            client.subscribe(self.topics.command, **self._command_subscription())
         client.publish(
             self.topics.status,
             payloads.status(self.identity, "online", wall_ms(), **self._online),
@@ -328,6 +330,15 @@ class Uplink:
             idle = not leased
             if not self._publish(client, leased):
                 return
+
+    def _command_subscription(self) -> dict[str, object]:
+        """MQTT 5: retain-as-published, so that a retained command forwarded live keeps its
+        flag and is refused like the copy replayed at subscription. MQTT 3.1.1 has no such
+        option: the broker clears the flag on live delivery (§3.3.1.3), so only the replayed
+        copy can be told apart (docs/mqtt-api.md)."""
+        if self.cfg.protocol == "5":
+            return {"options": SubscribeOptions(qos=1, retainAsPublished=True)}
+        return {"qos": 1}
 
     def _deliver(self, topic: str, payload: bytes, retained: bool) -> None:
         if topic != self.topics.command or self._on_command is None:

@@ -63,10 +63,15 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _exchange(outbox: Outbox, acked: list[int], free: int, reserve: int) -> list[tuple[Row, Lane]]:
-    """Runs on the store thread: delete acknowledged rows, then lease the next window."""
+def _exchange(
+    outbox: Outbox, acked: list[int], free: int, reserve: int, stopping: bool
+) -> list[tuple[Row, Lane]]:
+    """Runs on the store thread: record acknowledged rows, seal pending eviction
+    announcements (at once when stopping, so they go out before `offline`), then lease the
+    next window."""
     if acked:
         outbox.ack(acked)
+    outbox.announce(force=stopping)
     leased: list[tuple[Row, Lane]] = []
     for lane, room in ((Lane.PRIORITY, free), (Lane.LIVE, free), (Lane.BACKLOG, free - reserve)):
         want = room - len(leased)
@@ -326,7 +331,10 @@ class Uplink:
                 return
             acked = self._take_acks()
             free = self.cfg.inflight - len(self._inflight)
-            leased = await self.store.call(_exchange, self.store.outbox, acked, free, self._reserve)
+            stopping = self._stop_deadline is not None
+            leased = await self.store.call(
+                _exchange, self.store.outbox, acked, free, self._reserve, stopping
+            )
             idle = not leased
             if not self._publish(client, leased):
                 return

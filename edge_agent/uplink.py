@@ -40,12 +40,13 @@ from edge_agent import logs, payloads
 from edge_agent.config.models import AgentConfig, Endpoint
 from edge_agent.events import Events
 from edge_agent.points import wall_ms
-from edge_agent.store.outbox import Lane, Outbox, Row
+from edge_agent.store.outbox import Lane, Outbox, Row, StoreError
 from edge_agent.store_worker import StoreWorker
 
 log = logs.get("uplink")
 
 CONNECT_TIMEOUT_S = 10.0
+ACK_RETRY_S = 1.0  # after the outbox could not record acknowledgements (a full disk)
 
 
 class ConnectFailed(Exception):
@@ -65,19 +66,25 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
 
 def _exchange(
     outbox: Outbox, acked: list[int], free: int, reserve: int, stopping: bool
-) -> list[tuple[Row, Lane]]:
+) -> tuple[list[tuple[Row, Lane]], str | None]:
     """Runs on the store thread: record acknowledged rows, seal pending eviction
     announcements (at once when stopping, so they go out before `offline`), then lease the
-    next window."""
+    next window. A failure to record the acks (the disk is full even after making room) is
+    returned, not raised: those rows stay leased, so nothing is published twice meanwhile,
+    and publishing goes on."""
+    failed = None
     if acked:
-        outbox.ack(acked)
+        try:
+            outbox.ack(acked)
+        except StoreError as exc:
+            failed = str(exc)
     outbox.announce(force=stopping)
     leased: list[tuple[Row, Lane]] = []
     for lane, room in ((Lane.PRIORITY, free), (Lane.LIVE, free), (Lane.BACKLOG, free - reserve)):
         want = room - len(leased)
         if want > 0:
             leased.extend((row, lane) for row in outbox.lease(lane, want))
-    return leased
+    return leased, failed
 
 
 class Uplink:
@@ -105,6 +112,8 @@ class Uplink:
         self._acks: deque[tuple[int, bool]] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
         self._boundary = 0  # the newest row id committed before this connection's CONNACK
+        self._unrecorded: list[int] = []  # PUBACKed rows the outbox could not record yet
+        self._ack_retry_at = 0.0
         self._connected = False
         self._lost_reason: str | None = None
         self._stop_deadline: float | None = None
@@ -120,6 +129,7 @@ class Uplink:
         self.acked = 0
         self.connects = 0
         self.commands = "off" if on_command is None else "subscribing"
+        self.ack_error: str | None = None  # while acknowledgements cannot be recorded
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -177,6 +187,8 @@ class Uplink:
             "connects": self.connects,
             "commands": self.commands,
             "last_error": self.last_error,
+            "unrecorded_acks": len(self._unrecorded),
+            "ack_error": self.ack_error,
         }
 
     # -- connection ----------------------------------------------------------------------
@@ -329,12 +341,13 @@ class Uplink:
             self._wake.clear()
             if not self._connected:
                 return
-            acked = self._take_acks()
+            due = self._acks_due(self._take_acks())
             free = self.cfg.inflight - len(self._inflight)
             stopping = self._stop_deadline is not None
-            leased = await self.store.call(
-                _exchange, self.store.outbox, acked, free, self._reserve, stopping
+            leased, failed = await self.store.call(
+                _exchange, self.store.outbox, due, free, self._reserve, stopping
             )
+            self._after_acks(due, failed)
             idle = not leased
             if not self._publish(client, leased):
                 return
@@ -371,6 +384,32 @@ class Uplink:
         self.acked += len(acked)
         return acked
 
+    def _acks_due(self, acked: list[int]) -> list[int]:
+        """The acknowledgements to record now: the new ones and those the outbox refused
+        before, but not sooner than ACK_RETRY_S after a refusal."""
+        self._unrecorded += acked
+        if not self._unrecorded or time.monotonic() < self._ack_retry_at:
+            return []
+        due, self._unrecorded = self._unrecorded, []
+        return due
+
+    def _after_acks(self, due: list[int], failed: str | None) -> None:
+        if failed is None:
+            if due and self.ack_error is not None:
+                log.info("acknowledgements recorded again", after_error=self.ack_error)
+                self.ack_error = None
+            return
+        # Keep them (a requeue after a disconnect does not matter: recording an ack of a
+        # row that is ready again is harmless) and try again soon; the session goes on.
+        self._unrecorded[:0] = due
+        self._ack_retry_at = time.monotonic() + ACK_RETRY_S
+        assert self._loop is not None
+        self._loop.call_later(ACK_RETRY_S, self._wake.set)
+        if self.ack_error is None:
+            log.error("cannot record acknowledgements; publishing goes on, retrying",
+                      rows=len(self._unrecorded), error=failed)  # fmt: skip
+        self.ack_error = failed
+
     def _publish(self, client: mqtt.Client, leased: Iterable[tuple[Row, Lane]]) -> bool:
         for row, lane in leased:
             # BACKLOG: telemetry committed before the CONNACK, or backfill. The id test
@@ -397,9 +436,12 @@ class Uplink:
         # Best effort: the broker may already be gone (RuntimeError/ValueError from paho).
         with contextlib.suppress(TimeoutError, RuntimeError, ValueError):
             await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, wait), wait + 0.5)
-        acked = self._take_acks()
+        acked, self._unrecorded = self._unrecorded + self._take_acks(), []
         if acked:
-            await self.store.call(self.store.outbox.ack, acked)
+            try:
+                await self.store.call(self.store.outbox.ack, acked)
+            except StoreError as exc:  # those rows are simply published again next time
+                log.error("acknowledgements not recorded at stop", rows=len(acked), error=str(exc))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when asked to stop."""

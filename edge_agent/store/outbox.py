@@ -32,7 +32,7 @@ history period or the disk budget needs its room. One dedicated thread owns the 
   `announce` seals into `data_evicted` events naming the exact seq ranges when the uplink
   can publish them (EVICTION_NOTICE rows, never evicted either). A filesystem with less
   room than the budget lowers the limit (headroom kept free); a write that still fails for
-  lack of space (append, announce) evicts a slice and retries once, else raises
+  lack of space (append, ack, announce) evicts a slice and retries once, else raises
   `StoreFull`. A limit that cannot hold a minute of data is reported once (`too_small`).
 - **Backfill.** `resend` returns delivered rows to unsent; they are published again with
   their original seq, in the BACKLOG lane (so flagged historical).
@@ -681,13 +681,17 @@ class Outbox:
             self._schema_ids[schema] = schema_id
         return schema
 
-    @_sqlite_errors("ack")
     def ack(self, ids: Iterable[int]) -> None:
         """The broker has acknowledged these rows (one transaction): telemetry becomes
-        history, everything else is deleted."""
+        history, everything else is deleted. On a full disk, room is made as for an
+        append; StoreError (StoreFull) if it still fails: the rows stay leased, the caller
+        keeps the ids and tries again."""
         ids = list(ids)
-        if not ids:
-            return
+        if ids:
+            # An ack moves index entries (unsent -> history): a few dozen bytes a row.
+            self._writing("ack", lambda: self._ack(ids), 64 * len(ids))
+
+    def _ack(self, ids: list[int]) -> None:
         # Leased rows say which statement they need; others (acked after a requeue(None))
         # go through both.
         telemetry = [i for i in ids if self._leased.get(i) is not Lane.PRIORITY]

@@ -542,6 +542,46 @@ def test_a_disk_filled_by_someone_else(small_filesystem: Path, settled: bool) ->
         box.close()
 
 
+def test_an_ack_on_a_full_disk_makes_room_like_an_append(small_filesystem: Path) -> None:
+    """Issue 10 #14: with 0 bytes free the ack's COMMIT failed ('database or disk is full')
+    and, unlike an append, was neither retried nor given room: the uplink crashed."""
+    box = Outbox(small_filesystem / "outbox.db", BIG, DAY)
+    try:
+        while box.stats().evicted_rows == 0:  # an outage fills the disk: the file settles
+            box.append([noisy("a") for _ in range(10)])
+        fill_disk(small_filesystem / "filler")
+        box.mark_boundary()  # the broker is back: publish, ack, poll on
+        acked = 0
+        for _ in range(300):
+            box.append([noisy("a")])
+            leased = box.lease(Lane.LIVE, 100) + box.lease(Lane.BACKLOG, 100)
+            box.ack(ids(leased))  # raised StoreError about one time in ten
+            acked += len(leased)
+        stats = box.stats()
+        assert stats.in_flight == 0 and stats.history_rows + stats.history_evicted_rows == acked
+        assert box._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        box.close()
+
+
+def test_an_ack_that_finds_no_room_raises_store_full_and_keeps_the_rows(open_outbox) -> None:
+    box = open_outbox()
+    rows = box.append([tel("a", i, n_points=3) for i in range(2000)])
+    leased = box.lease(Lane.LIVE, 5000)  # all in flight: nothing may be evicted for room
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count = {pages}")  # the history index cannot grow
+    with pytest.raises(StoreFull, match="the ack still fails"):
+        box.ack(ids(leased))
+    stats = box.stats()
+    assert (stats.in_flight, stats.backlog_rows, stats.evicted_rows) == (2000, 2000, 0)
+    assert box.lease(Lane.LIVE, 10) == []  # still leased: not published twice meanwhile
+    box._db.execute("PRAGMA max_page_count = 1073741823")
+    box.ack(ids(leased))  # the caller's retry, once there is room
+    assert box.stats().history_rows == 2000 and box.stats().in_flight == 0
+    assert box._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert box.append([tel("a")])[0].seq == rows[-1].seq + 1
+
+
 def test_a_damaged_row_is_skipped_not_fatal(open_outbox, tmp_path: Path) -> None:
     box = open_outbox()
     rows = box.append([tel("a", i) for i in range(3)])

@@ -31,6 +31,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -44,6 +45,7 @@ from edge_agent.store.outbox import Lane, Outbox, Row, StoreError
 from edge_agent.store_worker import StoreWorker
 
 log = logs.get("uplink")
+_T = TypeVar("_T")
 
 CONNECT_TIMEOUT_S = 10.0
 ACK_RETRY_S = 1.0  # after the outbox could not record acknowledgements (a full disk)
@@ -88,6 +90,10 @@ def _exchange(
 
 
 class Uplink:
+    # How much longer than its flush timeout a stop may take (the offline status, the
+    # disconnect) before the agent cuts it short.
+    STOP_MARGIN_S = 3.0
+
     def __init__(
         self,
         config: AgentConfig,
@@ -267,7 +273,7 @@ class Uplink:
                 CONNECT_TIMEOUT_S + 1,
             )
             client.loop_start()
-            reason, self._boundary = await asyncio.wait_for(connack, CONNECT_TIMEOUT_S)
+            reason, self._boundary = await self._unless_stopped(connack, CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError) as exc:
             await self._disconnect(client)
             raise ConnectFailed(str(exc) or type(exc).__name__) from exc
@@ -276,6 +282,19 @@ class Uplink:
             raise ConnectFailed(f"broker refused: {reason}")
         _no_delay(client)
         return client
+
+    async def _unless_stopped(self, future: asyncio.Future[_T], timeout: float) -> _T:
+        """The result of `future`; TimeoutError after `timeout`, or at once when asked to
+        stop: a broker that never answers must not hold up the agent's stop."""
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({future, stopping}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            stopping.cancel()
+        if future.done():
+            return future.result()
+        raise TimeoutError("stopping" if self._stopping.is_set() else "no CONNACK in time")
 
     async def _disconnect(self, client: mqtt.Client) -> None:
         def close() -> None:

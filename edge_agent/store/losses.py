@@ -186,10 +186,14 @@ class PendingEvictions:
 
 class Throttle:
     """A repeated log line at most once per `interval` s: the first at once, the later ones
-    summed into the next line (`count`: how many it stands for)."""
+    folded into the next line: `count` says how many it stands for, the fields named in
+    `summed` are totals, set fields are unions, the others the latest value."""
 
-    def __init__(self, emit: Callable[..., None], message: str, interval: float) -> None:
+    def __init__(
+        self, emit: Callable[..., None], message: str, interval: float, summed: Iterable[str]
+    ) -> None:
         self._emit, self._message, self._interval = emit, message, interval
+        self._summed = frozenset(summed)
         self._due = 0.0
         self._count = 0
         self._fields: dict[str, Any] = {}
@@ -198,7 +202,7 @@ class Throttle:
         self._count += 1
         for name, value in fields.items():
             known = self._fields.get(name)
-            if isinstance(value, int) and not isinstance(value, bool) and known is not None:
+            if name in self._summed and known is not None:
                 self._fields[name] = known + value
             elif isinstance(value, (set, frozenset)):
                 self._fields[name] = (known or set()) | value

@@ -396,10 +396,11 @@ class Outbox:
         self._pending = PendingEvictions(self._db)
         self._announce_due = 0.0
         self._too_small: str | None = None
-        self._evict_log = Throttle(log.warning, "evicted unsent data", EVICT_LOG_S)
-        self._full_log = Throttle(log.warning, "disk full: made room", EVICT_LOG_S)
-        self._history_log = Throttle(log.info, "evicted delivered history", EVICT_LOG_S)
-        self._announce_log = Throttle(log.error, "cannot seal data_evicted", EVICT_LOG_S)
+        self._evict_log = Throttle(log.warning, "evicted unsent data", EVICT_LOG_S, ["rows"])
+        self._full_log = Throttle(log.warning, "disk full: made room", EVICT_LOG_S,
+                                  ["history_rows", "evicted_rows"])  # fmt: skip
+        self._history_log = Throttle(log.info, "evicted delivered history", EVICT_LOG_S, ["rows"])
+        self._announce_log = Throttle(log.error, "cannot seal data_evicted", EVICT_LOG_S, [])
 
     @property
     def connection(self) -> sqlite3.Connection:

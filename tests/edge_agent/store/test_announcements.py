@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from edge_agent.store import losses
 from edge_agent.store.outbox import Lane, Outbox
 from tests.edge_agent.store.conftest import DAY, evicted_events
 from tests.edge_agent.store.test_outbox import noisy
@@ -131,6 +132,22 @@ def test_the_eviction_warning_is_rate_limited(open_outbox, capsys) -> None:
     assert box.stats().evicted_rows > 200
     lines = [line for line in capsys.readouterr().out.splitlines() if "evicted unsent" in line]
     assert len(lines) == 1, lines  # one per EVICT_LOG_S, with the totals since the last
+
+
+def test_a_throttled_line_carries_the_totals_it_held_back(monkeypatch) -> None:
+    lines: list[tuple[str, dict]] = []
+    now = [1000.0]
+    monkeypatch.setattr(losses.time, "monotonic", lambda: now[0])
+    throttle = losses.Throttle(lambda m, **f: lines.append((m, f)), "evicted", 60, ["rows"])
+    throttle.note(rows=2, streams={"a"}, pending=10)
+    for rows, stream, pending in ((3, "b", 13), (4, "a", 17)):
+        now[0] += 1
+        throttle.note(rows=rows, streams={stream}, pending=pending)
+    assert lines == [("evicted", {"count": 1, "rows": 2, "streams": ["a"], "pending": 10})]
+    now[0] += 60
+    throttle.note(rows=1, streams={"c"}, pending=18)
+    assert lines[1] == ("evicted", {"count": 3, "rows": 8, "streams": ["a", "b", "c"],
+                                    "pending": 18})  # fmt: skip
 
 
 _WRITER = textwrap.dedent(

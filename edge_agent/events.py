@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from edge_agent import logs
 from edge_agent.points import wall_ms
+from edge_agent.store.losses import event_payload
 from edge_agent.store.outbox import Record, TrafficClass
 
 log = logs.get("event")
@@ -23,6 +23,5 @@ class Events:
     def emit(self, type_: str, *, level: str = "info", **fields: Any) -> None:
         getattr(log, level)(type_, **fields)
         ts = wall_ms()
-        body = {"v": 1, "type": type_, **self._identity, "ts": ts, **fields}
-        payload = json.dumps(body, separators=(",", ":"), default=str).encode()
+        payload = event_payload(type_, self._identity, ts, **fields)
         self._submit(Record(TrafficClass.EVENT, "event", ts, payload=payload))

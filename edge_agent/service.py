@@ -266,12 +266,13 @@ class Runtime:
         for task in polls:
             task.cancel()
         await asyncio.gather(*polls, return_exceptions=True)
-        await self.store.flush()
+        await self.store.flush()  # once: what the store refuses now is counted at close
         await self.uplink.stop(self.config.uplink.flush_timeout)
-        try:
-            await asyncio.wait_for(uplink, self.config.uplink.flush_timeout + 15)
+        bound = self.config.uplink.flush_timeout + self.uplink.STOP_MARGIN_S
+        try:  # on timeout wait_for cancels it (e.g. asleep in its backoff after a crash)
+            await asyncio.wait_for(uplink, bound)
         except TimeoutError:
-            log.warning("uplink did not stop in time")
+            log.warning("uplink did not stop in time; cancelled")
         for task in helpers:
             task.cancel()
 

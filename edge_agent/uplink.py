@@ -7,12 +7,17 @@ goes back to ready; after reconnect it is published again, so a message whose PU
 lost can arrive twice (at-least-once), never zero times.
 
 Three lanes share the window of in-flight messages: PRIORITY (events, alarms, command
-results), LIVE (telemetry committed since this connection) and BACKLOG (older telemetry,
-flagged `historical`). Backlog may never fill the last `reserve` slots, so live data is
-not starved while a long backlog drains.
+results), LIVE (telemetry committed after this connection's CONNACK) and BACKLOG (telemetry
+committed before it, and backfill). Backlog may never fill the last `reserve` slots, so
+live data is not starved while a long backlog drains.
 
-Commands: the uplink subscribes to exactly one topic, `…/cmd`, and hands each message to
-`on_command` on the asyncio thread; a message on any other topic is ignored. The session is
+`historical` is exact: true iff the row was committed before the CONNACK of the connection
+that publishes it (the outbox's `committed_id()` read on paho's thread as the CONNACK
+arrives), or it is republished by a backfill; false for everything committed after it.
+
+Commands: the uplink subscribes to exactly one topic, `…/cmd` (MQTT 5: retain-as-published,
+so every retained command is seen as such), and hands each message to `on_command` on the
+asyncio thread with its retain flag; a message on any other topic is ignored. The session is
 clean, so a command counts as deliverable only once the broker's SUBACK granted the
 subscription: status shows it as `commands` (off, subscribing, subscribed, refused).
 """
@@ -26,23 +31,24 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent import logs, payloads
 from edge_agent.config.models import AgentConfig, Endpoint
 from edge_agent.events import Events
 from edge_agent.points import wall_ms
-from edge_agent.store.outbox import Lane, Outbox, Row
+from edge_agent.store.outbox import Lane, Outbox, Row, StoreError
 from edge_agent.store_worker import StoreWorker
 
 log = logs.get("uplink")
+_T = TypeVar("_T")
 
 CONNECT_TIMEOUT_S = 10.0
-# Data polled at most this long before the connection came up is live, not a replay: it
-# was only waiting for the CONNACK, not stored through an outage.
-LIVE_GRACE_MS = 2000
+ACK_RETRY_S = 1.0  # after the outbox could not record acknowledgements (a full disk)
 
 
 class ConnectFailed(Exception):
@@ -60,19 +66,34 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _exchange(outbox: Outbox, acked: list[int], free: int, reserve: int) -> list[tuple[Row, Lane]]:
-    """Runs on the store thread: delete acknowledged rows, then lease the next window."""
+def _exchange(
+    outbox: Outbox, acked: list[int], free: int, reserve: int, stopping: bool
+) -> tuple[list[tuple[Row, Lane]], str | None]:
+    """Runs on the store thread: record acknowledged rows, seal pending eviction
+    announcements (at once when stopping, so they go out before `offline`), then lease the
+    next window. A failure to record the acks (the disk is full even after making room) is
+    returned, not raised: those rows stay leased, so nothing is published twice meanwhile,
+    and publishing goes on."""
+    failed = None
     if acked:
-        outbox.ack(acked)
+        try:
+            outbox.ack(acked)
+        except StoreError as exc:
+            failed = str(exc)
+    outbox.announce(force=stopping)
     leased: list[tuple[Row, Lane]] = []
     for lane, room in ((Lane.PRIORITY, free), (Lane.LIVE, free), (Lane.BACKLOG, free - reserve)):
         want = room - len(leased)
         if want > 0:
             leased.extend((row, lane) for row in outbox.lease(lane, want))
-    return leased
+    return leased, failed
 
 
 class Uplink:
+    # How much longer than its flush timeout a stop may take (the offline status, the
+    # disconnect) before the agent cuts it short.
+    STOP_MARGIN_S = 3.0
+
     def __init__(
         self,
         config: AgentConfig,
@@ -96,6 +117,9 @@ class Uplink:
         self._wake = asyncio.Event()
         self._acks: deque[tuple[int, bool]] = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._boundary = 0  # the newest row id committed before this connection's CONNACK
+        self._unrecorded: list[int] = []  # PUBACKed rows the outbox could not record yet
+        self._ack_retry_at = 0.0
         self._connected = False
         self._lost_reason: str | None = None
         self._stop_deadline: float | None = None
@@ -111,6 +135,7 @@ class Uplink:
         self.acked = 0
         self.connects = 0
         self.commands = "off" if on_command is None else "subscribing"
+        self.ack_error: str | None = None  # while acknowledgements cannot be recorded
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -168,6 +193,8 @@ class Uplink:
             "connects": self.connects,
             "commands": self.commands,
             "last_error": self.last_error,
+            "unrecorded_acks": len(self._unrecorded),
+            "ack_error": self.ack_error,
         }
 
     # -- connection ----------------------------------------------------------------------
@@ -209,10 +236,13 @@ class Uplink:
             client = self._client()
         except (OSError, ValueError) as exc:  # unreadable certificate or password file
             raise ConnectFailed(str(exc)) from exc
-        connack: asyncio.Future[mqtt.ReasonCode] = loop.create_future()
+        connack: asyncio.Future[tuple[mqtt.ReasonCode, int]] = loop.create_future()
+        outbox = self.store.outbox
 
         def on_connect(_c, _u, _flags, reason, _props) -> None:
-            loop.call_soon_threadsafe(_settle, connack, reason)
+            # Here, on paho's thread as the CONNACK arrives: rows committed up to now are
+            # historical on this connection, later ones live.
+            loop.call_soon_threadsafe(_settle, connack, (reason, outbox.committed_id()))
 
         def on_disconnect(_c, _u, _flags, reason, _props) -> None:
             loop.call_soon_threadsafe(self._on_lost, str(reason))
@@ -243,7 +273,7 @@ class Uplink:
                 CONNECT_TIMEOUT_S + 1,
             )
             client.loop_start()
-            reason = await asyncio.wait_for(connack, CONNECT_TIMEOUT_S)
+            reason, self._boundary = await self._unless_stopped(connack, CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError) as exc:
             await self._disconnect(client)
             raise ConnectFailed(str(exc) or type(exc).__name__) from exc
@@ -252,6 +282,19 @@ class Uplink:
             raise ConnectFailed(f"broker refused: {reason}")
         _no_delay(client)
         return client
+
+    async def _unless_stopped(self, future: asyncio.Future[_T], timeout: float) -> _T:
+        """The result of `future`; TimeoutError after `timeout`, or at once when asked to
+        stop: a broker that never answers must not hold up the agent's stop."""
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({future, stopping}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            stopping.cancel()
+        if future.done():
+            return future.result()
+        raise TimeoutError("stopping" if self._stopping.is_set() else "no CONNACK in time")
 
     async def _disconnect(self, client: mqtt.Client) -> None:
         def close() -> None:
@@ -292,14 +335,14 @@ class Uplink:
         if self._on_command is not None:
             # Before `online`: the broker handles one connection's packets in order, so a
             # command the platform sends once it sees `online` finds the subscription.
-            client.subscribe(self.topics.command, qos=1)
+            client.subscribe(self.topics.command, **self._command_subscription())
         client.publish(
             self.topics.status,
             payloads.status(self.identity, "online", wall_ms(), **self._online),
             qos=1,
             retain=True,
         )
-        await self.store.call(self.store.outbox.mark_boundary, self.connected_since - LIVE_GRACE_MS)
+        await self.store.call(self.store.outbox.mark_boundary, self._boundary)
         self._wake.set()
         idle = False
         while True:
@@ -317,12 +360,25 @@ class Uplink:
             self._wake.clear()
             if not self._connected:
                 return
-            acked = self._take_acks()
+            due = self._acks_due(self._take_acks())
             free = self.cfg.inflight - len(self._inflight)
-            leased = await self.store.call(_exchange, self.store.outbox, acked, free, self._reserve)
+            stopping = self._stop_deadline is not None
+            leased, failed = await self.store.call(
+                _exchange, self.store.outbox, due, free, self._reserve, stopping
+            )
+            self._after_acks(due, failed)
             idle = not leased
             if not self._publish(client, leased):
                 return
+
+    def _command_subscription(self) -> dict[str, object]:
+        """MQTT 5: retain-as-published, so that a retained command forwarded live keeps its
+        flag and is refused like the copy replayed at subscription. MQTT 3.1.1 has no such
+        option: the broker clears the flag on live delivery (§3.3.1.3), so only the replayed
+        copy can be told apart (docs/mqtt-api.md)."""
+        if self.cfg.protocol == "5":
+            return {"options": SubscribeOptions(qos=1, retainAsPublished=True)}
+        return {"qos": 1}
 
     def _deliver(self, topic: str, payload: bytes, retained: bool) -> None:
         if topic != self.topics.command or self._on_command is None:
@@ -347,10 +403,37 @@ class Uplink:
         self.acked += len(acked)
         return acked
 
+    def _acks_due(self, acked: list[int]) -> list[int]:
+        """The acknowledgements to record now: the new ones and those the outbox refused
+        before, but not sooner than ACK_RETRY_S after a refusal."""
+        self._unrecorded += acked
+        if not self._unrecorded or time.monotonic() < self._ack_retry_at:
+            return []
+        due, self._unrecorded = self._unrecorded, []
+        return due
+
+    def _after_acks(self, due: list[int], failed: str | None) -> None:
+        if failed is None:
+            if due and self.ack_error is not None:
+                log.info("acknowledgements recorded again", after_error=self.ack_error)
+                self.ack_error = None
+            return
+        # Keep them (a requeue after a disconnect does not matter: recording an ack of a
+        # row that is ready again is harmless) and try again soon; the session goes on.
+        self._unrecorded[:0] = due
+        self._ack_retry_at = time.monotonic() + ACK_RETRY_S
+        assert self._loop is not None
+        self._loop.call_later(ACK_RETRY_S, self._wake.set)
+        if self.ack_error is None:
+            log.error("cannot record acknowledgements; publishing goes on, retrying",
+                      rows=len(self._unrecorded), error=failed)  # fmt: skip
+        self.ack_error = failed
+
     def _publish(self, client: mqtt.Client, leased: Iterable[tuple[Row, Lane]]) -> bool:
-        replay_before = (self.connected_since or 0) - LIVE_GRACE_MS
         for row, lane in leased:
-            historical = lane is Lane.BACKLOG or row.ts < replay_before
+            # BACKLOG: telemetry committed before the CONNACK, or backfill. The id test
+            # applies the same rule to events, alarms and command results.
+            historical = lane is Lane.BACKLOG or row.id <= self._boundary
             topic, body = payloads.render(row, self.topics, self.identity, historical)
             info = client.publish(topic, body, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -372,9 +455,12 @@ class Uplink:
         # Best effort: the broker may already be gone (RuntimeError/ValueError from paho).
         with contextlib.suppress(TimeoutError, RuntimeError, ValueError):
             await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, wait), wait + 0.5)
-        acked = self._take_acks()
+        acked, self._unrecorded = self._unrecorded + self._take_acks(), []
         if acked:
-            await self.store.call(self.store.outbox.ack, acked)
+            try:
+                await self.store.call(self.store.outbox.ack, acked)
+            except StoreError as exc:  # those rows are simply published again next time
+                log.error("acknowledgements not recorded at stop", rows=len(acked), error=str(exc))
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once when asked to stop."""

@@ -24,12 +24,16 @@ history period or the disk budget needs its room. One dedicated thread owns the 
 - **Budget.** Used bytes = (page_count - freelist_count) * page_size of the main database.
   Over budget, history goes first (oldest first, silently: it was delivered; counted in
   `history_evicted_rows`), then the oldest unsent rows: telemetry, then events, alarms,
-  command results, and never a later class while any row of an earlier one remains. History
-  older than `history` and unsent telemetry older than `retention` are deleted too. Every
-  eviction of unsent rows appends a `data_evicted` event naming the exact seq ranges, and
-  adds to persisted per-class counters. A filesystem with less room than the budget lowers
-  the limit (headroom kept free); a write that still fails for lack of space evicts a slice
-  and retries once, else raises `StoreFull`.
+  command results, and never a later class while any row of an earlier one remains; never
+  the rows of the append that called for it (the newest data is kept). History older than
+  `history` and unsent telemetry older than `retention` are deleted too. Every eviction of
+  unsent rows adds to persisted per-class counters and, in the same transaction, to the
+  pending announcements (`losses.PendingEvictions`, a table eviction never touches), which
+  `announce` seals into `data_evicted` events naming the exact seq ranges when the uplink
+  can publish them (EVICTION_NOTICE rows, never evicted either). A filesystem with less
+  room than the budget lowers the limit (headroom kept free); a write that still fails for
+  lack of space (append, ack, announce) evicts a slice and retries once, else raises
+  `StoreFull`. A limit that cannot hold a minute of data is reported once (`too_small`).
 - **Backfill.** `resend` returns delivered rows to unsent; they are published again with
   their original seq, in the BACKLOG lane (so flagged historical).
 """
@@ -41,6 +45,7 @@ import json
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -54,10 +59,19 @@ from urllib.parse import quote
 from edge_agent import logs
 from edge_agent.points import Batch, wall_ms
 from edge_agent.store import codec
+from edge_agent.store.losses import (
+    EVICTIONS_TABLE,
+    Gap,
+    Key,
+    PendingEvictions,
+    StreamGap,
+    Throttle,
+    event_payload,
+)
 
 log = logs.get("store")
 
-SCHEMA_VERSION = 2  # 2: the `sent` flag (history) and its counters
+SCHEMA_VERSION = 3  # 2: the `sent` flag (history) and its counters; 3: `evictions`
 DEFAULT_HISTORY_S = 7 * 86400.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
@@ -78,6 +92,15 @@ FS_HEADROOM_BYTES = 32 * 2**20
 ROW_OVERHEAD = 32  # on-disk bytes of a row beyond its body: cell header, rowid, columns
 RETENTION_CHECK_S = 60.0
 DISK_FULL_SLICE = 2**20  # freed when a write fails for lack of space (must fit the WAL)
+# Pending eviction announcements are sealed into an event at most this often while the
+# uplink is connected (and at once after each connect): a disk that forces an eviction per
+# poll yields one data_evicted event per interval, not one per poll.
+ANNOUNCE_INTERVAL_S = 10.0
+ANNOUNCE_RETRY_S = 1.0  # after a failed seal (the disk is full)
+EVICT_LOG_S = 60.0  # at most one warning line per this, with the totals since the last
+# A space eviction that takes telemetry polled less than this long ago means the outbox
+# cannot hold a minute of data: the disk is too small to keep anything useful.
+MIN_USEFUL_S = 60.0
 
 
 class TrafficClass(IntEnum):
@@ -85,15 +108,19 @@ class TrafficClass(IntEnum):
     EVENT = 1
     ALARM = 2
     COMMAND_RESULT = 3
+    # data_evicted events, published on the event topic in the event stream's seq: never
+    # evicted, or an announcement of lost data could itself be lost.
+    EVICTION_NOTICE = 4
 
 
-EVICTION_ORDER = tuple(TrafficClass)  # first to go first
+EVICTION_ORDER = (TrafficClass.TELEMETRY, TrafficClass.EVENT, TrafficClass.ALARM,
+                  TrafficClass.COMMAND_RESULT)  # first to go first  # fmt: skip
 
 
 class Lane(Enum):
     PRIORITY = "priority"  # events, alarms, command results, any age
-    LIVE = "live"  # telemetry committed since the last mark_boundary()
-    BACKLOG = "backlog"  # telemetry committed up to it: published as historical
+    LIVE = "live"  # telemetry committed after the boundary (the CONNACK)
+    BACKLOG = "backlog"  # telemetry committed up to it, and backfill: published as historical
 
 
 class StoreError(Exception):
@@ -154,35 +181,8 @@ class OutboxStats:
     history_points: int
     history_oldest_ts: int | None
     history_evicted_rows: int  # history deleted for the disk budget (persisted)
-
-
-@dataclass(slots=True)
-class StreamGap:
-    """Rows of one stream deleted unsent; seq numbers in between may have been sent."""
-
-    from_seq: int
-    to_seq: int
-    from_ts: int
-    to_ts: int
-    rows: int = 0
-    points: int = 0
-
-    def add(self, seq: int, ts: int, points: int) -> None:
-        self.from_seq, self.to_seq = min(self.from_seq, seq), max(self.to_seq, seq)
-        self.from_ts, self.to_ts = min(self.from_ts, ts), max(self.to_ts, ts)
-        self.rows += 1
-        self.points += points
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """What one eviction transaction deleted; announced by one `data_evicted` event."""
-
-    reason: str  # "disk_budget" or "retention"
-    disk_full: bool
-    classes: dict[str, dict[str, int]]  # class name -> {"rows", "points"}
-    streams: dict[str, StreamGap]  # telemetry, by device
-    topics: dict[str, StreamGap]  # other classes, by topic suffix
+    unannounced_rows: int  # evicted rows whose data_evicted event is still to be sealed
+    too_small: str | None  # set while the limit cannot hold a minute of data
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +263,7 @@ CREATE TABLE IF NOT EXISTS counters (
     history_evicted_rows INTEGER NOT NULL DEFAULT 0
 );
 INSERT OR IGNORE INTO counters VALUES {_ZEROS};
+{EVICTIONS_TABLE.strip()}
 PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
 """
@@ -275,9 +276,19 @@ ALTER TABLE outbox ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE counters ADD COLUMN history_rows INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE counters ADD COLUMN history_points INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE counters ADD COLUMN history_evicted_rows INTEGER NOT NULL DEFAULT 0;
-PRAGMA user_version = {SCHEMA_VERSION};
+PRAGMA user_version = 2;
 COMMIT;
 """
+# Version 2 announced evictions with ordinary (evictable) event rows; those stay as they are.
+_MIGRATE_FROM_2 = f"""
+BEGIN IMMEDIATE;
+{EVICTIONS_TABLE.strip()}
+INSERT OR IGNORE INTO counters (cls, rows, points, evicted_rows, evicted_points)
+    VALUES ({int(TrafficClass.EVICTION_NOTICE)}, 0, 0, 0, 0);
+PRAGMA user_version = 3;
+COMMIT;
+"""
+_MIGRATIONS = {1: _MIGRATE_FROM_1, 2: _MIGRATE_FROM_2}
 
 _COLUMNS = "id, cls, stream, seq, ts, n_points, schema_id, body"
 # Literal `cls = 0 AND sent = 0` so that SQLite may use the partial index; INDEXED BY so
@@ -303,6 +314,7 @@ class _Txn:
     streams: dict[tuple[int, str], list[int]] = field(default_factory=dict)  # -> [id, seq]
     schemas: dict[tuple[str, ...], int] = field(default_factory=dict)
     counts: dict[int, list[int]] = field(default_factory=dict)  # cls -> _COUNTERS deltas
+    pending: dict[Key, StreamGap | None] = field(default_factory=dict)  # None: sealed
 
     def _deltas(self, cls: int) -> list[int]:
         return self.counts.setdefault(cls, [0] * len(_COUNTERS))
@@ -370,6 +382,8 @@ class Outbox:
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"cannot open the outbox {self.path}: {exc}") from exc
+        self._commit_lock = threading.Lock()  # see committed_id()
+        self._committed_id = self._last_id
         self._leased: dict[int, Lane] = {}  # row id -> the lane that leased it
         self._cursor = dict.fromkeys(Lane, 0)  # highest id a lane's scan has handed out
         # Rows the lanes' scans will not reach again, to lease first (heaps of ids).
@@ -379,6 +393,14 @@ class Outbox:
         # reaches up to here (see `resend`); 0 when there are none.
         self._replay_to = 0
         self._retention_due = 0.0
+        self._pending = PendingEvictions(self._db)
+        self._announce_due = 0.0
+        self._too_small: str | None = None
+        self._evict_log = Throttle(log.warning, "evicted unsent data", EVICT_LOG_S, ["rows"])
+        self._full_log = Throttle(log.warning, "disk full: made room", EVICT_LOG_S,
+                                  ["history_rows", "evicted_rows"])  # fmt: skip
+        self._history_log = Throttle(log.info, "evicted delivered history", EVICT_LOG_S, ["rows"])
+        self._announce_log = Throttle(log.error, "cannot seal data_evicted", EVICT_LOG_S, [])
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -407,7 +429,8 @@ class Outbox:
         elif version < SCHEMA_VERSION:
             log.info("migrating the outbox", path=str(self.path), version=version,
                      to=SCHEMA_VERSION)  # fmt: skip
-            db.executescript(_MIGRATE_FROM_1)
+            for step in range(version, SCHEMA_VERSION):
+                db.executescript(_MIGRATIONS[step])
         self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
         self._checkpoint_bytes = db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] * (
             self._page_size
@@ -438,7 +461,9 @@ class Outbox:
         try:
             yield txn
             self._flush_counts(txn)
-            db.execute("COMMIT")
+            with self._commit_lock:
+                db.execute("COMMIT")
+                self._committed_id = txn.last_id
         except BaseException:
             if db.in_transaction:
                 with suppress(sqlite3.Error):  # SQLite may have rolled back already
@@ -451,6 +476,7 @@ class Outbox:
         for schema, schema_id in txn.schemas.items():
             self._schema_ids[schema] = schema_id
             self._schemas[schema_id] = schema
+        self._pending.apply(txn.pending)
 
     def _flush_counts(self, txn: _Txn) -> None:
         if not txn.counts:
@@ -464,15 +490,11 @@ class Outbox:
         if not records:
             return []
         prepared = [_prepare(record) for record in records]
-        try:
-            rows = self._commit(prepared)
-        except sqlite3.Error as exc:
-            if not _is_full(exc):
-                raise StoreError(f"outbox {self.path}: append failed: {exc}") from exc
-            rows = self._commit_when_full(prepared, exc)
+        incoming = sum(len(p.body) + ROW_OVERHEAD for p in prepared)
+        rows = self._writing("append", lambda: self._commit(prepared), incoming)
         if self._retention_due <= time.monotonic() or self._used_bytes() > self._limit()[0]:
             try:
-                self.evict()
+                self.evict(rows[0].id - 1)  # never what was just committed: the newest data
             except StoreError as exc:  # the records are committed: do not report a failure
                 log.error("eviction failed", error=str(exc))
         return rows
@@ -481,33 +503,45 @@ class Outbox:
         with self._write(self._sync) as txn:
             return self._insert(txn, prepared)
 
-    def _commit_when_full(self, prepared: list[_Prepared], error: sqlite3.Error) -> list[Row]:
-        """The filesystem is full (not just the budget): free a slice of history, else of
-        unsent telemetry, unless the file already has free pages (then deleting more would
-        not help), retry once. A failed transaction is rolled back, so the file is intact
-        either way."""
-        incoming = sum(len(p.body) + ROW_OVERHEAD for p in prepared)
+    def _writing(self, action: str, write: Callable[[], _T], incoming: int) -> _T:
+        """Run `write` (one transaction); if the filesystem is full, make room and retry
+        once (`_retry_full`). Appends, acks and announcements all take this path."""
+        try:
+            return write()
+        except sqlite3.Error as exc:
+            if not _is_full(exc):
+                raise StoreError(f"outbox {self.path}: {action} failed: {exc}") from exc
+            return self._retry_full(action, write, incoming, exc)
+
+    def _retry_full(
+        self, action: str, write: Callable[[], _T], incoming: int, error: sqlite3.Error
+    ) -> _T:
+        """The filesystem is full (not just the budget): checkpoint (the WAL then restarts
+        from its beginning, reusing its space), free a slice of history, else of unsent
+        telemetry (announced), unless the file already has free pages (then deleting more
+        would not help), and retry once. A failed transaction is rolled back, so the file is
+        intact either way."""
         gap = None
         history_rows = 0
         try:
-            self._checkpoint()  # lets the WAL restart from its beginning: reuses its space
+            self._checkpoint()
             if self._free_bytes() < 2 * incoming:
                 need = max(DISK_FULL_SLICE, 2 * incoming)
                 history_rows = self._evict_history(need)
                 if not history_rows:
                     gap = self._evict_step(need, self._last_id, disk_full=True)
-            rows = self._commit(prepared)
+            result = write()
         except sqlite3.Error as exc:
             done = "evicting " + ("history" if history_rows else "telemetry")
             raise StoreFull(
-                f"outbox {self.path}: the disk is full ({error}) and writing still fails "
+                f"outbox {self.path}: the disk is full ({error}) and the {action} still fails "
                 f"after {done if gap or history_rows else 'a checkpoint'}: {exc}"
             ) from exc
-        if history_rows:
-            log.info("disk full: evicted delivered history", rows=history_rows)
+        self._full_log.note(action=action, history_rows=history_rows,
+                            evicted_rows=gap.rows if gap else 0)  # fmt: skip
         if gap is not None:
-            log.warning("disk full: evicted telemetry", path=str(self.path), **_summary(gap))
-        return rows
+            self._after_space_eviction([gap], self._limit()[0])
+        return result
 
     def _checkpoint(self) -> None:
         with suppress(sqlite3.Error):  # best effort: it may itself need room
@@ -564,26 +598,25 @@ class Outbox:
 
     # -- publishing ----------------------------------------------------------------------
 
-    def mark_boundary(self, before_ts: int | None = None) -> None:
-        """Called at each (re)connect: telemetry committed so far is backlog, later is live.
+    def committed_id(self) -> int:
+        """The id of the newest committed row. Safe from any thread: the uplink reads it
+        on paho's thread when the CONNACK arrives, and a COMMIT is either wholly before
+        that read or wholly after it."""
+        with self._commit_lock:
+            return self._committed_id
 
-        With `before_ts`, only telemetry polled before that time is backlog: polls made a
-        moment before the connection came up are live data, not a replay.
-        """
-        if before_ts is None:
-            self._boundary = self._last_id
-        else:
-            # Newest first: the rows after the boundary are few, so this stops early.
-            newest_old = self._db.execute(
-                "SELECT id FROM outbox WHERE cls = 0 AND ts < ? ORDER BY id DESC LIMIT 1",
-                (before_ts,),
-            ).fetchone()
-            self._boundary = newest_old[0] if newest_old else 0
+    def mark_boundary(self, upto_id: int | None = None) -> None:
+        """Called at each (re)connect: telemetry with id <= `upto_id` (default: all rows
+        committed so far) is backlog, published as historical; later rows are live. The
+        uplink passes `committed_id()` read at the CONNACK: rows committed before the
+        connection was established are historical, rows committed after it are live."""
+        self._boundary = self._last_id if upto_id is None else min(upto_id, self._last_id)
         # Live rows requeued before now are backlog from here on; the backlog scan, which
         # has not reached them, will find them.
         self._returned[Lane.LIVE].clear()
         self._cursor[Lane.LIVE] = 0
         self._replay_to = 0
+        self._announce_due = 0.0  # connected: what is pending can be announced now
 
     @_sqlite_errors("lease")
     def lease(self, lane: Lane, limit: int) -> list[Row]:
@@ -649,13 +682,17 @@ class Outbox:
             self._schema_ids[schema] = schema_id
         return schema
 
-    @_sqlite_errors("ack")
     def ack(self, ids: Iterable[int]) -> None:
         """The broker has acknowledged these rows (one transaction): telemetry becomes
-        history, everything else is deleted."""
+        history, everything else is deleted. On a full disk, room is made as for an
+        append; StoreError (StoreFull) if it still fails: the rows stay leased, the caller
+        keeps the ids and tries again."""
         ids = list(ids)
-        if not ids:
-            return
+        if ids:
+            # An ack moves index entries (unsent -> history): a few dozen bytes a row.
+            self._writing("ack", lambda: self._ack(ids), 64 * len(ids))
+
+    def _ack(self, ids: list[int]) -> None:
         # Leased rows say which statement they need; others (acked after a requeue(None))
         # go through both.
         telemetry = [i for i in ids if self._leased.get(i) is not Lane.PRIORITY]
@@ -744,8 +781,9 @@ class Outbox:
         if not ids:
             return
         live_reach = max(self._cursor[Lane.LIVE], self._boundary)
-        # Rows above live_reach (rare: delivered before a reconnect, polled after it) are
-        # still ahead of the LIVE scan: that one publishes them.
+        # A delivered row above live_reach would be ahead of the LIVE scan (and go out as
+        # live): none exists, since the boundary is the newest row committed at the CONNACK
+        # and every row delivered since went through the LIVE scan.
         reachable = [i for i in ids if i <= live_reach]
         if not reachable:
             return
@@ -809,12 +847,14 @@ class Outbox:
     # -- eviction ------------------------------------------------------------------------
 
     @_sqlite_errors("evict")
-    def evict(self) -> EvictionReport | None:
+    def evict(self, ceiling: int | None = None) -> EvictionReport | None:
         """Delete history past its period and unsent telemetry past its retention; over the
         limit, history (oldest first), then the oldest unsent rows, down to 95 % of it.
-        Returns what was deleted (None: nothing)."""
+        Unsent rows above id `ceiling` are never deleted (`append` passes the id before its
+        own rows: the newest data is kept, however small the limit). Returns what was
+        deleted (None: nothing)."""
         before = self._used_bytes()
-        ceiling = self._last_id  # not the data_evicted events this call appends
+        ceiling = self._last_id if ceiling is None else ceiling
         if self.history_ms is not None:
             cutoff = wall_ms() - self.history_ms
             while self._evict_history(EVICT_CHUNK_BYTES, older_than=cutoff):
@@ -831,12 +871,17 @@ class Outbox:
                 history_rows += rows
                 used = self._used_bytes()
             if history_rows:
-                log.info("evicted delivered history for the disk budget", rows=history_rows)
+                self._history_log.note(rows=history_rows)
             if used > target:
-                gaps += self._evict_down_to(target, ceiling, by_filesystem)
+                space = self._evict_down_to(target, ceiling, by_filesystem)
+                self._after_space_eviction(space, limit)
+                gaps += space
         self._retention_due = time.monotonic() + RETENTION_CHECK_S
         for gap in gaps:
-            log.warning("evicted unsent data", reason=gap.reason, **_summary(gap))
+            self._evict_log.note(
+                reasons={gap.reason}, rows=gap.rows, streams=set(gap.streams),
+                disk_full=gap.disk_full, unannounced_rows=self._pending.rows,
+            )  # fmt: skip
         if not gaps and not history_rows:
             return None
         return EvictionReport(before, self._used_bytes(), tuple(gaps), history_rows)
@@ -877,8 +922,8 @@ class Outbox:
 
     def _evict_step(self, need: int | None, ceiling: int, *, disk_full: bool = False) -> Gap | None:
         """One transaction deleting at most one chunk of unsent rows up to id `ceiling`,
-        with the data_evicted event that reports it: expired telemetry (need None), else
-        the oldest `need` bytes of the first class that has rows."""
+        and adding what it deleted to the pending announcements: expired telemetry (need
+        None), else the oldest `need` bytes of the first class that has rows."""
         if need is None:
             chosen, reason = self._expired(ceiling), "retention"
         else:
@@ -895,8 +940,10 @@ class Outbox:
             if not deleted:
                 return None
             txn.count_evicted(cls, len(deleted), sum(row[3] for row in deleted))
-            gap = self._gap(reason, cls, deleted, disk_full)
-            self._insert(txn, [_prepare(self._gap_record(gap))])
+            gap, by_stream = self._gap(reason, cls, deleted, disk_full)
+            for stream_id, stream_gap in by_stream.items():
+                key = (reason, disk_full, int(cls), stream_id)
+                txn.pending[key] = self._pending.merge(key, stream_gap)
         self._checkpoint()  # the next transaction rewrites the WAL from its start
         return gap
 
@@ -915,10 +962,10 @@ class Outbox:
             last = self._last_evictable(cls, need, ceiling)
             if last is not None:
                 return cls, last
-            if self._db.execute(
-                f"SELECT 1 FROM {_unsent(cls)} AND id <= ? LIMIT 1", (ceiling,)
-            ).fetchone():
-                return None  # only rows in flight left: never touch a later class
+            # Rows in flight, or above the ceiling (the newest), are rows of this class too:
+            # never touch a later class while any remains.
+            if self._db.execute(f"SELECT 1 FROM {_unsent(cls)} LIMIT 1").fetchone():
+                return None
         return None
 
     def _last_evictable(
@@ -946,38 +993,89 @@ class Outbox:
             cursor.close()
         return last
 
-    def _gap(self, reason: str, cls: TrafficClass, deleted: list[tuple], disk_full: bool) -> Gap:
-        gaps: dict[str, StreamGap] = {}
+    def _gap(
+        self, reason: str, cls: TrafficClass, deleted: list[tuple], disk_full: bool
+    ) -> tuple[Gap, dict[int, StreamGap]]:
+        """What one step deleted: as a report (streams by name), and by stream id."""
+        rows: dict[int, list[tuple[int, int, int]]] = {}
         for stream_id, seq, ts, n_points in deleted:
-            name = self._stream_names[stream_id]
-            gaps.setdefault(name, StreamGap(seq, seq, ts, ts, 0, 0)).add(seq, ts, n_points)
-        count = {"rows": len(deleted), "points": sum(g.points for g in gaps.values())}
+            rows.setdefault(stream_id, []).append((seq, ts, n_points))
+        by_stream = {stream_id: StreamGap.of(found) for stream_id, found in rows.items()}
+        named = {self._stream_names[i]: gap for i, gap in by_stream.items()}
+        count = {"rows": len(deleted), "points": sum(g.points for g in named.values())}
         telemetry = cls == TrafficClass.TELEMETRY
-        return Gap(
+        gap = Gap(
             reason,
             disk_full,
             {_CLASS_NAMES[cls]: count},
-            gaps if telemetry else {},
-            {} if telemetry else gaps,
+            named if telemetry else {},
+            {} if telemetry else named,
         )
+        return gap, by_stream
 
-    def _gap_record(self, gap: Gap) -> Record:
+    def _after_space_eviction(self, gaps: list[Gap], limit: int) -> None:
+        """Space evictions that took telemetry polled less than MIN_USEFUL_S ago: the limit
+        cannot hold a minute of data. Said once (log, status, event) until an eviction
+        shows that a minute fits again."""
+        newest = max((s.to_ts for g in gaps for s in g.streams.values()), default=None)
+        if newest is None:
+            return
+        held_s = round(max(0.0, (wall_ms() - newest) / 1000), 1)
+        if held_s >= MIN_USEFUL_S:
+            if self._too_small is not None:
+                log.info("the outbox holds more than a minute of data again", held_s=held_s)
+                self._too_small = None
+            return
+        if self._too_small is not None:
+            return
+        disk_full = any(g.disk_full for g in gaps)
+        source = "the free disk space" if disk_full else "store.disk_budget"
+        self._too_small = (
+            f"the disk is too small to keep anything useful: the outbox's limit of {limit} "
+            f"bytes ({source}) holds only {held_s:g} s of data; the newest data is kept"
+        )
+        log.error("store too small", path=str(self.path), message=self._too_small)
         ts = wall_ms()
-        body: dict[str, object] = {
-            "v": 1,
-            "type": "data_evicted",
-            **self._identity,
-            "ts": ts,
-            "reason": gap.reason,
-            "classes": gap.classes,
-            "streams": {name: _asdict(s) for name, s in gap.streams.items()},
-        }
-        if gap.topics:
-            body["topics"] = {name: _asdict(s) for name, s in gap.topics.items()}
-        if gap.disk_full:
-            body["disk_full"] = True
-        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        return Record(TrafficClass.EVENT, "event", ts, payload=payload)
+        fields = {"limit_bytes": limit, "held_s": held_s, "disk_full": disk_full}
+        payload = event_payload("store_too_small", self._identity, ts, **fields,
+                                message=self._too_small)  # fmt: skip
+        try:  # an ordinary event: if it cannot be stored now, the log and status say it
+            self._commit([_prepare(Record(TrafficClass.EVENT, "event", ts, payload=payload))])
+        except sqlite3.Error as exc:
+            log.error("store_too_small event not stored", error=str(exc))
+
+    # -- announcing evictions ------------------------------------------------------------
+
+    def announce(self, *, force: bool = False) -> list[Row]:
+        """Seal the pending eviction announcements into `data_evicted` events, one per
+        (reason, disk_full): EVICTION_NOTICE rows, which the PRIORITY lane publishes and
+        eviction never takes. The uplink calls this while it can publish: at most once per
+        ANNOUNCE_INTERVAL_S (`force`: now) and at once after a connect, so announcements
+        coalesce. A failure (the disk is full) is logged and tried again later, never
+        raised. Returns the rows sealed."""
+        now = time.monotonic()
+        if not self._pending or (now < self._announce_due and not force):
+            return []
+        try:
+            rows = self._writing("announce", self._seal, 4096)
+        except StoreError as exc:
+            self._announce_log.note(error=str(exc))
+            self._announce_due = now + ANNOUNCE_RETRY_S
+            return []
+        self._announce_due = now + ANNOUNCE_INTERVAL_S
+        return rows
+
+    def _seal(self) -> list[Row]:
+        ts = wall_ms()
+        records = [
+            _prepare(Record(TrafficClass.EVICTION_NOTICE, "event", ts,
+                            payload=event_payload("data_evicted", self._identity, ts, **body)))
+            for body in self._pending.bodies(self._stream_names, _CLASS_NAMES)
+        ]  # fmt: skip
+        with self._write(self._sync) as txn:  # FULL: it hands out seq numbers
+            rows = self._insert(txn, records)
+            txn.pending.update(self._pending.clear())
+        return rows
 
     # -- status --------------------------------------------------------------------------
 
@@ -1040,6 +1138,8 @@ class Outbox:
             history_points=history[1],
             history_oldest_ts=history_oldest,
             history_evicted_rows=history[2],
+            unannounced_rows=self._pending.rows,
+            too_small=self._too_small,
         )
 
     def _oldest_ts(self, cls: int) -> int | None:
@@ -1093,14 +1193,6 @@ def _file_size(path: Path) -> int:
 
 def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-
-
-def _asdict(gap: StreamGap) -> dict[str, int]:
-    return {name: getattr(gap, name) for name in StreamGap.__slots__}
-
-
-def _summary(gap: Gap) -> dict[str, object]:
-    return {"classes": gap.classes, "streams": sorted(gap.streams), "disk_full": gap.disk_full}
 
 
 def _unsent(cls: TrafficClass) -> str:

@@ -16,8 +16,9 @@ OTHER_MESSAGES = {"telemetry", "status", "alarm", "command_result", "alarm_ack"}
 
 
 def published_events() -> dict[str, str]:
-    """Event type -> a file that makes it: `emit("type", ...)` calls, and message dicts
-    `{"v": 1, "type": "...", ...}` built by hand (the outbox's data_evicted)."""
+    """Event type -> a file that makes it: `emit("type", ...)` and
+    `event_payload("type", ...)` calls (the store's own events), and message dicts
+    `{"v": 1, "type": "...", ...}` built by hand."""
     found: dict[str, str] = {}
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
@@ -34,7 +35,7 @@ def _emitted(node: ast.AST) -> str | None:
     func = node.func
     called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
     first = node.args[0]
-    if called in ("emit", "_emit") and isinstance(first, ast.Constant):
+    if called in ("emit", "_emit", "event_payload") and isinstance(first, ast.Constant):
         return first.value if isinstance(first.value, str) else None
     return None
 

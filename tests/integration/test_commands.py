@@ -219,9 +219,9 @@ def test_unusable_ids_are_echoed_in_a_malformed_reply(agent, platform):
     wait_until(lambda: agent.status()["commands"]["dropped"] == dropped + 2, 10, "the drops")
 
 
-def test_the_size_limit_is_answered_up_to_eight_times_over(agent, platform):
-    """One byte over the limit is refused with a reply; a message too large to read for its
-    id (over 8 MiB) is dropped."""
+def test_one_byte_over_the_size_limit_is_answered(agent, platform):
+    """A payload one byte over 1 MiB is refused with a reply that says so (it is still read
+    for its id; only one over 8 MiB is dropped unread)."""
     limit = 1024 * 1024
     body = {"v": 1, "id": "big", "type": "config_apply", "config": ""}
     padding = limit - len(json.dumps(body)) + 1
@@ -231,16 +231,53 @@ def test_the_size_limit_is_answered_up_to_eight_times_over(agent, platform):
     assert "larger than 1048576 bytes" in replies[0]["message"]
 
 
-def test_a_retained_command_is_never_executed(tmp_path, broker, platform, agents):
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_retained_command_is_never_executed(tmp_path, broker, platform, agents, protocol):
     # Left on the broker by a careless client: the broker hands it to every new subscriber.
     body = {"v": 1, "id": "ret", "type": "write", "point": "ahu-1.run", "value": True}
     platform.send(CMD, json.dumps(body), retain=True)
-    process = AgentProcess(tmp_path, site_config(tmp_path, broker.port, [_valve_device()]))
+    config = site_config(tmp_path, broker.port, [_valve_device()], uplink={"protocol": protocol})
+    process = AgentProcess(tmp_path, config)
     agents.append(process.start())
     process.wait_ready()
-    assert _final(platform, "ret")[-1]["reason"] == "retained"
+    replies = _final(platform, "ret")
+    assert [(r["stage"], r.get("reason")) for r in replies] == [("rejected", "retained")]
     assert _value(process, "ahu-1.run") is False
     platform.send(CMD, b"", retain=True)  # clear it from the broker
+
+
+def _live_retained(platform, process: AgentProcess, command_id: str) -> list[dict]:
+    """A retained command published while the gateway is subscribed (forwarded live)."""
+    process.wait_commands()
+    body = {"v": 1, "id": command_id, "type": "write", "point": "ahu-1.run", "value": True}
+    try:
+        platform.send(CMD, json.dumps(body), retain=True)
+        return _final(platform, command_id)
+    finally:
+        platform.send(CMD, b"", retain=True)
+
+
+def test_mqtt5_refuses_a_retained_command_published_while_online(
+    tmp_path, broker, platform, agents
+):
+    # Retain-as-published keeps the flag on live delivery: refused like a replayed one.
+    process = AgentProcess(tmp_path, site_config(tmp_path, broker.port, [_valve_device()]))
+    agents.append(process.start())
+    replies = _live_retained(platform, process, "ret-live")
+    assert [(r["stage"], r.get("reason")) for r in replies] == [("rejected", "retained")]
+    assert _value(process, "ahu-1.run") is False and process.holder("ahu-1.run") is None
+
+
+def test_mqtt311_cannot_tell_a_retained_command_forwarded_live(tmp_path, broker, platform, agents):
+    """The documented 3.1.1 limitation: the broker clears the retain flag on messages it
+    forwards to a subscriber live (MQTT 3.1.1 §3.3.1.3), so such a command is carried out;
+    only the copy replayed at subscription is refused (previous test)."""
+    config = site_config(tmp_path, broker.port, [_valve_device()], uplink={"protocol": "3.1.1"})
+    process = AgentProcess(tmp_path, config)
+    agents.append(process.start())
+    replies = _live_retained(platform, process, "ret-311")
+    assert [r["stage"] for r in replies] == ["accepted", "done"]
+    assert _value(process, "ahu-1.run") is True
 
 
 def test_cli_points_read_and_errors(agent):

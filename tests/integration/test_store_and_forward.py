@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
+import socket
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
-from edge_agent.broker_tools import LocalBroker, PlatformSubscriber
+from edge_agent.broker_tools import LocalBroker, PlatformSubscriber, free_port
 from tests.harness import AgentProcess, contiguous, fake_device, site_config
 
 DEVICES = ["ahu-1", "chiller-1", "meter-1"]
@@ -79,6 +82,7 @@ def test_broker_outage_loses_nothing_and_live_data_resumes(tmp_path, broker, pla
         timeout=10,
     ), agent.log()
     assert platform.wait_for(lambda p: agent.status()["store"]["backlog_rows"] == 0, timeout=20)
+    connected_since = agent.status()["uplink"]["connected_since"]  # just after the CONNACK
     assert agent.stop() == 0
 
     for device, bodies in platform.telemetry().items():
@@ -88,12 +92,48 @@ def test_broker_outage_loses_nothing_and_live_data_resumes(tmp_path, broker, pla
         assert duplicates <= 256, device
         replayed = [b for b in bodies if b["historical"]]
         assert replayed, f"{device}: no historical messages after the outage"
-        assert all(b["ts"] / 1000 < reconnect_at for b in replayed)
+        # Historical: committed before the CONNACK, so polled before it too.
+        assert all(b["ts"] < connected_since for b in replayed)
         assert any(b["ts"] / 1000 > outage_start for b in replayed)
         for lane in (True, False):  # each lane is in order
             seqs = [b["seq"] for b in bodies if b["historical"] is lane]
             assert seqs == sorted(seqs), (device, lane)
         _assert_content(bodies)
+
+
+def _committed_seqs(path: Path) -> dict[str, int]:
+    """The last seq the agent has committed per device, read beside the running agent."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return dict(db.execute("SELECT name, last_seq FROM streams WHERE kind = 0").fetchall())
+
+
+def test_what_was_committed_during_an_outage_arrives_historical(tmp_path, broker, platform, agents):
+    """`historical` is true iff the row was committed before the CONNACK of the connection
+    that publishes it: a poll committed while the broker was down is never live, even one
+    made a moment before the reconnect."""
+    agent = _start(tmp_path, broker.port, agents)
+    assert platform.wait_for(lambda p: len(p.telemetry()) == len(DEVICES), 10)
+    broker.stop()
+    down_from = _committed_seqs(tmp_path / "outbox.db")  # later rows cannot have gone out
+    time.sleep(3)
+    down_to = _committed_seqs(tmp_path / "outbox.db")  # committed before the next CONNACK
+    broker.start()
+    reconnect_at = time.time()
+    assert platform.wait_for(lambda p: agent.status()["store"]["backlog_rows"] == 0, 20)
+    assert platform.wait_for(
+        lambda p: any(m.at > reconnect_at + 0.5 and not m.body.get("historical", True)
+                      for m in p.messages), 10,
+    ), "live data did not resume"  # fmt: skip
+    assert agent.stop() == 0
+    for device, bodies in platform.telemetry().items():
+        during = [b for b in bodies if down_from[device] < b["seq"] <= down_to[device]]
+        assert {b["seq"] for b in during} == set(range(down_from[device] + 1, down_to[device] + 1))
+        live = [(b["seq"], b["ts"]) for b in during if not b["historical"]]
+        assert live == [], f"{device}: committed during the outage, published as live: {live}"
+        # The newest of them were polled within the old 2 s "grace" of the reconnect.
+        assert max(b["ts"] for b in during) > (reconnect_at - 1) * 1000
+        after = [b for b in bodies if b["seq"] > down_to[device]]
+        assert any(not b["historical"] for b in after), device
 
 
 def test_sigkill_at_random_moments_loses_no_committed_sample(tmp_path, broker, platform, agents):
@@ -210,3 +250,124 @@ def test_sighup_keeps_running_config_when_new_one_is_bad(tmp_path, broker, platf
     status = agent.status()
     assert status["config_hash"] != old_hash and list(status["devices"]) == ["only-one"]
     assert agent.stop() == 0
+
+
+# -- copies of one message ------------------------------------------------------------------
+
+
+def _quality_device(device_id: str) -> dict:
+    """Floats that are not short decimals, and a point that always fails: the payload has
+    raw IEEE values and a quality section, both of which must survive a republication."""
+    device = fake_device(device_id, n_points=3)
+    device["points"] += [
+        {"id": "raw", "signal": {"mode": "walk", "value": 1 / 3, "step": 0.37}},
+        {"id": "dead", "signal": {"fail": "timeout"}},
+    ]
+    return device
+
+
+def _copies(platform: PlatformSubscriber, device: str) -> dict[int, list[dict]]:
+    by_seq: dict[int, list[dict]] = {}
+    for body in platform.telemetry()[device]:
+        by_seq.setdefault(body["seq"], []).append(body)
+    return by_seq
+
+
+def _assert_only_historical_differs(copies: dict[int, list[dict]]) -> list[list[dict]]:
+    """Every copy of a (device, seq) carries the same ts, values and quality (and
+    everything else) but `historical`; returns the seqs that came more than once."""
+    repeated = [bodies for bodies in copies.values() if len(bodies) > 1]
+    for bodies in repeated:
+        first = {**bodies[0], "historical": None}
+        assert all({**b, "historical": None} == first for b in bodies[1:]), bodies
+        assert "quality" in first and first["quality"]["dead"]["reason"] == "timeout"
+    return repeated
+
+
+def test_a_backfilled_copy_differs_from_the_original_only_in_historical(
+    tmp_path, broker, platform, agents
+):
+    agent = _start(tmp_path, broker.port, agents, devices=[_quality_device("ahu-1")])
+    agent.wait_commands()
+    assert platform.wait_for(lambda p: len(p.telemetry().get("ahu-1", [])) >= 20, 10)
+    first = platform.telemetry()["ahu-1"][:20]
+    command = {"v": 1, "id": "bf", "type": "backfill", "since": first[0]["ts"],
+               "until": first[-1]["ts"] + 1}  # fmt: skip
+    platform.send("t/test-site/gw1/cmd", json.dumps(command))
+    assert platform.wait_for(
+        lambda p: sum(len(c) > 1 for c in _copies(p, "ahu-1").values()) >= 20, 15
+    ), agent.log()
+    assert agent.stop() == 0
+    repeated = _assert_only_historical_differs(_copies(platform, "ahu-1"))
+    assert [bodies[0]["seq"] for bodies in repeated] == [b["seq"] for b in first]
+    assert all(
+        [b["historical"] for b in bodies] == [False, True] for bodies in repeated
+    )  # live first, then the backfill
+
+
+class _Proxy:
+    """A TCP relay between the agent and the broker that can lose the broker's replies
+    (the PUBACKs), then cut the connection, as a flaky link does."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.lose_replies = False
+        self._target = target_port
+        self._sockets: list[socket.socket] = []
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, replies: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if not (replies and self.lose_replies):
+                    sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._sockets.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self._server.close()
+
+
+def test_a_copy_sent_again_after_a_lost_puback_differs_only_in_historical(
+    tmp_path, broker, platform, agents
+):
+    proxy = _Proxy(broker.port)
+    try:
+        agent = _start(tmp_path, proxy.port, agents, devices=[_quality_device("ahu-1")])
+        assert platform.wait_for(lambda p: len(p.telemetry().get("ahu-1", [])) >= 5, 10)
+        proxy.lose_replies = True  # the broker gets (and forwards) them; no PUBACK comes back
+        time.sleep(2)
+        assert agent.status()["uplink"]["in_flight"] >= 10
+        proxy.lose_replies = False
+        proxy.cut()  # the connection drops: in flight rows are published again
+        assert platform.wait_for(
+            lambda p: sum(len(c) > 1 for c in _copies(p, "ahu-1").values()) >= 10, 15
+        ), agent.log()
+        assert agent.stop() == 0
+    finally:
+        proxy.close()
+    repeated = _assert_only_historical_differs(_copies(platform, "ahu-1"))
+    # Published live, and again on the next connection: committed before its CONNACK.
+    assert all([b["historical"] for b in bodies] == [False, True] for bodies in repeated)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -153,6 +155,27 @@ def test_a_refused_password_keeps_the_data_and_says_why(tmp_path, pki, agents):
         assert agent.stop() == 0
     finally:
         broker.stop()
+
+
+def test_a_stop_does_not_wait_for_a_broker_that_never_answers(tmp_path, agents):
+    """A listener that takes the connection and never sends a CONNACK (a hung broker, a
+    black-holing middlebox): the stop is bounded all the same, and what was polled stays."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(silent.accept()[0]), daemon=True).start()
+    try:
+        agent = _run(tmp_path, agents, silent.getsockname()[1])
+        wait_until(lambda: held, 5, "the agent's connection")
+        time.sleep(1)  # waiting for the CONNACK (up to 10 s)
+        assert agent.status()["uplink"]["state"] == "connecting"
+        started = time.monotonic()
+        assert agent.stop() == 0
+        assert time.monotonic() - started < 4, agent.log()  # was the rest of the 10 s wait
+    finally:
+        for sock in [silent, *held]:
+            sock.close()
+    with sqlite3.connect(tmp_path / "outbox.db") as db:
+        assert db.execute("SELECT count(*) FROM outbox WHERE cls = 0").fetchone()[0] >= 10
 
 
 def test_fails_over_to_the_next_endpoint(tmp_path, broker, platform, agents):

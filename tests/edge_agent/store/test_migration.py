@@ -1,4 +1,5 @@
-"""An outbox file of schema version 1 (before history) is migrated in place."""
+"""Outbox files of older schemas (1: before history; 2: before pending eviction
+announcements) are migrated in place."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import pytest
 from edge_agent.history import HistoryReader
 from edge_agent.points import Batch, Reading, wall_ms
 from edge_agent.store import codec
-from edge_agent.store.outbox import SCHEMA_VERSION, Lane, Outbox, StoreError
+from edge_agent.store.outbox import (
+    SCHEMA_VERSION,
+    Lane,
+    Outbox,
+    Record,
+    StoreError,
+    TrafficClass,
+)
 
 # The schema as version 1 of the agent created it (edge_agent/store/outbox.py before the
 # history): no `sent` column, four counters.
@@ -95,7 +103,7 @@ def test_a_v1_file_is_migrated_in_place_and_carries_on(tmp_path: Path) -> None:
     box = Outbox(path, 10**12, 86_400.0)
     try:
         with sqlite3.connect(path) as db:
-            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         stats = box.stats()
         assert (stats.backlog_rows, stats.backlog_points) == (6, 10)
@@ -112,7 +120,31 @@ def test_a_v1_file_is_migrated_in_place_and_carries_on(tmp_path: Path) -> None:
         assert [r.seq for r in box.history(0, now + 1)] == [4, 5, 6, 7, 8, 9]
     finally:
         box.close()
-    Outbox(path, 10**12, 86_400.0).close()  # opening a v2 file again migrates nothing
+    Outbox(path, 10**12, 86_400.0).close()  # opening a current file again migrates nothing
+
+
+def test_a_v2_file_gets_the_evictions_table_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, 10**12, 86_400.0)
+    now = wall_ms()
+    old_announcement = Record(TrafficClass.EVENT, "event", now, payload=b'{"type":"data_evicted"}')
+    box.append([_record(now), old_announcement, _record(now + 1)])
+    box.close()
+    with sqlite3.connect(path) as db:  # what version 2 had: no evictions table, 4 counters
+        db.executescript(
+            "DROP TABLE evictions; DELETE FROM counters WHERE cls = 4; PRAGMA user_version = 2;"
+        )
+    box = Outbox(path, 10**12, 86_400.0)
+    try:
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+            assert db.execute("SELECT count(*) FROM evictions").fetchone()[0] == 0
+        stats = box.stats()
+        assert stats.classes["eviction_notice"].rows == 0 and stats.unannounced_rows == 0
+        assert [r.seq for r in box.lease(Lane.BACKLOG, 10)] == [1, 2]
+        assert [r.payload for r in box.lease(Lane.PRIORITY, 10)] == [b'{"type":"data_evicted"}']
+    finally:
+        box.close()
 
 
 def test_a_v1_file_can_be_read_before_it_is_migrated(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -12,7 +11,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,8 @@ from edge_agent.store.outbox import (
     StoreFull,
     TrafficClass,
 )
-from tests.edge_agent.store.conftest import BIG, DAY
+from tests.edge_agent.store.conftest import BIG, DAY, evicted_events
+from tests.filesystems import fill_disk
 
 
 def tel(device: str, i: int = 0, n_points: int = 5, ts: int | None = None) -> Record:
@@ -151,22 +150,32 @@ def test_each_lane_leases_its_rows_in_order(open_outbox) -> None:
     assert all(box.lease(lane, 10) == [] for lane in Lane)
 
 
-def test_polls_made_just_before_the_connection_are_live(open_outbox) -> None:
+def test_the_boundary_is_a_commit_not_a_poll_time(open_outbox) -> None:
+    """Rows committed before the CONNACK are backlog however recent their poll; rows
+    committed after it are live however old (a poll that waited in memory)."""
     box = open_outbox()
     now = wall_ms()
-    old = box.append([tel("a", 0, ts=now - 60_000), tel("b", 0, ts=now - 30_000)])
-    recent = box.append([tel("a", 1, ts=now - 500), tel("b", 1, ts=now - 100)])
-    box.mark_boundary(before_ts=now - 2000)
-    assert ids(box.lease(Lane.BACKLOG, 10)) == ids(old)
-    assert ids(box.lease(Lane.LIVE, 10)) == ids(recent)
+    before = box.append([tel("a", 0, ts=now - 60_000), tel("b", 0, ts=now - 10)])
+    at_connack = box.committed_id()
+    assert at_connack == before[-1].id
+    after = box.append([tel("a", 1, ts=now - 30_000), tel("b", 1, ts=now)])
+    box.mark_boundary(at_connack)
+    assert ids(box.lease(Lane.BACKLOG, 10)) == ids(before)
+    assert ids(box.lease(Lane.LIVE, 10)) == ids(after)
 
 
-def test_without_old_rows_everything_is_live(open_outbox) -> None:
+def test_committed_id_moves_only_with_a_commit(open_outbox) -> None:
     box = open_outbox()
-    rows = box.append([tel("a", i) for i in range(3)])
-    box.mark_boundary(before_ts=wall_ms() - 2000)
-    assert box.lease(Lane.BACKLOG, 10) == []
-    assert ids(box.lease(Lane.LIVE, 10)) == ids(rows)
+    assert box.committed_id() == 0
+    with pytest.raises(ValueError):
+        box.append([tel("a"), Record(TrafficClass.EVENT, "event", 1)])  # refused: no commit
+    assert box.committed_id() == 0
+    rows = box.append([tel("a"), msg(TrafficClass.EVENT)])
+    assert box.committed_id() == rows[-1].id
+    box.ack([rows[0].id])
+    assert box.committed_id() == rows[-1].id
+    box.close()
+    assert open_outbox().committed_id() == rows[-1].id
 
 
 def test_a_row_is_never_leased_twice(open_outbox) -> None:
@@ -342,11 +351,6 @@ def test_wal_mode_and_full_sync(open_outbox, tmp_path: Path) -> None:
 # -- eviction ------------------------------------------------------------------------------
 
 
-def _evicted_events(box: Outbox) -> list[dict]:
-    messages = [json.loads(r.payload) for r in box.lease(Lane.PRIORITY, 100_000)]
-    return [m for m in messages if m["type"] == "data_evicted"]
-
-
 def test_over_budget_the_oldest_telemetry_goes_and_is_reported(open_outbox, tmp_path) -> None:
     budget = 300_000
     box = open_outbox(budget, identity={"site": "s1", "gateway": "g1"})
@@ -362,7 +366,7 @@ def test_over_budget_the_oldest_telemetry_goes_and_is_reported(open_outbox, tmp_
     assert stats.used_bytes <= budget
     path = tmp_path / "outbox.db"
     assert [seq for *_, seq in db_rows(path, "cls > 0 AND seq = 1")] == [1, 1, 1]
-    events = _evicted_events(box)
+    events = evicted_events(box)
     assert events and all(e["reason"] == "disk_budget" for e in events)
     assert events[0]["site"] == "s1" and "disk_full" not in events[0]
     for device in ("a", "b"):
@@ -433,11 +437,12 @@ def test_telemetry_past_retention_is_evicted_and_reported(open_outbox) -> None:
     box._retention_due = 0.0
     fresh = box.append([tel("a", ts=now)])
     assert ids(box.lease(Lane.LIVE, 10)) == ids(fresh)
-    events = _evicted_events(box)
+    events = evicted_events(box)
     (event,) = events
     assert event["reason"] == "retention"
     assert event["streams"]["a"] == {"from_seq": 1, "to_seq": 2, "from_ts": now - 7_200_000,
-                                     "to_ts": now - 5_000_000, "rows": 2, "points": 10}  # fmt: skip
+                                     "to_ts": now - 5_000_000, "rows": 2, "points": 10,
+                                     "ranges": [[1, 2]]}  # fmt: skip
     assert old[2].seq == 1  # the event is not subject to retention
     assert box.evict() is None  # nothing more to do
 
@@ -479,7 +484,7 @@ def test_disk_full_evicts_a_slice_and_retries(open_outbox, monkeypatch) -> None:
         box.append([noisy("a")])
     stats = box.stats()
     assert stats.evicted_rows > 0 and stats.classes["alarm"].rows == 1
-    events = _evicted_events(box)
+    events = evicted_events(box)
     assert events and all(e["disk_full"] and e["reason"] == "disk_budget" for e in events)
 
 
@@ -493,38 +498,6 @@ def test_disk_full_that_eviction_cannot_cure_raises_store_full(open_outbox) -> N
     assert box.append([tel("a")])[0].seq == 11  # nothing half-written
 
 
-@pytest.fixture
-def small_filesystem(tmp_path: Path, monkeypatch) -> Iterator[Path]:
-    """A real 16 MiB filesystem (tmpfs), to run out of space for real."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    # Scaled down to 16 MiB (the WAL alone may reach 4 MiB between checkpoints).
-    monkeypatch.setattr(outbox_module, "FS_HEADROOM_BYTES", 2**20)
-    monkeypatch.setattr(outbox_module, "EVICT_CHUNK_BYTES", 2**18)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(path: Path) -> None:
-    """Another program takes every free byte."""
-    with path.open("wb", buffering=0) as file:
-        for size in (1 << 16, 1 << 12, 1):
-            try:
-                while True:
-                    file.write(b"\0" * size)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-
-
 def test_a_disk_smaller_than_the_budget_is_never_filled(small_filesystem: Path) -> None:
     box = Outbox(small_filesystem / "outbox.db", BIG, DAY)
     try:
@@ -533,7 +506,7 @@ def test_a_disk_smaller_than_the_budget_is_never_filled(small_filesystem: Path) 
         stats = box.stats()
         assert stats.evicted_rows > 0 and stats.limit_bytes < stats.budget_bytes
         assert os.statvfs(small_filesystem).f_bavail > 0
-        events = _evicted_events(box)
+        events = evicted_events(box)
         assert events and all(e["disk_full"] for e in events)
     finally:
         box.close()
@@ -550,7 +523,7 @@ def test_a_disk_filled_by_someone_else(small_filesystem: Path, settled: bool) ->
         seqs = [row.seq for _ in range(100) for row in box.append([noisy("a", 200)])]
         while settled and box.stats().evicted_rows == 0:
             seqs += [row.seq for row in box.append([noisy("a") for _ in range(10)])]
-        _fill(small_filesystem / "filler")
+        fill_disk(small_filesystem / "filler")
         failures = []
         for _ in range(300):
             try:
@@ -567,6 +540,46 @@ def test_a_disk_filled_by_someone_else(small_filesystem: Path, settled: bool) ->
         assert seqs == list(range(1, len(seqs) + 1))
     finally:
         box.close()
+
+
+def test_an_ack_on_a_full_disk_makes_room_like_an_append(small_filesystem: Path) -> None:
+    """Issue 10 #14: with 0 bytes free the ack's COMMIT failed ('database or disk is full')
+    and, unlike an append, was neither retried nor given room: the uplink crashed."""
+    box = Outbox(small_filesystem / "outbox.db", BIG, DAY)
+    try:
+        while box.stats().evicted_rows == 0:  # an outage fills the disk: the file settles
+            box.append([noisy("a") for _ in range(10)])
+        fill_disk(small_filesystem / "filler")
+        box.mark_boundary()  # the broker is back: publish, ack, poll on
+        acked = 0
+        for _ in range(300):
+            box.append([noisy("a")])
+            leased = box.lease(Lane.LIVE, 100) + box.lease(Lane.BACKLOG, 100)
+            box.ack(ids(leased))  # raised StoreError about one time in ten
+            acked += len(leased)
+        stats = box.stats()
+        assert stats.in_flight == 0 and stats.history_rows + stats.history_evicted_rows == acked
+        assert box._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        box.close()
+
+
+def test_an_ack_that_finds_no_room_raises_store_full_and_keeps_the_rows(open_outbox) -> None:
+    box = open_outbox()
+    rows = box.append([tel("a", i, n_points=3) for i in range(2000)])
+    leased = box.lease(Lane.LIVE, 5000)  # all in flight: nothing may be evicted for room
+    pages = box._db.execute("PRAGMA page_count").fetchone()[0]
+    box._db.execute(f"PRAGMA max_page_count = {pages}")  # the history index cannot grow
+    with pytest.raises(StoreFull, match="the ack still fails"):
+        box.ack(ids(leased))
+    stats = box.stats()
+    assert (stats.in_flight, stats.backlog_rows, stats.evicted_rows) == (2000, 2000, 0)
+    assert box.lease(Lane.LIVE, 10) == []  # still leased: not published twice meanwhile
+    box._db.execute("PRAGMA max_page_count = 1073741823")
+    box.ack(ids(leased))  # the caller's retry, once there is room
+    assert box.stats().history_rows == 2000 and box.stats().in_flight == 0
+    assert box._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert box.append([tel("a")])[0].seq == rows[-1].seq + 1
 
 
 def test_a_damaged_row_is_skipped_not_fatal(open_outbox, tmp_path: Path) -> None:

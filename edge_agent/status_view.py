@@ -69,6 +69,14 @@ def render_status(status: dict[str, Any]) -> Group:
     )
     if store.get("error"):
         head.add_row("", f"[red]store error: {escape(str(store['error']))}[/]")
+    if store.get("too_small"):
+        head.add_row("", f"[red]{escape(str(store['too_small']))}[/]")
+    if store.get("dropped_points"):
+        head.add_row("", f"[red]{store['dropped_points']} points never stored "
+                         "(the disk was full; announced as data_dropped)[/]")  # fmt: skip
+    if up.get("ack_error"):
+        head.add_row("", f"[red]acknowledgements not recorded ({up.get('unrecorded_acks', 0)} "
+                         f"waiting): {escape(str(up['ack_error']))}[/]")  # fmt: skip
     alarms = status.get("alarms")
     if alarms is not None:
         worst = next((s for s in ("critical", "major", "minor", "warning") if alarms.get(s)), None)

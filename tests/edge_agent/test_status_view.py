@@ -52,3 +52,20 @@ def test_device_strings_and_reasons_in_the_points_table_are_text() -> None:
     text = console.export_text()
     assert "'[/] [ALARM] [mg/L]'" in text
     assert "bad: timeout [unit 3]" in text
+
+
+def test_a_full_disk_and_a_pending_hold_end_are_shown() -> None:
+    status = _status("ok", "")
+    status["store"].update(too_small="the disk is too small to keep anything useful: …",
+                           dropped_points=1967, error=None)  # fmt: skip
+    status["uplink"].update(ack_error="database or disk is full", unrecorded_acks=12,
+                            last_error=None)  # fmt: skip
+    status["commands"]["holds"] = [{"point": "chiller-3.enable", "source": "platform",
+                                    "value": True, "ending": "minimum on time"}]  # fmt: skip
+    console = Console(width=200, record=True)
+    console.print(render_status(status))
+    text = console.export_text()
+    assert "the disk is too small to keep anything useful" in text
+    assert "1967 points never stored" in text
+    assert "acknowledgements not recorded (12 waiting): database or disk is full" in text
+    assert "chiller-3.enable held by platform = True, ending: minimum on time" in text

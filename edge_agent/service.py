@@ -41,7 +41,7 @@ from edge_agent.local_api import AgentAlreadyRunning, LocalServer
 from edge_agent.local_logs import logs_handler
 from edge_agent.points import Batch, wall_ms
 from edge_agent.scheduler import ClockWatch, Poller
-from edge_agent.store_worker import StoreWorker
+from edge_agent.store.worker import StoreWorker
 from edge_agent.uplink import Uplink
 
 log = logs.get("agent")

@@ -42,7 +42,7 @@ from edge_agent.config.models import AgentConfig, Endpoint
 from edge_agent.events import Events
 from edge_agent.points import wall_ms
 from edge_agent.store.outbox import Lane, Outbox, Row, StoreError
-from edge_agent.store_worker import StoreWorker
+from edge_agent.store.worker import StoreWorker
 
 log = logs.get("uplink")
 _T = TypeVar("_T")

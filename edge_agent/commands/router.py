@@ -30,7 +30,7 @@ from edge_agent.config.base import DeviceBase, PointBase
 from edge_agent.events import Events
 from edge_agent.points import Quality, Reading, Value, wall_ms
 from edge_agent.store.outbox import Record, TrafficClass
-from edge_agent.store_worker import StoreWorker
+from edge_agent.store.worker import StoreWorker
 
 log = logs.get("commands")
 

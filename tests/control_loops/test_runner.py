@@ -30,7 +30,7 @@ from edge_agent.commands.messages import Source
 from edge_agent.commands.router import CommandRouter, Context
 from edge_agent.events import Events
 from edge_agent.points import Quality, Reading, wall_ms
-from edge_agent.store_worker import StoreWorker
+from edge_agent.store.worker import StoreWorker
 
 LOOPS = TypeAdapter(tuple[LoopConfig, ...])
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from edge_agent.cli.config import config as config_cli
 from edge_agent.config import loader
-from edge_agent.config.cli import config as config_cli
 from edge_agent.config.errors import ConfigError, ConfigIssue
 from edge_agent.config.loader import load_config, load_config_text
 from edge_agent.config.models import AgentConfig
@@ -722,7 +722,7 @@ def test_cli_survives_a_loader_bug(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(path: str) -> AgentConfig:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("edge_agent.config.cli.load_config", broken)
+    monkeypatch.setattr("edge_agent.cli.config.load_config", broken)
     code, out, err = run_cli("validate", "x.yaml")
     assert (code, out) == (1, "")
     assert err == "x.yaml: internal error while loading (RuntimeError: boom)\n"
@@ -748,7 +748,7 @@ def test_cli_show_reports_errors(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def subprocess_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "from edge_agent.config.cli import config; config()"
+    code = "from edge_agent.cli.config import config; config()"
     command = [sys.executable, "-c", code, *args]
     return subprocess.run(command, cwd=FIXTURES, capture_output=True, text=True, timeout=60)
 

@@ -40,7 +40,7 @@ def test_brackets_in_messages_are_text_not_markup() -> None:
 
 
 def test_device_strings_and_reasons_in_the_points_table_are_text() -> None:
-    from edge_agent.cli_points import _points_table
+    from edge_agent.cli.points import _points_table
 
     now_ms = int(time.time() * 1000)
     values = {

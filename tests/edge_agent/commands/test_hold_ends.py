@@ -34,7 +34,7 @@ from edge_agent.commands.router import CommandRouter, Context
 from edge_agent.config.base import DeviceBase
 from edge_agent.events import Events
 from edge_agent.points import Reading, wall_ms
-from edge_agent.store_worker import StoreWorker
+from edge_agent.store.worker import StoreWorker
 from tests.drivers.bacnet.conftest import device_config
 from tests.drivers.bacnet.sim import SimProcess
 

@@ -14,7 +14,7 @@ from drivers.fake import FakeDevice, FakeDriver
 from edge_agent.cache import PointCache
 from edge_agent.commands.audit import Audit
 from edge_agent.commands.router import CommandRouter
-from edge_agent.store_worker import StoreWorker
+from edge_agent.store.worker import StoreWorker
 from tests.edge_agent.commands.test_decoder_fuzz import USABLE_ID, json_values, mutated_commands
 
 DEVICE = FakeDevice.model_validate({

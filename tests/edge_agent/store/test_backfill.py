@@ -11,7 +11,7 @@ from pathlib import Path
 from edge_agent.broker_tools import LocalBroker, PlatformSubscriber
 from edge_agent.config.models import AgentConfig
 from edge_agent.points import Batch, Reading, wall_ms
-from edge_agent.store_worker import StoreWorker
+from edge_agent.store.worker import StoreWorker
 from edge_agent.uplink import Uplink
 
 DEVICES = ("ahu-1", "chiller-1", "meter-1")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.history import HistoryError, HistoryReader
 from edge_agent.points import Batch, Quality, Reading, wall_ms
+from edge_agent.store.history import HistoryError, HistoryReader
 from edge_agent.store.outbox import Lane, Outbox, Record, TrafficClass
 from tests.edge_agent.store.writer import WRITER
 

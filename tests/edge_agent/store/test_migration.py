@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.history import HistoryReader
 from edge_agent.points import Batch, Reading, wall_ms
 from edge_agent.store import codec
+from edge_agent.store.history import HistoryReader
 from edge_agent.store.outbox import (
     SCHEMA_VERSION,
     Lane,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.store.outbox import Lane, Outbox
-from edge_agent.store_worker import StoreWorker
+from edge_agent.store.worker import StoreWorker
 from tests.edge_agent.store.conftest import BIG, DAY
 from tests.edge_agent.store.test_outbox import noisy
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from edge_agent.broker_tools import LocalBroker, PlatformSubscriber
 from edge_agent.config.models import AgentConfig
 from edge_agent.points import wall_ms
-from edge_agent.store_worker import StoreWorker
+from edge_agent.store.worker import StoreWorker
 from edge_agent.uplink import Uplink
 from tests.edge_agent.store.test_backfill import poll, until
 from tests.filesystems import fill_disk

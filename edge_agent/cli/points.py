@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from edge_agent.cli import _fail, _socket_path, ask_agent, config_option, socket_option
+from edge_agent.cli.common import ask_agent, config_option, fail, socket_option, socket_path
 from edge_agent.config.base import parse_duration
 
 DEFAULT_OVERRIDE = "1h"
@@ -27,7 +27,7 @@ EXIT_FAILED = 2
 def _command(socket: Path | None, config_path: Path | None, body: dict[str, Any]) -> list[dict]:
     command = {"v": 1, "id": f"cli-{uuid.uuid4().hex[:16]}", **body}
     answer = ask_agent(
-        _socket_path(socket, config_path), "command", timeout=COMMAND_TIMEOUT_S, command=command
+        socket_path(socket, config_path), "command", timeout=COMMAND_TIMEOUT_S, command=command
     )
     return answer.get("stages", [])
 
@@ -105,13 +105,13 @@ def write(
 ) -> None:
     """Override POINT with VALUE (a manual override, source 'manual')."""
     if permanent and duration:
-        _fail("--for and --permanent exclude each other")
+        fail("--for and --permanent exclude each other")
     body: dict[str, Any] = {"type": "write", "point": point, "value": parse_value(value)}
     if not permanent:
         try:
             body["duration"] = parse_duration(duration or DEFAULT_OVERRIDE)
         except ValueError as exc:
-            _fail(f"--for: {exc}")
+            fail(f"--for: {exc}")
     if priority is not None:
         body["priority"] = priority
     if dry_run:
@@ -177,7 +177,7 @@ def read(point: str, as_json: bool, socket: Path | None, config_path: Path | Non
 def points(device: str | None, watch: bool, as_json: bool, socket: Path | None,
            config_path: Path | None) -> None:  # fmt: skip
     """Latest value, quality and age of every point."""
-    path = _socket_path(socket, config_path)
+    path = socket_path(socket, config_path)
     args = {"device": device} if device else {}
     if as_json:
         answer = ask_agent(path, "points", **args)
@@ -189,7 +189,7 @@ def points(device: str | None, watch: bool, as_json: bool, socket: Path | None,
     def table():
         answer = ask_agent(path, "points", **args)
         if device and not answer["points"]:
-            _fail(f"no points for device {device!r} (see 'edge-agent status' for device ids)")
+            fail(f"no points for device {device!r} (see 'edge-agent status' for device ids)")
         return _points_table(answer["points"], answer.get("holds", {}))
 
     if not watch:

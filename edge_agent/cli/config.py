@@ -87,7 +87,7 @@ def diff(file: str, against: str | None, socket: str | None) -> None:
     if against is not None:
         old, label = _load_or_exit(against).model_dump(mode="json"), against
     else:
-        from edge_agent.cli import DEFAULT_SOCKET, ask_agent
+        from edge_agent.cli.common import DEFAULT_SOCKET, ask_agent
 
         answer = ask_agent(Path(socket) if socket else DEFAULT_SOCKET, "config")
         old, label = answer["config"], f"running agent ({answer['config_hash']})"

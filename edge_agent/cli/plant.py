@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edge_agent.cli import _fail, _socket_path, ask_agent, config_option, socket_option
+from edge_agent.cli.common import ask_agent, config_option, fail, socket_option, socket_path
 
 SEVERITY_STYLE = {"critical": "bold red", "major": "red", "minor": "yellow", "warning": "cyan"}
 
@@ -33,7 +33,7 @@ def _clock(ms: int | None) -> str:
 def alarms(ack_id: str | None, note: str | None, as_json: bool, socket: Path | None,
            config_path: Path | None) -> None:  # fmt: skip
     """List the alarms (unacknowledged first), or acknowledge one with --ack."""
-    path = _socket_path(socket, config_path)
+    path = socket_path(socket, config_path)
     if ack_id is not None:
         command = {"v": 1, "id": f"cli-{uuid.uuid4().hex[:16]}", "type": "alarm_ack",
                    "alarm": ack_id, **({"note": note} if note else {})}  # fmt: skip
@@ -42,7 +42,7 @@ def alarms(ack_id: str | None, note: str | None, as_json: bool, socket: Path | N
         if as_json:
             click.echo(json.dumps(final, indent=2))
         if final["stage"] != "done":
-            _fail(f"not acknowledged ({final.get('reason')}): {final.get('message')}")
+            fail(f"not acknowledged ({final.get('reason')}): {final.get('message')}")
         if not as_json:
             click.echo(f"acknowledged {final['result']['id']}: {final['result']['message']}")
         return
@@ -75,7 +75,7 @@ def alarms(ack_id: str | None, note: str | None, as_json: bool, socket: Path | N
 @config_option(required=False, help="Site configuration, to find the agent's socket.")
 def loops(as_json: bool, socket: Path | None, config_path: Path | None) -> None:
     """Control loops: mode, inputs, output and last result."""
-    listed = ask_agent(_socket_path(socket, config_path), "loops")["loops"]
+    listed = ask_agent(socket_path(socket, config_path), "loops")["loops"]
     if as_json:
         click.echo(json.dumps(listed, indent=2))
         return

@@ -1,6 +1,6 @@
 """`edge-agent export` and `edge-agent trend`: the telemetry kept in the local store.
 
-Both read the store file directly (read-only, no lock; `edge_agent.history`), so they work
+Both read the store file directly (read-only, no lock; `edge_agent.store.history`), so they work
 whether the agent runs or not. Every error is one line and exit code 1, never a traceback.
 """
 
@@ -14,21 +14,17 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TextIO
 
 import click
 
 from edge_agent import SITE_CONFIG
-from edge_agent.history import HistoryError, HistoryReader, Reading
+from edge_agent.cli.common import fail
 from edge_agent.points import Value, wall_ms
+from edge_agent.store.history import HistoryError, HistoryReader, Reading
 
 DEFAULT_CONFIG = Path(SITE_CONFIG)
 TERMINAL_POINTS = 2000  # more would only smear: the terminal plot gets a min/max envelope
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 def store_options(fn: Callable) -> Callable:
@@ -73,13 +69,13 @@ def _store_path(config_path: Path | None, store_path: Path | None) -> Path:
 
     path = config_path or DEFAULT_CONFIG
     if config_path is None and not path.exists():
-        _fail(f"no configuration at {path}: give --config FILE or --store PATH")
+        fail(f"no configuration at {path}: give --config FILE or --store PATH")
     try:
         return load_config(path).store.path
     except ConfigError as exc:
         if len(exc.issues) == 1:
-            _fail(str(exc.issues[0]))
-        _fail(
+            fail(str(exc.issues[0]))
+        fail(
             f"{path}: invalid configuration ({len(exc.issues)} problems); "
             f"run 'edge-agent config validate {path}'"
         )
@@ -102,7 +98,7 @@ def parse_when(text: str, now_ms: int, option: str) -> int:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        _fail(
+        fail(
             f"{option} {text!r}: expected 'now', a duration such as 30m, 2h, 7d, "
             "or an ISO time such as 2026-11-24T08:00"
         )
@@ -115,7 +111,7 @@ def _range(since: str, until: str) -> tuple[int, int]:
     now = wall_ms()
     start, end = parse_when(since, now, "--since"), parse_when(until, now, "--until")
     if start >= end:
-        _fail(f"--since ({_iso(start)}) must be before --until ({_iso(end)})")
+        fail(f"--since ({_iso(start)}) must be before --until ({_iso(end)})")
     return start, end
 
 
@@ -128,7 +124,7 @@ def _open(path: Path) -> HistoryReader:
     try:
         return HistoryReader(path)
     except HistoryError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _nothing(reader: HistoryReader, start: int, end: int) -> str:
@@ -174,7 +170,7 @@ def export(
         try:
             reader.check(refs, devices)
         except HistoryError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         readings = reader.readings(start, end, refs or None, devices=list(devices) or None)
         with closing(readings):  # ends the read transaction before the reader closes
             count = _write(readings, output, start, end)
@@ -200,7 +196,7 @@ def _write(readings: Iterator[Reading], output: Path | None, start: int, end: in
         part.replace(output)
     except OSError as exc:
         part.unlink(missing_ok=True)
-        _fail(f"cannot write {output}: {exc.strerror or exc}")
+        fail(f"cannot write {output}: {exc.strerror or exc}")
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -222,7 +218,7 @@ def _write_csv(readings: Iterator[Reading], file: TextIO, start: int, end: int) 
                 if count % 1000 == 0:
                     advance(ts - start)
         except HistoryError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     return count
 
 
@@ -292,7 +288,7 @@ def trend(
         try:
             import matplotlib
         except ImportError:
-            _fail("--png needs matplotlib: pip install edge-agent[charts]")
+            fail("--png needs matplotlib: pip install edge-agent[charts]")
         matplotlib.use("Agg")
     start, end = _range(since, until)
     with _open(_store_path(config_path, store_path)) as reader:
@@ -300,17 +296,17 @@ def trend(
             reader.check([point])
             series = [(ts, value) for _, ts, value, _ in reader.readings(start, end, [point])]
         except HistoryError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         if not series:
-            _fail(_nothing(reader, start, end))
+            fail(_nothing(reader, start, end))
     texts = [v for _, v in series if isinstance(v, str)]
     if texts:
-        _fail(f"{point} has text values ({texts[0]!r}...): it cannot be plotted; use export")
+        fail(f"{point} has text values ({texts[0]!r}...): it cannot be plotted; use export")
     xs = [ts / 1000 for ts, v in series if v is not None and _finite(v)]
     ys = [float(v) for _, v in series if v is not None and _finite(v)]
     missing = len(series) - len(ys)
     if not ys:
-        _fail(f"{point}: all {len(series)} readings in the range are bad (no value to plot)")
+        fail(f"{point}: all {len(series)} readings in the range are bad (no value to plot)")
     summary = (
         f"{point}: {len(series)} readings from {_local(xs[0])} to {_local(xs[-1])} "
         f"(local time); min {min(ys):g}, max {max(ys):g}, last {ys[-1]:g}"
@@ -355,7 +351,7 @@ def _plot_terminal(point: str, xs: list[float], ys: list[float]) -> None:
     try:
         import plotext as plt
     except ImportError:
-        _fail("the terminal plot needs plotext: pip install plotext")
+        fail("the terminal plot needs plotext: pip install plotext")
     xs, ys = _envelope(xs, ys, TERMINAL_POINTS // 2)
     plt.clear_figure()
     plt.plot(xs, ys, marker="braille")
@@ -386,6 +382,6 @@ def _plot_png(point: str, xs: list[float], ys: list[float], path: Path) -> None:
     try:
         figure.savefig(path, format="png")
     except OSError as exc:
-        _fail(f"cannot write {path}: {exc.strerror or exc}")
+        fail(f"cannot write {path}: {exc.strerror or exc}")
     finally:
         plt.close(figure)

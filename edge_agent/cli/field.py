@@ -21,17 +21,11 @@ from typing import Any, NoReturn
 
 import click
 
-from edge_agent.cli import _socket_path, config_option, socket_option
+from edge_agent.cli.common import EXIT_NOT_RUNNING, config_option, fail, socket_option, socket_path
 
-EXIT_NOT_RUNNING = 3  # as edge_agent.cli (not imported here: cli imports this module)
 EXIT_INTERRUPTED = 130
 FOLLOW_PERIOD_S = 0.5
 JOURNAL_UNIT = "edge-agent"
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 class _OneLineErrors(click.Command):
@@ -41,7 +35,7 @@ class _OneLineErrors(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            _fail(f"{exc.format_message()} (see '{ctx.command_path} -h')", exc.exit_code)
+            fail(f"{exc.format_message()} (see '{ctx.command_path} -h')", exc.exit_code)
 
 
 # -- discover -------------------------------------------------------------------------------
@@ -83,11 +77,11 @@ def discover_bacnet(
 ) -> None:
     """Broadcast a Who-Is and list the BACnet devices that answer."""
     if (address is None) == (interface is None):
-        _fail("give either --address ADDRESS/PREFIX or --interface NAME")
+        fail("give either --address ADDRESS/PREFIX or --interface NAME")
     if (low is None) != (high is None):
-        _fail("give both --low and --high, or neither")
+        fail("give both --low and --high, or neither")
     if low is not None and high is not None and low > high:
-        _fail(f"--low {low} is greater than --high {high}")
+        fail(f"--low {low} is greater than --high {high}")
     local = _interface_address(interface) if interface else _check_address(address or "")
 
     from drivers.bacnet.discovery import discover as who_is
@@ -97,11 +91,11 @@ def discover_bacnet(
         with status.status(f"Who-Is from {local} for {timeout:g} s ...", spinner="dots"):
             found = asyncio.run(who_is(local, timeout, low, high, port=port, names=not no_names))
     except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
+        fail("interrupted", EXIT_INTERRUPTED)
     except OSError as exc:
-        _fail(f"cannot use {local.partition('/')[0]} port {port}: {_bind_problem(exc, port)}")
+        fail(f"cannot use {local.partition('/')[0]} port {port}: {_bind_problem(exc, port)}")
     except Exception as exc:  # bacpypes3 has many ways to refuse an address
-        _fail(f"BACnet discovery failed: {type(exc).__name__}: {exc}")
+        fail(f"BACnet discovery failed: {type(exc).__name__}: {exc}")
     if as_json:
         click.echo(
             json.dumps(
@@ -135,16 +129,16 @@ def _check_address(address: str) -> str:
     try:
         iface = ipaddress.ip_interface(address)
     except ValueError:
-        _fail(f"--address {address!r} is not an IPv4 address with a prefix (e.g. 10.0.0.5/24)")
+        fail(f"--address {address!r} is not an IPv4 address with a prefix (e.g. 10.0.0.5/24)")
     if iface.version != 4 or "/" not in address:
-        _fail(f"--address {address!r}: give an IPv4 address with its prefix, e.g. 10.0.0.5/24")
+        fail(f"--address {address!r}: give an IPv4 address with its prefix, e.g. 10.0.0.5/24")
     return address
 
 
 def _interface_address(name: str) -> str:
     """The first IPv4 address/prefix of interface `name` (iproute2's JSON output)."""
     if shutil.which("ip") is None:
-        _fail("cannot look up --interface without the 'ip' command: give --address instead")
+        fail("cannot look up --interface without the 'ip' command: give --address instead")
     done = subprocess.run(
         ["ip", "-j", "-4", "addr", "show", "dev", name],
         capture_output=True,
@@ -153,12 +147,12 @@ def _interface_address(name: str) -> str:
         timeout=10,
     )
     if done.returncode != 0:
-        _fail(f"no network interface {name!r}")
+        fail(f"no network interface {name!r}")
     for link in json.loads(done.stdout or "[]"):
         for info in link.get("addr_info", []):
             if info.get("family") == "inet":
                 return f"{info['local']}/{info['prefixlen']}"
-    _fail(f"interface {name!r} has no IPv4 address")
+    fail(f"interface {name!r} has no IPv4 address")
 
 
 def _bind_problem(exc: OSError, port: int) -> str:
@@ -239,7 +233,7 @@ def discover_modbus(
     from drivers.modbus import discovery as md
 
     if (host is None) == (serial_port is None):
-        _fail("give either --host HOST (Modbus TCP) or --serial PORT (Modbus RTU)")
+        fail("give either --host HOST (Modbus TCP) or --serial PORT (Modbus RTU)")
     target: md.Target
     if serial_port is not None:
         target = md.SerialTarget(
@@ -258,7 +252,7 @@ def discover_modbus(
         table_list = md.parse_tables(tables)
         span = md.parse_span(span_text, what="--range")
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     # pymodbus logs connection trouble on its own; we say it once, in one line.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)
     console = _stderr_console()
@@ -301,9 +295,9 @@ def discover_modbus(
                 )
             )
     except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
+        fail("interrupted", EXIT_INTERRUPTED)
     except md.ScanError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     elapsed = time.monotonic() - started
     if as_json:
         click.echo(json.dumps(_scan_json(result, elapsed), indent=2))
@@ -424,17 +418,17 @@ def logs(
         try:
             level_number(level)
         except ValueError as exc:
-            _fail(f"--level: {exc}")
+            fail(f"--level: {exc}")
         level = level.lower()
-    path = _socket_path(socket, config_path)
+    path = socket_path(socket, config_path)
     try:
         answer = request(path, "logs", n=lines, level=level)
     except (FileNotFoundError, ConnectionRefusedError):
         _journal(path, lines, level, follow, as_json)
     except PermissionError:
-        _fail(f"no permission to talk to the agent at {path} (are you in the agent's group?)")
+        fail(f"no permission to talk to the agent at {path} (are you in the agent's group?)")
     except OSError as exc:
-        _fail(f"the agent is not answering on {path}: {exc.strerror or exc}", EXIT_NOT_RUNNING)
+        fail(f"the agent is not answering on {path}: {exc.strerror or exc}", EXIT_NOT_RUNNING)
     _check(answer)
     for record in answer["records"]:
         _echo_record(record, as_json)
@@ -447,7 +441,7 @@ def logs(
             try:
                 answer = request(path, "logs", n=2000, level=level, after=after)
             except OSError:
-                _fail(f"the agent stopped (no answer on {path})", EXIT_NOT_RUNNING)
+                fail(f"the agent stopped (no answer on {path})", EXIT_NOT_RUNNING)
             _check(answer)
             for record in answer["records"]:
                 _echo_record(record, as_json)
@@ -458,9 +452,9 @@ def logs(
 
 def _check(answer: dict[str, Any]) -> None:
     if answer.get("error") == "bad_request" and "logs" not in answer.get("known", ["logs"]):
-        _fail("the running agent does not serve its logs (an older version?); use journalctl")
+        fail("the running agent does not serve its logs (an older version?); use journalctl")
     if not answer.get("ok"):
-        _fail(f"the agent refused 'logs': {answer.get('message') or answer.get('error')}")
+        fail(f"the agent refused 'logs': {answer.get('message') or answer.get('error')}")
 
 
 _LEVEL_COLOURS = {"debug": "blue", "warning": "yellow", "error": "red", "critical": "red"}
@@ -489,7 +483,7 @@ def _journal(path: Path, lines: int, level: str | None, follow: bool, as_json: b
     """The agent is not running: its earlier records are in the systemd journal."""
     journalctl = shutil.which("journalctl")
     if journalctl is None:
-        _fail(
+        fail(
             f"the agent is not running (no socket at {path}); when it runs as a service its "
             f"log goes to the systemd journal (journalctl -u {JOURNAL_UNIT}), otherwise to "
             "the stderr of whoever started it",
@@ -509,7 +503,7 @@ def _journal(path: Path, lines: int, level: str | None, follow: bool, as_json: b
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, errors="replace")
     except OSError as exc:
-        _fail(f"cannot run journalctl: {exc.strerror or exc}", EXIT_NOT_RUNNING)
+        fail(f"cannot run journalctl: {exc.strerror or exc}", EXIT_NOT_RUNNING)
     kept: collections.deque[str] = collections.deque(maxlen=lines)
     interrupted = False
     try:

@@ -1,0 +1,131 @@
+"""The agent's own commands: run it (what systemd starts), its status, the demo, and
+installing it as a service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from edge_agent import SITE_CONFIG
+from edge_agent.cli.common import ask_agent, config_option, fail, socket_option, socket_path
+
+
+@click.command()
+@config_option(required=True, help="Site configuration (YAML).")
+@click.option(
+    "--log-json/--log-console",
+    default=None,
+    help="Log format (default: JSON unless on a terminal).",
+)
+def run(config_path: Path, log_json: bool | None) -> None:
+    """Run the agent in the foreground (what systemd starts)."""
+    from edge_agent import apply_journal, logs
+    from edge_agent.config.errors import ConfigError
+    from edge_agent.config.loader import load_config
+    from edge_agent.service import serve
+    from edge_agent.store.outbox import StoreError
+    from edge_agent.store.worker import StoreLocked
+
+    try:
+        apply_journal.lock(config_path)  # held until exit
+        # A config_apply the last run did not confirm is undone before the file is read.
+        interrupted = apply_journal.recover(config_path)
+    except apply_journal.ConfigInUse as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot restore {config_path} after an unfinished config_apply: {exc}")
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        sys.exit(1)
+    logs.configure(config.log_level, json=log_json)
+    try:
+        code = asyncio.run(serve(config_path, config, interrupted))
+    except (StoreLocked, StoreError, PermissionError) as exc:
+        fail(str(exc))
+    except Exception as exc:  # the trace goes to the journal, not the screen
+        logs.get("agent").exception("agent failed")
+        fail(f"the agent stopped on an unexpected error: {type(exc).__name__}: {exc}")
+    sys.exit(code)
+
+
+@click.command()
+@socket_option
+@config_option(required=False, help="Site configuration, to find the agent's socket.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(socket: Path | None, config_path: Path | None, as_json: bool) -> None:
+    """Uplink, backlog and device health of the running agent."""
+    answer = ask_agent(socket_path(socket, config_path), "status")
+    answer.pop("ok", None)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    from rich.console import Console
+
+    from edge_agent.status_view import render_status
+
+    Console().print(render_status(answer))
+
+
+@click.command()
+@config_option(
+    required=False, help="Agent configuration to demonstrate (default: configs/hospital-site.yaml)."
+)
+@click.option(
+    "--sim",
+    "sim_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Simulator configuration (default: configs/sim/hospital.yaml).",
+)
+@click.option(
+    "--no-sim", is_flag=True, help="Start no simulator (e.g. with configs/demo-site.yaml)."
+)
+@click.option(
+    "--speed", type=float, default=1.0, show_default=True, help="Simulated time per real time."
+)
+@click.option(
+    "--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C)."
+)
+def demo(
+    config_path: Path | None,
+    sim_path: Path | None,
+    no_sim: bool,
+    speed: float,
+    duration: float | None,
+) -> None:
+    """Start the simulated plant room, a local broker and the agent, and show live status."""
+    from edge_agent.demo import DEFAULT_SIM, run_demo
+
+    sys.exit(run_demo(config_path, duration, None if no_sim else sim_path or DEFAULT_SIM, speed))
+
+
+@click.command("install-service")
+@click.option(
+    "--prefix",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The installation (a venv, or a checkout with .venv) whose edge-agent systemd runs "
+    "(default: this one).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=Path(SITE_CONFIG),
+    show_default=True,
+    help="Site configuration the service runs with.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the steps without doing them.")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("/"), hidden=True)
+def install_service(prefix: Path | None, config_path: Path, dry_run: bool, root: Path) -> None:
+    """Create the edge-agent user, install and enable the systemd unit (idempotent)."""
+    from edge_agent.install import main as install_main
+
+    sys.exit(install_main(prefix, config_path, dry_run, root))

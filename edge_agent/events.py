@@ -1,27 +1,34 @@
-"""Operational events: logged once and published to the platform through the outbox."""
+"""Operational events: logged once and published to the platform through the outbox.
+
+`EventSink` is what drivers and loops may ask of the runtime (report an event); `Events`
+is the runtime's: it makes the message and hands it to `submit` (the store's
+`submit_event`), so this module knows nothing of the store.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from edge_agent import logs
+from edge_agent import envelope, logs
 from edge_agent.points import wall_ms
-from edge_agent.store.losses import event_payload
-from edge_agent.store.outbox import Record, TrafficClass
 
 log = logs.get("event")
 
 
-class Events:
-    """`emit("device_down", device="ch-1", reason="timeout")` -> a log line and an EVENT record."""
+class EventSink(Protocol):
+    def emit(self, type_: str, *, level: str = "info", **fields: Any) -> None: ...
 
-    def __init__(self, submit: Callable[[Record], None], identity: dict[str, str]) -> None:
+
+class Events:
+    """`emit("device_down", device="ch-1", reason="timeout")` -> a log line, and the event's
+    payload to `submit(ts, payload)`."""
+
+    def __init__(self, submit: Callable[[int, bytes], None], identity: envelope.Identity) -> None:
         self._submit = submit
         self._identity = identity
 
     def emit(self, type_: str, *, level: str = "info", **fields: Any) -> None:
         getattr(log, level)(type_, **fields)
         ts = wall_ms()
-        payload = event_payload(type_, self._identity, ts, **fields)
-        self._submit(Record(TrafficClass.EVENT, "event", ts, payload=payload))
+        self._submit(ts, envelope.encode(envelope.message(type_, self._identity, ts, **fields)))

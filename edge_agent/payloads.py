@@ -6,11 +6,10 @@ import json
 import math
 from dataclasses import dataclass
 
+from edge_agent import envelope
+from edge_agent.envelope import Identity
 from edge_agent.points import Batch, Quality
 from edge_agent.store.outbox import Row, TrafficClass
-
-VERSION = 1
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +38,11 @@ class Topics:
         return f"{self.root}/{suffix}"
 
 
-def status(identity: dict[str, str], state: str, ts: int, **extra: object) -> bytes:
-    return _dumps(
-        {"v": VERSION, "type": "status", **identity, "state": state, "ts": ts, **extra}
-    ).encode()
+def status(identity: Identity, state: str, ts: int, **extra: object) -> bytes:
+    return envelope.encode(envelope.message("status", identity, ts, state=state, **extra))
 
 
-def render(
-    row: Row, topics: Topics, identity: dict[str, str], historical: bool
-) -> tuple[str, bytes]:
+def render(row: Row, topics: Topics, identity: Identity, historical: bool) -> tuple[str, bytes]:
     """The topic and payload of an outbox row."""
     if row.cls is TrafficClass.TELEMETRY:
         assert row.batch is not None
@@ -59,10 +54,10 @@ def render(
     message = json.loads(row.payload)
     message["seq"] = row.seq
     message["historical"] = historical
-    return topics.stream(row.stream), _dumps(message).encode()
+    return topics.stream(row.stream), envelope.encode(message)
 
 
-def telemetry(batch: Batch, seq: int, identity: dict[str, str], historical: bool) -> bytes:
+def telemetry(batch: Batch, seq: int, identity: Identity, historical: bool) -> bytes:
     """One device poll. `values` has every point (null when bad); `quality` only the
     exceptions: points that are not good, or whose source timestamp differs from `ts`."""
     values: dict[str, object] = {}
@@ -81,16 +76,8 @@ def telemetry(batch: Batch, seq: int, identity: dict[str, str], historical: bool
             if r.ts != batch.ts:
                 entry["ts"] = r.ts
             quality[r.point] = entry
-    message: dict[str, object] = {
-        "v": VERSION,
-        "type": "telemetry",
-        **identity,
-        "device": batch.stream,
-        "seq": seq,
-        "ts": batch.ts,
-        "historical": historical,
-        "values": values,
-    }
+    message = envelope.message("telemetry", identity, batch.ts, device=batch.stream, seq=seq,
+                               historical=historical, values=values)  # fmt: skip
     if quality:
         message["quality"] = quality
-    return _dumps(message).encode()
+    return envelope.encode(message)

@@ -130,7 +130,7 @@ class Runtime:
         self.events = events
         self.started = started
         self.cache = PointCache()
-        self.identity = {"site": config.site.id, "gateway": config.gateway.id}
+        self.identity = config.identity
         self.uplink = Uplink(config, store, __version__, self._on_command, events)
         self.pollers: list[Poller] = []
         self.router: CommandRouter | None = None
@@ -545,8 +545,7 @@ class Runtime:
         return {
             "version": __version__,
             "pid": os.getpid(),
-            "site": self.config.site.id,
-            "gateway": self.config.gateway.id,
+            **self.config.identity,
             "config_hash": self.config.config_hash,
             "uptime_s": round(time.monotonic() - self.started, 1),
             "uplink": self.uplink.stats(),
@@ -592,13 +591,12 @@ async def _close_driver(driver: Driver) -> None:
 
 def _store_for(config: AgentConfig) -> StoreWorker:
     s = config.store
-    identity = {"site": config.site.id, "gateway": config.gateway.id}
     return StoreWorker(
         s.path,
         int(s.disk_budget),
         s.retention,
         s.commit_interval,
-        identity=identity,
+        identity=config.identity,
         history_s=s.history,
     )
 
@@ -619,8 +617,8 @@ async def serve(
 
     store = _store_for(config)
     await store.open()
-    identity = {"site": config.site.id, "gateway": config.gateway.id}
-    events = Events(store.submit, identity)
+    identity = config.identity
+    events = Events(store.submit_event, identity)
     writer = loop.create_task(supervise("store-writer", store.run, events), name="store-writer")
     events.emit(
         "agent_started", version=__version__, config_hash=config.config_hash, pid=os.getpid()
@@ -666,7 +664,7 @@ async def serve(
                 store = _store_for(config)
                 await store.open()
                 writer.cancel()
-                events = Events(store.submit, identity)
+                events = Events(store.submit_event, identity)
                 writer = loop.create_task(
                     supervise("store-writer", store.run, events), name="store-writer"
                 )

@@ -105,7 +105,7 @@ class Uplink:
         self.config = config
         self.cfg = config.uplink
         self.store = store
-        self.identity = {"site": config.site.id, "gateway": config.gateway.id}
+        self.identity = config.identity
         self.topics = payloads.Topics.for_gateway(
             self.cfg.topic_prefix, config.site.id, config.gateway.id
         )

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
-from edge_agent import logs
+from edge_agent import envelope, logs
 from edge_agent.alarms.rules import (
     DEFAULT_MESSAGES,
     SEVERITY_RANK,
@@ -535,17 +535,10 @@ class AlarmEngine:
             return f"{template} (value {fields['value']})"
 
     def _emit(self, alarm: Alarm, event: str, now: int, closed: bool = False, **extra: Any) -> None:
-        body = {
-            "v": 1,
-            "type": "alarm",
-            **self._identity,
-            "event": event,
-            "ts": now,
-            **asdict(alarm),
-            "closed": closed,
-            **extra,
-        }
-        payload = json.dumps(body, separators=(",", ":"), default=str).encode()
+        body = envelope.message(
+            "alarm", self._identity, now, event=event, **asdict(alarm), closed=closed, **extra
+        )
+        payload = envelope.encode(body)
         try:
             self._publish(Record(TrafficClass.ALARM, "alarm", now, payload=payload))
         except Exception as exc:  # the alarm still stands locally, and on disk

@@ -26,9 +26,10 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticError
 
+from edge_agent import envelope
 from edge_agent.config.base import Duration, Id, Model
 
-VERSION = 1
+VERSION = envelope.VERSION  # commands and everything the gateway publishes
 MAX_PAYLOAD = 1024 * 1024  # a whole config may ride in a config_apply
 # A larger message is refused (`malformed`); up to this size it is still read for its id,
 # so that the sender hears why. Past it, it is dropped unread.

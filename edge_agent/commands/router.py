@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from drivers.base import KEEPS, DeviceUnavailable, Driver, DriverError, Keeps
-from edge_agent import logs
+from edge_agent import envelope, logs
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages as m
 from edge_agent.commands.audit import Audit, AuditRow
@@ -261,12 +260,12 @@ class CommandRouter:
         )  # fmt: skip
         self._publish(_stage(command_id, type_, stage, reason, message, result))
 
-    def _publish(self, message: dict[str, Any]) -> None:
-        message = {"v": m.VERSION, "type": "command_result", **self.identity, **message}
-        payload = json.dumps(message, separators=(",", ":"), default=str).encode()
+    def _publish(self, stage: dict[str, Any]) -> None:
+        ts = stage["ts"]
+        fields = {k: v for k, v in stage.items() if k != "ts"}
+        payload = envelope.encode(envelope.message("command_result", self.identity, ts, **fields))
         self.store.submit(
-            Record(TrafficClass.COMMAND_RESULT, "ack", message["ts"], payload=payload),
-            urgent=True,
+            Record(TrafficClass.COMMAND_RESULT, "ack", ts, payload=payload), urgent=True
         )
 
     # -- points ----------------------------------------------------------------------------

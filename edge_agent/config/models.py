@@ -105,6 +105,11 @@ class AgentConfig(Model):
     protection: tuple[EquipmentProtection, ...] = ()
 
     @property
+    def identity(self) -> dict[str, str]:
+        """Who says it: the site and gateway ids every message carries (edge_agent.envelope)."""
+        return {"site": self.site.id, "gateway": self.gateway.id}
+
+    @property
     def client_id(self) -> str:
         return self.uplink.client_id or f"{self.site.id}-{self.gateway.id}"
 

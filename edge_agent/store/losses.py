@@ -8,7 +8,6 @@
   from its announcement; the outbox seals the pending entries into one `data_evicted` event
   per (reason, disk_full) when the uplink can publish it (`Outbox.announce`).
 - `Throttle`: a log line at most once per interval, with the totals of what it held back.
-- `event_payload`: the JSON of an event, for the outbox, the store writer and `events`.
 """
 
 from __future__ import annotations
@@ -214,9 +213,3 @@ class Throttle:
         shown = {k: sorted(v) if isinstance(v, set) else v for k, v in self._fields.items()}
         self._emit(self._message, count=self._count, **shown)
         self._due, self._count, self._fields = now + self._interval, 0, {}
-
-
-def event_payload(type_: str, identity: dict[str, str], ts: int, **fields: Any) -> bytes:
-    """The final JSON of an event but its `seq` and `historical` (added when published)."""
-    body = {"v": 1, "type": type_, **identity, "ts": ts, **fields}
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str).encode()

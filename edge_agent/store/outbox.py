@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 from urllib.parse import quote
 
-from edge_agent import logs
+from edge_agent import envelope, logs
 from edge_agent.points import Batch, wall_ms
 from edge_agent.store import codec
 from edge_agent.store.losses import (
@@ -66,7 +66,6 @@ from edge_agent.store.losses import (
     PendingEvictions,
     StreamGap,
     Throttle,
-    event_payload,
 )
 
 log = logs.get("store")
@@ -1037,8 +1036,10 @@ class Outbox:
         log.error("store too small", path=str(self.path), message=self._too_small)
         ts = wall_ms()
         fields = {"limit_bytes": limit, "held_s": held_s, "disk_full": disk_full}
-        payload = event_payload("store_too_small", self._identity, ts, **fields,
-                                message=self._too_small)  # fmt: skip
+        payload = envelope.encode(
+            envelope.message("store_too_small", self._identity, ts, **fields,
+                             message=self._too_small)
+        )  # fmt: skip
         try:  # an ordinary event: if it cannot be stored now, the log and status say it
             self._commit([_prepare(Record(TrafficClass.EVENT, "event", ts, payload=payload))])
         except sqlite3.Error as exc:
@@ -1069,7 +1070,8 @@ class Outbox:
         ts = wall_ms()
         records = [
             _prepare(Record(TrafficClass.EVICTION_NOTICE, "event", ts,
-                            payload=event_payload("data_evicted", self._identity, ts, **body)))
+                            payload=envelope.encode(
+                                envelope.message("data_evicted", self._identity, ts, **body))))
             for body in self._pending.bodies(self._stream_names, _CLASS_NAMES)
         ]  # fmt: skip
         with self._write(self._sync) as txn:  # FULL: it hands out seq numbers

@@ -23,9 +23,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge_agent import logs
+from edge_agent import envelope, logs
 from edge_agent.points import Batch, wall_ms
-from edge_agent.store.losses import event_payload
 from edge_agent.store.outbox import DEFAULT_HISTORY_S, Outbox, Record, Row, TrafficClass
 
 log = logs.get("store")
@@ -135,6 +134,10 @@ class StoreWorker:
         for listener in self._listeners:
             listener()
 
+    def submit_event(self, ts: int, payload: bytes) -> None:
+        """An event's payload (edge_agent.events.Events hands them in)."""
+        self.submit(Record(TrafficClass.EVENT, "event", ts, payload=payload))
+
     def submit_batch(self, batch: Batch) -> None:
         self.submit(Record(TrafficClass.TELEMETRY, batch.stream, batch.ts, batch=batch))
 
@@ -206,8 +209,8 @@ class StoreWorker:
     def _drop_notices(self) -> list[Record]:
         ts = wall_ms()
         return [
-            Record(TrafficClass.EVENT, "event", ts, payload=event_payload(
-                "data_dropped", self._identity or {}, ts, reason=reason, **dropped.fields()))
+            Record(TrafficClass.EVENT, "event", ts, payload=envelope.encode(envelope.message(
+                "data_dropped", self._identity or {}, ts, reason=reason, **dropped.fields())))
             for reason, dropped in self._dropped.items()
         ]  # fmt: skip
 

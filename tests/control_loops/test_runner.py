@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from edge_agent.commands.router import CommandRouter, Context
 from edge_agent.events import Events
 from edge_agent.points import Quality, Reading, wall_ms
 from edge_agent.store.worker import StoreWorker
+from tests.events import EventLog
 
 LOOPS = TypeAdapter(tuple[LoopConfig, ...])
 
@@ -92,8 +92,8 @@ async def plant(
     await store.open()
     audit = await store.call(Audit, store.path)
     identity = {"site": "s", "gateway": "g"}
-    records: list[dict] = []
-    events = Events(lambda r: records.append(json.loads(r.payload)), identity)
+    records = EventLog()
+    events = records.events(identity)
     router = CommandRouter(
         [device], {"ch-1": driver}, cache, store, audit, identity, protection, events
     )

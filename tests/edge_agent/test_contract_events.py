@@ -17,7 +17,7 @@ OTHER_MESSAGES = {"telemetry", "status", "alarm", "command_result", "alarm_ack"}
 
 def published_events() -> dict[str, str]:
     """Event type -> a file that makes it: `emit("type", ...)` and
-    `event_payload("type", ...)` calls (the store's own events), and message dicts
+    `envelope.message("type", ...)` calls (the store's own events), and message dicts
     `{"v": 1, "type": "...", ...}` built by hand."""
     found: dict[str, str] = {}
     for package in PACKAGES:
@@ -35,7 +35,11 @@ def _emitted(node: ast.AST) -> str | None:
     func = node.func
     called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
     first = node.args[0]
-    if called in ("emit", "_emit", "event_payload") and isinstance(first, ast.Constant):
+    via_envelope = (
+        called == "message" and isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name) and func.value.id == "envelope"
+    )  # fmt: skip
+    if (called in ("emit", "_emit") or via_envelope) and isinstance(first, ast.Constant):
         return first.value if isinstance(first.value, str) else None
     return None
 

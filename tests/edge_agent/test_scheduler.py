@@ -8,9 +8,9 @@ import time
 from drivers.base import Link
 from drivers.fake import FakeDevice, FakeDriver
 from edge_agent.cache import PointCache
-from edge_agent.events import Events
 from edge_agent.points import Quality
 from edge_agent.scheduler import Deadlines, Poller
+from tests.events import EventLog
 
 
 def _device(device_id: str = "d1", interval: float = 0.05, **connection) -> FakeDevice:
@@ -32,11 +32,11 @@ def _device(device_id: str = "d1", interval: float = 0.05, **connection) -> Fake
 class Recorder:
     def __init__(self) -> None:
         self.batches = []
-        self.records = []
-        self.events = Events(self.records.append, {"site": "s", "gateway": "g"})
+        self.records = EventLog()
+        self.events = self.records.events()
 
     def event_types(self) -> list[str]:
-        return [json.loads(r.payload)["type"] for r in self.records]
+        return self.records.types()
 
 
 def _poller(

@@ -1,19 +1,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from edge_agent import scheduler, service
-from edge_agent.events import Events
+from tests.events import EventLog
 
 
 class Recorder:
     def __init__(self) -> None:
-        self.records = []
-        self.events = Events(self.records.append, {"site": "s", "gateway": "g"})
+        self.records = EventLog()
+        self.events = self.records.events()
 
     def bodies(self) -> list[dict]:
-        return [json.loads(r.payload) for r in self.records]
+        return list(self.records)
 
 
 async def test_a_crashed_task_is_reported_and_restarted_with_backoff(monkeypatch):

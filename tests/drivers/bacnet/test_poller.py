@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from edge_agent.cache import PointCache
-from edge_agent.events import Events
 from edge_agent.points import Batch, Quality
 from edge_agent.scheduler import Poller
 from tests.drivers.bacnet.conftest import POINTS, device_config
 from tests.drivers.bacnet.sim import SimProcess
+from tests.events import EventLog
 
 
 async def test_poller_reports_down_and_recovered(sim: SimProcess, open_driver: Callable) -> None:
     device = device_config(sim.address, POINTS)
     driver = await open_driver(device)
     batches: list[Batch] = []
-    records: list = []
-    poller = Poller(
-        device, driver, batches.append, PointCache(), Events(records.append, {"site": "s"})
-    )
+    records = EventLog()
+    poller = Poller(device, driver, batches.append, PointCache(), records.events())
     await poller.poll_once()
     sim.command(offline=True)
     await poller.poll_once()
@@ -35,5 +32,4 @@ async def test_poller_reports_down_and_recovered(sim: SimProcess, open_driver: C
         True,
     ]
     assert {r.reason for r in batches[1].readings} == {"timeout"}
-    events = [json.loads(r.payload)["type"] for r in records]
-    assert events == ["device_down", "device_recovered"]
+    assert records.types() == ["device_down", "device_recovered"]

@@ -285,14 +285,14 @@ async def test_subset_reads_and_release(server, make_driver) -> None:
 
 async def test_poller_runs_the_driver_and_reports_down_and_recovered(server, make_driver) -> None:
     from edge_agent.cache import PointCache
-    from edge_agent.events import Events
     from edge_agent.scheduler import Poller
+    from tests.events import EventLog
 
-    events: list = []
+    events = EventLog()
     batches: list = []
     dev = device(server.port, retries=0, poll_interval=1.0, timeout=0.2)
     driver = await make_driver(dev)
-    poller = Poller(dev, driver, batches.append, PointCache(), Events(events.append, {}))
+    poller = Poller(dev, driver, batches.append, PointCache(), events.events())
     batch = await poller.poll_once()
     assert all(r.quality is Quality.GOOD for r in batch.readings)
     server.set_faults(1, {"offline": True})

@@ -32,11 +32,11 @@ from edge_agent.commands.audit import Audit
 from edge_agent.commands.messages import Source
 from edge_agent.commands.router import CommandRouter, Context
 from edge_agent.config.base import DeviceBase
-from edge_agent.events import Events
 from edge_agent.points import Reading, wall_ms
 from edge_agent.store.worker import StoreWorker
 from tests.drivers.bacnet.conftest import device_config
 from tests.drivers.bacnet.sim import SimProcess
+from tests.events import EventLog
 
 RUN = "chiller-3.run_cmd"
 
@@ -72,9 +72,9 @@ async def rig(
     store = StoreWorker(tmp_path / "outbox.db", 10**8, 86400.0)
     await store.open()
     audit = await store.call(Audit, store.path)
-    records: list[dict] = []
     identity = {"site": "s", "gateway": "g"}
-    events = Events(lambda r: records.append(json.loads(r.payload)), identity)
+    records = EventLog()
+    events = records.events(identity)
     guard = EquipmentProtection(id="chiller-3", run_command=RUN, running="chiller-3.status",
                                 min_on=min_on, min_off=min_off)  # fmt: skip
     protection = Protection([guard], cache, tmp_path / "protection.json", events)

@@ -31,9 +31,9 @@ from control_loops.config import EquipmentProtection, finite
 from edge_agent import logs
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages as m
+from edge_agent.commands.context import CommandPath, Context
 from edge_agent.commands.messages import Source
-from edge_agent.commands.router import CommandRouter, Context
-from edge_agent.events import Events
+from edge_agent.events import EventSink
 from edge_agent.points import Quality, Value, wall_ms
 
 log = logs.get("protection")
@@ -64,7 +64,7 @@ class Protection:
         entries: Iterable[EquipmentProtection],
         cache: PointCache,
         state_path: Path | None = None,
-        events: Events | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.entries = {e.run_command: e for e in entries}
         self.cache = cache
@@ -339,12 +339,12 @@ class FlowInterlock:
     def __init__(
         self,
         protection: Protection,
-        router: CommandRouter,
-        events: Events | None,
+        commands: CommandPath,
+        events: EventSink | None,
         period: float = 1.0,
     ) -> None:
         self.protection = protection
-        self.router = router
+        self.commands = commands
         self.events = events
         self.period = period
         self.guarded = [e for e in protection.entries.values() if e.min_flow is not None]
@@ -388,7 +388,7 @@ class FlowInterlock:
     async def _trip(self, entry: EquipmentProtection, flow: float | None) -> None:
         assert entry.min_flow is not None
         write = m.Write(v=1, id=self._id(entry), type="write", point=entry.run_command, value=False)
-        final = await self.router.execute(write, Context(Source.SAFETY, "flow-interlock"))
+        final = await self.commands.execute(write, Context(Source.SAFETY, "flow-interlock"))
         if final["stage"] != "done":
             log.error("flow interlock could not stop", machine=entry.id,
                       reason=final.get("reason"), error=final.get("message"))  # fmt: skip
@@ -404,7 +404,7 @@ class FlowInterlock:
         if self.protection.check(entry.run_command, True, wall_ms()) is not None:
             return
         release = m.Release(v=1, id=self._id(entry), type="release", point=entry.run_command)
-        final = await self.router.execute(release, Context(Source.SAFETY, "flow-interlock"))
+        final = await self.commands.execute(release, Context(Source.SAFETY, "flow-interlock"))
         if final["stage"] == "done" or final.get("reason") == m.Reason.NOT_HELD:
             self.tripped.discard(entry.id)
             if self.events is not None:

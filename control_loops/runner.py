@@ -1,5 +1,6 @@
 """The loop runner: reads inputs from the PointCache, steps each loop on its own period,
-and writes outputs through the CommandRouter at AUTO priority, like any other source.
+and writes outputs through the command path (the router) at AUTO priority, like any other
+source.
 
 Rules (docs/control.md, "Loop runner and protection"):
 - A stale, bad or missing input puts the loop in its safe state at its next step (so within
@@ -20,11 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -50,13 +50,13 @@ from control_loops.sequences import (
     chw_reset_requests,
     dp_reset_requests,
 )
+from control_loops.settings import LoopSettings, PersistSettings
 from edge_agent import logs
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages as m
-from edge_agent.commands.audit import LoopSettings
+from edge_agent.commands.context import CommandPath, Context, Execution
 from edge_agent.commands.messages import Reason, Rejected, Source
-from edge_agent.commands.router import CommandRouter, Context, Execution
-from edge_agent.events import Events
+from edge_agent.events import EventSink
 from edge_agent.points import Quality, Value, wall_ms
 
 log = logs.get("loops")
@@ -69,13 +69,9 @@ STARTUP_GRACE_S = 120.0
 WAITING_RECHECK_S = 1.0
 
 
-# Saves what a loop command changed (the service: into the audit database).
-PersistSettings = Callable[[str, LoopSettings], Awaitable[object]]
-
-
 def fingerprint(cfg: LoopBase) -> str:
     """The loop's configuration: settings made by command outlive a restart, not a change."""
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:16]
+    return cfg.fingerprint()
 
 
 class Loop:
@@ -392,13 +388,16 @@ class LoopRunner:
         self,
         loops: Iterable[LoopConfig],
         cache: PointCache,
-        router: CommandRouter,
-        events: Events | None,
+        commands: CommandPath,
+        events: EventSink | None,
         clock: Callable[[], float] = time.monotonic,
+        persist: PersistSettings | None = None,
     ) -> None:
+        """`persist` saves what a loop command changed (the service: into the audit
+        database), so that it outlives a restart; None: it does not."""
         self.loops = {cfg.id: make_loop(cfg) for cfg in loops}
         self.cache = cache
-        self.router = router
+        self.commands = commands
         self.events = events
         self.clock = clock
         self.timings_us: list[float] = []  # recent step times of all loops, for metrics
@@ -407,7 +406,7 @@ class LoopRunner:
         self._run_id = secrets.token_hex(3)  # command ids stay unique across restarts
         self._first_tick: float | None = None
         self._seq = 0
-        self.persist: PersistSettings | None = None
+        self.persist = persist
 
     def restore(self, saved: dict[str, LoopSettings]) -> list[str]:
         """Before the first tick: re-apply what loop commands changed before a restart (a
@@ -470,13 +469,13 @@ class LoopRunner:
         """End the automatic holds of loops that no longer run them: removed from the
         configuration, or disabled (by the file, or by a command before a restart). Through
         the router, like every release, so that protection decides what may change."""
-        for hold in self.router.holds.all():
+        for hold in self.commands.all_holds():
             lp = self.loops.get(hold.by or "")
             if hold.source is not Source.AUTO or (lp is not None and lp.enabled):
                 continue
             command = m.Release(v=1, id=self._command_id(hold.by or "loops"), type="release",
                                 point=hold.point)  # fmt: skip
-            final = await self.router.execute(command, Context(Source.AUTO, hold.by))
+            final = await self.commands.execute(command, Context(Source.AUTO, hold.by))
             log.info("hold of a loop not running released", loop=hold.by, point=hold.point,
                      stage=final["stage"], reason=final.get("reason"))  # fmt: skip
 
@@ -550,7 +549,7 @@ class LoopRunner:
             lp.track(self._actual(lp.cfg.outputs()[0]), values, dt)
         held = {}
         for ref in lp.cfg.outputs():
-            hold = self.router.holds.blocker(ref, Source.AUTO)
+            hold = self.commands.held_above(ref, Source.AUTO)
             if hold is not None:
                 held[ref] = hold.value
                 self._let_go(lp, ref)  # the override's end returns to the device, not to us
@@ -584,7 +583,7 @@ class LoopRunner:
                 self._let_go(lp, ref)
         elif isinstance(safe, SafeValue):
             for ref in outputs:
-                if self.router.holds.blocker(ref, Source.AUTO) is None:
+                if self.commands.held_above(ref, Source.AUTO) is None:
                     self._maybe_write(lp, ref, safe.value, self.clock())
         # The PID follows what the output does meanwhile: taking over again is bumpless.
         value = safe.value if isinstance(safe, SafeValue) else self._actual(outputs[0])
@@ -643,8 +642,7 @@ class LoopRunner:
         return shape
 
     def _kind(self, ref: str) -> str | None:
-        target = self.router.targets.get(ref)
-        return None if target is None else target.point.kind
+        return self.commands.kind_of(ref)
 
     def _maybe_write(self, lp: Loop, ref: str, value: Value, now: float) -> None:
         kind = self._kind(ref)
@@ -677,7 +675,7 @@ class LoopRunner:
         self._spawn(ref, self._write(lp, ref, value, command))
 
     async def _write(self, lp: Loop, ref: str, value: Value, command: m.Write) -> None:
-        final = await self.router.execute(command, Context(Source.AUTO, lp.id))
+        final = await self.commands.execute(command, Context(Source.AUTO, lp.id))
         lp.writes += 1
         lp.outcome(ref, value, final)
         stage, reason = final["stage"], final.get("reason")
@@ -698,7 +696,7 @@ class LoopRunner:
         lp.written.pop(ref, None)
         if not self._holds(lp, ref) or ref in self._inflight:
             return
-        hold = self.router.holds.get(ref, Source.AUTO)
+        hold = self.commands.hold_of(ref, Source.AUTO)
         if hold is not None and hold.until_ms is not None and hold.until_ms <= wall_ms():
             return
         command = m.Release(v=1, id=self._command_id(lp.id), type="release", point=ref)
@@ -707,11 +705,11 @@ class LoopRunner:
     def _holds(self, lp: Loop, ref: str) -> bool:
         """The automatic hold on `ref` is this loop's (loops may share an output when one
         is the other's fallback, and each releases only its own)."""
-        hold = self.router.holds.get(ref, Source.AUTO)
+        hold = self.commands.hold_of(ref, Source.AUTO)
         return hold is not None and hold.by == lp.id
 
     async def _release(self, lp: Loop, command: m.Release) -> dict[str, Any]:
-        final = await self.router.execute(command, Context(Source.AUTO, lp.id))
+        final = await self.commands.execute(command, Context(Source.AUTO, lp.id))
         if final["stage"] != "done" and final.get("reason") != Reason.NOT_HELD:
             lp.result = f"release {final['stage']}: {final.get('reason')}: {final.get('message')}"
         return final

@@ -7,12 +7,10 @@ import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import ClassVar, Self
 
+from edge_agent.config.base import DeviceBase, PointBase
 from edge_agent.points import Reading, Value
-
-if TYPE_CHECKING:
-    from edge_agent.config.models import Device, Point
 
 
 class DriverError(Exception):
@@ -77,12 +75,12 @@ class Driver(ABC):
     # The protocol has a priority array (BACnet): a write's `priority` means something.
     priorities: ClassVar[bool] = False
 
-    def __init__(self, device: Device, link: Link) -> None:
+    def __init__(self, device: DeviceBase, link: Link) -> None:
         self.device = device
         self.link = link
 
     @staticmethod
-    def link_key(device: Device) -> str:
+    def link_key(device: DeviceBase) -> str:
         """Devices that return the same key share one `Link` (one lock, one gap)."""
         return f"device:{device.id}"
 
@@ -100,17 +98,17 @@ class Driver(ABC):
         """Release connections. Must not hang."""
 
     @abstractmethod
-    async def read(self, points: Sequence[Point]) -> list[Reading]: ...
+    async def read(self, points: Sequence[PointBase]) -> list[Reading]: ...
 
     @abstractmethod
-    async def write(self, point: Point, value: Value, priority: int | None = None) -> Reading:
+    async def write(self, point: PointBase, value: Value, priority: int | None = None) -> Reading:
         """Write a value and return the read-back reading."""
 
-    async def release(self, point: Point, priority: int | None = None) -> Reading:
+    async def release(self, point: PointBase, priority: int | None = None) -> Reading:
         """Give control of a point back to the device (BACnet relinquish); default: no-op read."""
         return (await self.read([point]))[0]
 
-    async def released_value(self, point: Point, priority: int | None = None) -> Value | Keeps:
+    async def released_value(self, point: PointBase, priority: int | None = None) -> Value | Keeps:
         """What the point will carry once `release(point, priority)` has been done, asked of
         the device now; `KEEPS` when it keeps its present value. A release is a command to
         the equipment like any write: equipment protection needs to know what it changes."""

@@ -177,14 +177,16 @@ class Runtime:
                 devices, drivers, self.cache, self.store, audit, self.identity, protection,
                 self.events,
             )  # fmt: skip
-            self.loops = LoopRunner(self.config.loops, self.cache, self.router, self.events)
+            self.loops = LoopRunner(
+                self.config.loops, self.cache, self.router, self.events,
+                persist=functools.partial(self.store.call, audit.save_loop_settings),
+            )  # fmt: skip
             self.protection = protection
             self._register_commands(self.router)
             await self.router.start()
             # What loop commands changed outlives a restart, not a change of the loop.
             for stale in self.loops.restore(await self.store.call(audit.loop_settings)):
                 await self.store.call(audit.delete_loop_settings, stale)
-            self.loops.persist = functools.partial(self.store.call, audit.save_loop_settings)
             interlock = FlowInterlock(protection, self.router, self.events)
             async with asyncio.TaskGroup() as tg:
                 uplink = tg.create_task(

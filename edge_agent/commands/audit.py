@@ -13,6 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from control_loops.settings import LoopSettings
 from edge_agent.commands.holds import Hold
 from edge_agent.commands.messages import Source
 
@@ -51,18 +52,6 @@ CREATE TABLE IF NOT EXISTS loop_settings (
     ts INTEGER NOT NULL
 );
 """
-
-
-@dataclass(frozen=True, slots=True)
-class LoopSettings:
-    """What loop commands changed (enable/disable, parameters), kept across restarts for as
-    long as the loop's configuration (`fingerprint`) stays the same."""
-
-    fingerprint: str
-    enabled: bool
-    parameters: dict[str, float]
-    by: str | None
-    ts: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import math
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,10 +22,11 @@ from edge_agent import envelope, logs
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages as m
 from edge_agent.commands.audit import Audit, AuditRow
+from edge_agent.commands.context import Context, Execution, Handler, Reply
 from edge_agent.commands.holds import Hold, Holds
 from edge_agent.commands.messages import Deferred, Failed, Reason, Rejected, Source
 from edge_agent.config.base import DeviceBase, PointBase
-from edge_agent.events import Events
+from edge_agent.events import EventSink
 from edge_agent.points import Quality, Reading, Value, wall_ms
 from edge_agent.store.outbox import Record, TrafficClass
 from edge_agent.store.worker import StoreWorker
@@ -38,22 +38,6 @@ EXPIRY_CHECK_S = 1.0
 AUDIT_KEEP_DAYS = 90
 AUDIT_KEEP_ROWS = 200_000
 LIFE_SAFETY_PRIORITIES = (1, 2)
-
-Reply = Callable[[dict[str, Any]], None]
-Execution = Callable[[], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    source: Source
-    by: str | None
-
-
-class Handler(Protocol):
-    """Validates a command (raising `Rejected`) and returns what executes it."""
-
-    def __call__(self, command: Any, context: Context) -> Execution: ...
-
 
 class Protection(Protocol):
     """Equipment protection: the reason a write may not happen now, or None."""
@@ -82,7 +66,7 @@ class CommandRouter:
         audit: Audit,
         identity: dict[str, str],
         protection: Protection | None = None,
-        events: Events | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.targets = {
             f"{d.id}.{p.id}": Target(f"{d.id}.{p.id}", d, p) for d in devices for p in d.points
@@ -552,6 +536,21 @@ class CommandRouter:
             before = wall_ms() - AUDIT_KEEP_DAYS * 86_400_000
             await self.store.call(self.audit.prune, before, AUDIT_KEEP_ROWS)
             await asyncio.sleep(3600)
+
+    # -- the CommandPath protocol's reads (commands.context) ---------------------------------
+
+    def hold_of(self, ref: str, source: Source) -> Hold | None:
+        return self.holds.get(ref, source)
+
+    def held_above(self, ref: str, source: Source) -> Hold | None:
+        return self.holds.blocker(ref, source)
+
+    def all_holds(self) -> list[Hold]:
+        return self.holds.all()
+
+    def kind_of(self, ref: str) -> str | None:
+        target = self.targets.get(ref)
+        return None if target is None else target.point.kind
 
     def _lock(self, ref: str) -> asyncio.Lock:
         return self._point_locks.setdefault(ref, asyncio.Lock())

@@ -6,6 +6,7 @@ Drivers define their device and point models by subclassing `DeviceBase` and `Po
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Annotated
 
@@ -23,6 +24,10 @@ class Model(BaseModel):
     """Immutable, strict about unknown keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def fingerprint(self) -> str:
+        """Identifies the effective values: comments and layout in a file do not change it."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]

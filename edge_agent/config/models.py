@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -116,4 +115,4 @@ class AgentConfig(Model):
     @property
     def config_hash(self) -> str:
         """Identifies the effective configuration (comments and layout do not change it)."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        return self.fingerprint()

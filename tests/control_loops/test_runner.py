@@ -107,8 +107,9 @@ async def plant(
         await store.close()
 
 
-def runner_for(p: Plant, *loops: dict) -> LoopRunner:
-    return LoopRunner(LOOPS.validate_python(loops), p.cache, p.router, p.events_sink)
+def runner_for(p: Plant, *loops: dict, persist=None) -> LoopRunner:
+    configs = LOOPS.validate_python(loops)
+    return LoopRunner(configs, p.cache, p.router, p.events_sink, persist=persist)
 
 
 PID = {"id": "chw-valve", "type": "pid", "period": 1, "measurement": "ch-1.temp",
@@ -391,8 +392,7 @@ async def test_enable_disable_and_set_through_the_routers_loop_command(tmp_path)
 async def test_loop_commands_outlive_a_restart_but_not_a_change_of_the_loop(tmp_path):
     async with plant(tmp_path) as p:
         store, audit = p.router.store, p.router.audit
-        runner = runner_for(p, PID)
-        runner.persist = functools.partial(store.call, audit.save_loop_settings)
+        runner = runner_for(p, PID, persist=functools.partial(store.call, audit.save_loop_settings))
         p.router.register("loop", runner.handle_command)
         final = await p.command(loop_command(1, "chw-valve", "set", "setpoint", 10), by="li")
         assert final["stage"] == "done"

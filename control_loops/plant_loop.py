@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from control_loops.loops import Loop
 from control_loops.models import ChillerSpec, ModelFitter, PlantSpec, PumpSpec, TowerSpec, role
 from control_loops.optimizer import OptimizerLimits, PlantOptimizer, PlantSetpoints, role_points
-from control_loops.runner import Loop
 from edge_agent import logs
 from edge_agent.points import Value
 

@@ -1,7 +1,8 @@
 """The plant room: equipment wired into loops, stepped in simulated time, exposed as tags.
 
-Tags are "<equipment>.<quantity>" (e.g. "chiller-1.chws_temp"); the table in `_build_tags`
-is the whole interface the protocol servers see. Physics lives in the equipment, load,
+Tags are "<equipment>.<quantity>" (e.g. "chiller-1.chws_temp"); the table in `tags.yaml`
+is the whole interface the protocol servers see, bound here with the few computed values
+and setters it names (COMPUTED, SETTERS). Physics lives in the equipment, load,
 electrical and sewage modules; this module only connects them.
 """
 
@@ -12,7 +13,8 @@ import math
 import random
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Any
 
 from simulators.clock import SimClock
 from simulators.config import KW_PER_RT, WATER_CP, PlantConfig
@@ -22,27 +24,10 @@ from simulators.load import BuildingLoad, Weather
 from simulators.local_control import CondenserLoop, PressureLoop
 from simulators.sensors import ActiveFault, SensorFault
 from simulators.sewage import SewageMonitor
+from simulators.tags import Binding, TagInfo, Value, bind, load_table
 
-Value = float | int | bool
 # Water in a loop with no flow slowly settles toward the outdoor wet bulb.
 _STAGNANT_TIME_CONSTANT_S = 4 * 3600.0
-
-
-@dataclass(frozen=True)
-class TagInfo:
-    unit: str
-    writable: bool
-    min: float | None
-    max: float | None
-    description: str
-    kind: str  # "analog" | "binary" | "multistate"
-
-
-@dataclass(frozen=True)
-class _Binding:
-    info: TagInfo
-    get: Callable[[], Value]
-    set: Callable[[Value], None] | None
 
 
 def _lag(value: float, target: float, dt_s: float, tau_s: float) -> float:
@@ -105,7 +90,7 @@ class PlantRoom:
         self._hydraulics()  # the local loops' first sample sees a real DP
 
         self._faults: dict[str, ActiveFault] = {}
-        self._tags = self._build_tags()
+        self._tags = bind(load_table(), self, COMPUTED, SETTERS)
         self.tags: dict[str, TagInfo] = {name: b.info for name, b in self._tags.items()}
 
     # --- public interface -------------------------------------------------------------------
@@ -287,323 +272,35 @@ class PlantRoom:
 
     # --- tags ---------------------------------------------------------------------------------
 
-    def _binding(self, tag: str) -> _Binding:
+    def _binding(self, tag: str) -> Binding:
         try:
             return self._tags[tag]
         except KeyError:
             raise KeyError(f"unknown tag {tag!r}") from None
 
-    def _set_plant_chws(self, value: Value) -> None:
-        # The plant-wide setpoint is written through to every chiller.
-        self.chws_setpoint = float(value)
-        for chiller in self.chillers:
-            chiller.chws_setpoint = float(value)
 
-    def _build_tags(self) -> dict[str, _Binding]:
-        tags: dict[str, _Binding] = {}
+def _set_chiller_enable(chiller: Chiller, value: Value) -> None:
+    chiller.set_enable(bool(value))  # disabling also resets a trip
 
-        def add(
-            name: str,
-            unit: str,
-            description: str,
-            get: Callable[[], Value],
-            *,
-            kind: str = "analog",
-            set: Callable[[Value], None] | None = None,
-            lo: float | None = None,
-            hi: float | None = None,
-        ) -> None:
-            info = TagInfo(unit, set is not None, lo, hi, description, kind)
-            tags[name] = _Binding(info, get, set)
 
-        def setter(
-            obj: object, attribute: str, cast: Callable[[Value], Value]
-        ) -> Callable[[Value], None]:
-            return lambda value: setattr(obj, attribute, cast(value))
+def _set_plant_chws(plant: PlantRoom, value: Value) -> None:
+    # The plant-wide setpoint is written through to every chiller.
+    plant.chws_setpoint = float(value)
+    for chiller in plant.chillers:
+        chiller.chws_setpoint = float(value)
 
-        for ch in self.chillers:
-            p = ch.config.id
-            add(
-                f"{p}.enable",
-                "",
-                "enable command",
-                lambda ch=ch: ch.enable,
-                kind="binary",
-                set=lambda v, ch=ch: ch.set_enable(bool(v)),
-            )
-            add(
-                f"{p}.chws_setpoint",
-                "°C",
-                "leaving chilled-water setpoint",
-                lambda ch=ch: ch.chws_setpoint,
-                set=setter(ch, "chws_setpoint", float),
-                lo=4.0,
-                hi=15.0,
-            )
-            add(
-                f"{p}.run_status", "", "compressor running", lambda ch=ch: ch.running, kind="binary"
-            )
-            add(f"{p}.fault", "", "tripped (reset: disable)", lambda ch=ch: ch.fault, kind="binary")
-            add(
-                f"{p}.status",
-                "",
-                "0 off, 1 starting, 2 running, 3 fault",
-                lambda ch=ch: int(ch.state),
-                kind="multistate",
-                lo=0,
-                hi=3,
-            )
-            add(
-                f"{p}.alarm_code",
-                "",
-                "0 none, 1 low CHW flow, 2 low CW flow, 3 high condenser",
-                lambda ch=ch: int(ch.alarm),
-                kind="multistate",
-                lo=0,
-                hi=3,
-            )
-            add(f"{p}.chws_temp", "°C", "leaving chilled water", lambda ch=ch: ch.chws_temp)
-            add(f"{p}.chwr_temp", "°C", "entering chilled water", lambda ch=ch: ch.chwr_temp)
-            add(f"{p}.cws_temp", "°C", "entering condenser water", lambda ch=ch: ch.cws_temp)
-            add(f"{p}.cwr_temp", "°C", "leaving condenser water", lambda ch=ch: ch.cwr_temp)
-            add(f"{p}.chw_flow", "L/s", "evaporator flow", lambda ch=ch: ch.chw_flow)
-            add(f"{p}.cw_flow", "L/s", "condenser flow", lambda ch=ch: ch.cw_flow)
-            add(f"{p}.load_kw", "kW", "cooling delivered", lambda ch=ch: ch.load_kw)
-            add(f"{p}.load_rt", "RT", "cooling delivered", lambda ch=ch: ch.load_rt)
-            add(f"{p}.capacity_kw", "kW", "available capacity now", lambda ch=ch: ch.capacity_kw)
-            add(f"{p}.plr", "%", "part-load ratio", lambda ch=ch: 100.0 * ch.plr, lo=0, hi=120)
-            add(f"{p}.power_kw", "kW", "compressor input power", lambda ch=ch: ch.power_kw)
-            add(f"{p}.kw_per_ton", "kW/RT", "efficiency", lambda ch=ch: ch.kw_per_ton)
-            add(f"{p}.current_pct", "%RLA", "motor current", lambda ch=ch: ch.current_pct)
-            add(f"{p}.energy_kwh", "kWh", "electrical energy", lambda ch=ch: ch.energy_kwh)
-            add(f"{p}.cooling_kwh", "kWh", "cooling energy", lambda ch=ch: ch.cooling_kwh)
-            add(f"{p}.run_hours", "h", "compressor run hours", lambda ch=ch: ch.run_hours)
 
-        for pump in (*self.chw_pumps, *self.cw_pumps):
-            p = pump.config.id
-            add(
-                f"{p}.enable",
-                "",
-                "run command",
-                lambda pump=pump: pump.enable,
-                kind="binary",
-                set=setter(pump, "enable", bool),
-            )
-            add(
-                f"{p}.speed_cmd",
-                "%",
-                "speed command (0 = stop)",
-                lambda pump=pump: pump.speed_cmd,
-                set=setter(pump, "speed_cmd", float),
-                lo=0.0,
-                hi=100.0,
-            )
-            add(
-                f"{p}.speed",
-                "%",
-                "drive output speed",
-                lambda pump=pump: pump.speed,
-                lo=0.0,
-                hi=100.0,
-            )
-            add(f"{p}.run_status", "", "running", lambda pump=pump: pump.running, kind="binary")
-            add(f"{p}.flow", "L/s", "pump flow", lambda pump=pump: pump.flow)
-            add(f"{p}.head", "kPa", "pump head", lambda pump=pump: pump.head)
-            add(f"{p}.power_kw", "kW", "drive input power", lambda pump=pump: pump.power_kw)
-
-        for tower in self.towers:
-            p = tower.config.id
-            add(
-                f"{p}.fan_speed_cmd",
-                "%",
-                "fan speed command (0 = stop)",
-                lambda t=tower: t.fan_speed_cmd,
-                set=setter(tower, "fan_speed_cmd", float),
-                lo=0.0,
-                hi=100.0,
-            )
-            add(
-                f"{p}.fan_speed",
-                "%",
-                "fan drive speed",
-                lambda t=tower: t.fan_speed,
-                lo=0.0,
-                hi=100.0,
-            )
-            add(f"{p}.fan_run", "", "fan running", lambda t=tower: t.fan_running, kind="binary")
-            add(f"{p}.fan_power_kw", "kW", "fan input power", lambda t=tower: t.fan_power_kw)
-            add(f"{p}.entering_temp", "°C", "hot water in", lambda t=tower: t.entering_temp)
-            add(f"{p}.leaving_temp", "°C", "cold water out", lambda t=tower: t.leaving_temp)
-            add(f"{p}.water_flow", "L/s", "water through the cell", lambda t=tower: t.water_flow)
-            add(f"{p}.heat_rejected_kw", "kW", "heat rejected", lambda t=tower: t.heat_rejected_kw)
-
-        add(
-            "plant.chws_setpoint",
-            "°C",
-            "plant chilled-water setpoint (writes every chiller)",
-            lambda: self.chws_setpoint,
-            set=self._set_plant_chws,
-            lo=4.0,
-            hi=15.0,
-        )
-        add(
-            "plant.dp_setpoint",
-            "kPa",
-            "differential-pressure setpoint (pump drives hold it when dp_control is on)",
-            lambda: self.dp_setpoint,
-            set=setter(self, "dp_setpoint", float),
-            lo=20.0,
-            hi=300.0,
-        )
-        add(
-            "plant.cws_setpoint",
-            "°C",
-            "condenser-water supply setpoint (fans hold it when cw_control is on)",
-            lambda: self.cws_setpoint,
-            set=setter(self, "cws_setpoint", float),
-            lo=15.0,
-            hi=35.0,
-        )
-        add(
-            "plant.dp_control",
-            "",
-            "pump drives hold plant.dp at plant.dp_setpoint (false: follow speed_cmd)",
-            lambda: self.dp_control,
-            kind="binary",
-            set=setter(self, "dp_control", bool),
-        )
-        add(
-            "plant.cw_control",
-            "",
-            "tower fans hold plant.cws_temp at plant.cws_setpoint (false: follow fan_speed_cmd)",
-            lambda: self.cw_control,
-            kind="binary",
-            set=setter(self, "cw_control", bool),
-        )
-        add("plant.chws_temp", "°C", "supply header", lambda: self.chws_temp)
-        add("plant.chwr_temp", "°C", "return header", lambda: self.chwr_temp)
-        add("plant.chw_flow", "L/s", "chilled-water flow", lambda: self.chw_flow)
-        add("plant.dp", "kPa", "index-circuit differential pressure", lambda: self.dp)
-        add("plant.cws_temp", "°C", "condenser supply (from towers)", lambda: self.cws_temp)
-        add("plant.cwr_temp", "°C", "condenser return (to towers)", lambda: self.cwr_temp)
-        add("plant.cw_flow", "L/s", "condenser-water flow", lambda: self.cw_flow)
-        add("plant.cooling_kw", "kW", "cooling from all chillers", lambda: self.cooling_kw)
-        add(
-            "plant.cooling_rt",
-            "RT",
-            "cooling from all chillers",
-            lambda: self.cooling_kw / KW_PER_RT,
-        )
-        add("plant.chiller_power_kw", "kW", "all chillers", lambda: self.chiller_power_kw)
-        add("plant.pump_power_kw", "kW", "all pumps", lambda: self.pump_power_kw)
-        add("plant.tower_power_kw", "kW", "all tower fans", lambda: self.tower_power_kw)
-        add("plant.power_kw", "kW", "plant total", lambda: self.plant_power_kw)
-        add("plant.kw_per_ton", "kW/RT", "plant efficiency", lambda: self.plant_kw_per_ton)
-        add(
-            "plant.chillers_running",
-            "",
-            "number of chillers running",
-            lambda: sum(c.running for c in self.chillers),
-            kind="multistate",
-            lo=0,
-            hi=len(self.chillers),
-        )
-        add(
-            "plant.energy_kwh",
-            "kWh",
-            "plant electrical energy",
-            lambda: self.substation.plant_energy_kwh,
-        )
-        add(
-            "plant.cooling_energy_kwh",
-            "kWh",
-            "cooling from all chillers",
-            lambda: sum(c.cooling_kwh for c in self.chillers),
-        )
-
-        add("building.cooling_load_kw", "kW", "cooling demand", lambda: self.load.demand_kw)
-        add(
-            "building.delivered_kw",
-            "kW",
-            "cooling delivered by the coils",
-            lambda: self.delivered_kw,
-        )
-        add(
-            "building.unmet_kw",
-            "kW",
-            "demand not met",
-            lambda: max(self.load.demand_kw - self.delivered_kw, 0.0),
-        )
-        add(
-            "building.valve_pct",
-            "%",
-            "aggregate air-handler valve opening",
-            lambda: 100.0 * self.valve,
-            lo=0.0,
-            hi=100.0,
-        )
-        add(
-            "building.cooling_energy_kwh",
-            "kWh",
-            "cooling delivered",
-            lambda: self.building_cooling_kwh,
-        )
-
-        add("weather.dry_bulb", "°C", "outdoor dry bulb", lambda: self.weather.dry_bulb)
-        add("weather.wet_bulb", "°C", "outdoor wet bulb", lambda: self.weather.wet_bulb)
-        add(
-            "weather.rh",
-            "%",
-            "outdoor relative humidity",
-            lambda: self.weather.rh,
-            lo=0.0,
-            hi=100.0,
-        )
-
-        sub = self.substation
-        add("meter-main.active_power_kw", "kW", "transformer secondary", lambda: sub.active_kw)
-        add("meter-main.reactive_power_kvar", "kvar", "", lambda: sub.reactive_kvar)
-        add("meter-main.apparent_power_kva", "kVA", "", lambda: sub.apparent_kva)
-        add("meter-main.power_factor", "", "", lambda: sub.power_factor, lo=0.0, hi=1.0)
-        add("meter-main.energy_kwh", "kWh", "active energy import", lambda: sub.energy_kwh)
-        add("meter-main.reactive_energy_kvarh", "kvarh", "", lambda: sub.reactive_kvarh)
-        for n, phase in enumerate("abc"):
-            add(
-                f"meter-main.voltage_{phase}",
-                "V",
-                f"phase {phase} to neutral",
-                lambda n=n: sub.voltages[n],
-            )
-            add(f"meter-main.current_{phase}", "A", f"phase {phase}", lambda n=n: sub.currents[n])
-        add("meter-main.frequency", "Hz", "", lambda: sub.config.frequency_hz)
-        add("meter-plant.active_power_kw", "kW", "chiller plant feeder", lambda: sub.plant_kw)
-        add("meter-plant.energy_kwh", "kWh", "chiller plant feeder", lambda: sub.plant_energy_kwh)
-        add("transformer-1.loading_pct", "%", "apparent power / rating", lambda: sub.loading_pct)
-        add("transformer-1.winding_temp", "°C", "hottest winding", lambda: sub.winding_temp)
-        add("transformer-1.ambient_temp", "°C", "transformer room", lambda: sub.config.room_temp)
-
-        sew = self.sewage
-        add("sewage.flow", "m³/h", "effluent flow", lambda: sew.flow_m3h)
-        add("sewage.total_volume", "m³", "effluent totaliser", lambda: sew.total_m3)
-        add("sewage.ph", "pH", "effluent pH", lambda: sew.ph, lo=0.0, hi=14.0)
-        add(
-            "sewage.residual_chlorine",
-            "mg/L",
-            "total residual chlorine, contact-tank outlet",
-            lambda: sew.residual_chlorine,
-        )
-        add("sewage.cod", "mg/L", "chemical oxygen demand", lambda: sew.cod)
-        add("sewage.ss", "mg/L", "suspended solids", lambda: sew.ss)
-        add(
-            "sewage.chlorine_dose_setpoint",
-            "mg/L",
-            "flow-paced hypochlorite dose",
-            lambda: sew.dose_mgl,
-            set=setter(sew, "dose_mgl", float),
-            lo=0.0,
-            hi=100.0,
-        )
-        return tags
+# What tags.yaml names for tags that are not a plain attribute read or a cast write.
+COMPUTED: dict[str, Callable[[PlantRoom], Value]] = {
+    "cooling_rt": lambda plant: plant.cooling_kw / KW_PER_RT,
+    "chillers_running": lambda plant: sum(c.running for c in plant.chillers),
+    "cooling_energy_kwh": lambda plant: sum(c.cooling_kwh for c in plant.chillers),
+    "unmet_kw": lambda plant: max(plant.load.demand_kw - plant.delivered_kw, 0.0),
+}
+SETTERS: dict[str, Callable[[Any, Value], None]] = {
+    "chiller_enable": _set_chiller_enable,
+    "plant_chws_setpoint": _set_plant_chws,
+}
 
 
 def _validated(tag: str, info: TagInfo, value: Value) -> Value:

@@ -25,11 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.framer import FramerType
 
 from drivers.base import Link
+from drivers.modbus.client import new_client
 from drivers.modbus.config import BIT_TABLES, MAX_ADDRESS
 
 Table = Literal["holding", "input", "coil", "discrete"]
@@ -275,19 +274,8 @@ class Scanner:
             self._client = None
 
     def _new_client(self) -> Any:
-        common = {"timeout": self.timeout, "retries": 0, "reconnect_delay": 0}
-        target = self.target
-        if isinstance(target, SerialTarget):
-            return AsyncModbusSerialClient(
-                target.port,
-                framer=FramerType.RTU,
-                baudrate=target.baudrate,
-                parity=target.parity,
-                stopbits=target.stopbits,
-                bytesize=target.bytesize,
-                **common,
-            )
-        return AsyncModbusTcpClient(target.host, port=target.port, **common)
+        transport = "rtu" if isinstance(self.target, SerialTarget) else "tcp"
+        return new_client(transport, self.target, self.timeout)
 
     async def scan(self, units: Sequence[int]) -> ScanResult:
         """Opens the target, scans the units one after the other (one request on the wire

@@ -16,12 +16,11 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from drivers.base import DeviceUnavailable, Driver, DriverError, Link
+from drivers.modbus.client import new_client
 from drivers.modbus.codec import Decoder, encode
 from drivers.modbus.config import ModbusDevice, ModbusPoint, RtuConnection
 from drivers.modbus.plan import Block, Item, Limits, ReadPlan
@@ -53,24 +52,6 @@ def _settings(device: ModbusDevice) -> tuple:
     return tuple(v for k, v in device.connection.model_dump().items() if k != "unit")
 
 
-def _new_client(device: ModbusDevice) -> Any:
-    conn = device.connection
-    # retries=0 and no auto-reconnect: the driver retries and reconnects on its own terms.
-    common = {"timeout": device.timeout, "retries": 0, "reconnect_delay": 0}
-    if isinstance(conn, RtuConnection):
-        return AsyncModbusSerialClient(
-            conn.port,
-            framer=FramerType.RTU,
-            baudrate=conn.baudrate,
-            parity=conn.parity,
-            stopbits=conn.stopbits,
-            bytesize=conn.bytesize,
-            **common,
-        )
-    framer = FramerType.SOCKET if conn.transport == "tcp" else FramerType.RTU
-    return AsyncModbusTcpClient(conn.host, port=conn.port, framer=framer, **common)
-
-
 @dataclass(slots=True)
 class _Shared:
     client: Any
@@ -89,7 +70,8 @@ class ClientPool:
         key = (id(asyncio.get_running_loop()), link_key(device))
         shared = self._shared.get(key)
         if shared is None:
-            shared = self._shared[key] = _Shared(_new_client(device), _settings(device), link)
+            client = new_client(device.connection.transport, device.connection, device.timeout)
+            shared = self._shared[key] = _Shared(client, _settings(device), link)
         elif shared.settings != _settings(device):
             raise DriverError(
                 f"device {device.id}: {key[1]} is already open with other settings "

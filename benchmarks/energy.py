@@ -48,14 +48,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from control_loops import kernels, sequences
-from control_loops.models import (
-    ModelFitter,
-    PlantSpec,
-    role,
-)
-from control_loops.optimizer import OptimizerLimits, PlantOptimizer, PlantSetpoints, role_points
+from control_loops.models import ModelFitter
+from control_loops.optimizer import PlantOptimizer, PlantSetpoints
 from control_loops.plant_loop import (
     PRE_START_S,
     SOFT_LOAD_S,
@@ -64,11 +61,10 @@ from control_loops.plant_loop import (
     FallLimiter,
     cell_commands,
     chw_pump_commands,
-    command_points,
-    hospital_spec,
     lineup_commands,
     plant_commands,
 )
+from control_loops.plant_spec import COMMAND_ROLES, ROLES, OptimizerLimits, PlantSpec, expand, role
 from simulators.clock import SimClock
 from simulators.config import DESIGN_DAY, KW_PER_RT, MILD_DAY, PlantConfig, WeatherConfig
 from simulators.equipment import TowerCell
@@ -88,9 +84,22 @@ TRAINING = ((DESIGN_DAY, 11), (MILD_DAY, 12))
 STRATEGIES = ("baseline", "g36", "optimizer", "oracle")
 
 
-# The equipment schedule (nameplate data an engineer has from the drawings) is
-# control_loops.plant_loop.hospital_spec(): the agent's optimizer loop uses it too.
-COMMANDS = command_points(hospital_spec())  # command role -> simulator tag
+# The equipment schedule (nameplate data an engineer has from the drawings) and the point
+# of each role: the agent's optimizer loop is configured with the same files.
+PLANT_CONFIG = REPO / "configs" / "control" / "plant"
+POINTS: dict[str, str] = yaml.safe_load((PLANT_CONFIG / "points.yaml").read_text())
+
+
+def hospital_spec() -> PlantSpec:
+    return PlantSpec.model_validate(yaml.safe_load((PLANT_CONFIG / "schedule.yaml").read_text()))
+
+
+def role_points(spec: PlantSpec) -> dict[str, str]:
+    """Measured role -> simulator tag (the agent's point names are the simulator's tags)."""
+    return {r: POINTS[r] for r in expand(ROLES, spec)}
+
+
+COMMANDS = {r: POINTS[r] for r in expand(COMMAND_ROLES, hospital_spec())}  # role -> tag
 
 
 # ---- the plant as a strategy sees it -------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
+from control_loops.plant_spec import Resolved, resolve
 from edge_agent.config.base import Duration, Gap, Id, Limits, Model
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
@@ -311,11 +312,11 @@ class OptimizerLoop(LoopBase):
     soft_load: Gap = 300.0  # a started chiller must run this long before another one stops
     replan_load: NonNegative = 0.08  # re-optimise early when the load moved this fraction
     replan_warm: Positive = 1.0  # ... or the supply runs this many K above its setpoint
-    bounds: dict[str, Any] = Field(default_factory=dict)  # optimizer.OptimizerLimits fields
-    plant: dict[str, Any] | None = None  # models.PlantSpec; None: the hospital plant
-    # role -> point, over the defaults of plant_loop.default_points; null: not read/written.
+    bounds: dict[str, Any] = Field(default_factory=dict)  # plant_spec.OptimizerLimits fields
+    plant: dict[str, Any]  # plant_spec.PlantSpec: the site's equipment schedule
+    # role -> point (plant_spec.ROLES, COMMAND_ROLES); absent or null: not read or written.
     points: dict[str, PointRef | None] = Field(default_factory=dict)
-    _resolved: Any = PrivateAttr(None)
+    _resolved: Resolved | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _consistent(self) -> OptimizerLoop:
@@ -325,27 +326,26 @@ class OptimizerLoop(LoopBase):
             )
         if isinstance(self.safe_state, SafeValue):
             raise ValueError("an optimizer loop's safe_state is hold or release")
-        # Imported here: the optimizer needs numpy, loading a config without one must not.
-        from control_loops.plant_loop import resolve
-
-        self._resolved = resolve(self)  # ValueError with the cause when inconsistent
+        # ValueError with the cause when inconsistent (plant_spec imports no numpy).
+        self._resolved = resolve(self.plant, self.bounds, self.stage_hold, self.points)
         return self
 
     @property
-    def resolved(self) -> Any:
-        """plant_loop.Resolved: the schedule, the limits and the role -> point maps."""
+    def resolved(self) -> Resolved:
+        """The schedule, the limits and the role -> point maps."""
+        assert self._resolved is not None  # set by the validator
         return self._resolved
 
     def inputs(self) -> dict[str, str]:
-        return dict(self._resolved.inputs)
+        return dict(self.resolved.inputs)
 
     def outputs(self) -> list[str]:
-        return list(self._resolved.outputs.values())
+        return list(self.resolved.outputs.values())
 
     def refs(self) -> Iterator[tuple[tuple[str | int, ...], str, bool]]:
-        for name, ref in self._resolved.inputs.items():
+        for name, ref in self.resolved.inputs.items():
             yield ("points", name), ref, False
-        for name, ref in self._resolved.outputs.items():
+        for name, ref in self.resolved.outputs.items():
             yield ("points", name), ref, True
 
 

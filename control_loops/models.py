@@ -18,7 +18,7 @@ the nominal model is used as is. Forms (units: kW, L/s, kPa, °C; speeds as frac
             fan P = [1, s, s², s³]·f. The approach follows from the range: with water flow F and
             heat rejected Q, R = Q / (F c_p) and T_out − T_wb = R (1 − ε) / ε.
 
-Measured samples are dicts keyed by role names (module constant ROLES documents them).
+Measured samples are dicts keyed by role names (`plant_spec.ROLES` documents them).
 """
 
 from __future__ import annotations
@@ -27,102 +27,16 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Protocol
 
 import numpy as np
-from pydantic import Field
 
-from edge_agent.config.base import Id, Model
+from control_loops.plant_spec import ChillerSpec, PlantSpec, PumpSpec, TowerSpec, role
 
 WATER_CP = 4.19  # kJ/(kg K); 1 L of water ~ 1 kg
 RATED_CHWS = 6.67  # °C, AHRI rating point (44 °F / 85 °F)
 RATED_ECWT = 29.44
 _RIDGE = 1e-4  # weight of the pull toward the nominal model, relative to the data
-
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
-# Role names of a measured sample, "[i]" = equipment index (0-based, schedule order).
-ROLES = {
-    "load_kw": "cooling the building asks of the plant (BMS demand), kW",
-    "wetbulb_c": "outdoor wet bulb, °C",
-    "chws_c": "CHW supply header, °C",
-    "chwr_c": "CHW return header, °C",
-    "cws_c": "condenser supply header (from towers), °C",
-    "cwr_c": "condenser return header, °C",
-    "chw_flow": "CHW header flow, L/s",
-    "cw_flow": "condenser header flow, L/s",
-    "dp_kpa": "index-circuit differential pressure, kPa",
-    "valve_pct": "most-open (or aggregate) air-handler valve, %",
-    "plant_kw": "plant electrical power, kW",
-    "pump_kw": "all pumps, kW",
-    "tower_kw": "all tower fans, kW",
-    "chiller_kw[i]": "chiller input power, kW",
-    "chiller_load_kw[i]": "chiller cooling, kW",
-    "chiller_plr[i]": "chiller part-load ratio, % (load / capacity now)",
-    "chiller_chws_c[i]": "chiller leaving chilled water, °C",
-    "chiller_ecwt_c[i]": "chiller entering condenser water, °C",
-    "chiller_running[i]": "compressor running, 0/1",
-    "chiller_fault[i]": "tripped, 0/1",
-    "chw_pump_kw[j]": "CHW pump drive power, kW",
-    "chw_pump_speed[j]": "CHW pump speed, %",
-    "chw_pump_flow[j]": "CHW pump flow, L/s",
-    "chw_pump_head[j]": "CHW pump head, kPa",
-    "cw_pump_kw[j]": "condenser pump drive power, kW",
-    "cw_pump_speed[j]": "condenser pump speed, %",
-    "cw_pump_flow[j]": "condenser pump flow, L/s",
-    "cw_pump_head[j]": "condenser pump head, kPa",
-    "tower_kw[k]": "tower cell fan power, kW",
-    "tower_speed[k]": "tower cell fan speed, %",
-    "tower_in_c[k]": "tower cell entering water, °C",
-    "tower_out_c[k]": "tower cell leaving water, °C",
-    "tower_flow[k]": "tower cell water flow, L/s",
-}
-
-
-def role(name: str, index: int) -> str:
-    return f"{name}[{index}]"
-
-
-# ---- equipment schedule (what the drawings say; never fitted) -----------------------------
-
-
-class ChillerSpec(Model):
-    id: Id
-    capacity_kw: Positive  # nameplate cooling at the rating point
-    rated_kw: Positive  # nameplate input power at the rating point
-    design_chw_flow_ls: Positive
-    design_cw_flow_ls: Positive
-    cw_pump: int = Field(ge=0)  # index of its (headered, staged-with-it) condenser pump
-
-
-class PumpSpec(Model):
-    id: Id
-    design_flow_ls: Positive
-    design_head_kpa: Positive
-    min_speed: Annotated[float, Field(ge=0, lt=1)] = 0.3
-
-
-class TowerSpec(Model):
-    id: Id
-    fan_kw: Positive
-    design_water_flow_ls: Positive
-    design_approach_k: Positive = 4.0
-    design_range_k: Positive = 5.0
-
-
-class PlantSpec(Model):
-    chillers: list[ChillerSpec] = Field(min_length=1)
-    chw_pumps: list[PumpSpec] = Field(min_length=1)
-    cw_pumps: list[PumpSpec] = Field(min_length=1)
-    towers: list[TowerSpec] = Field(min_length=1)
-    chw_design_flow_ls: Positive
-    chw_design_head_kpa: Positive
-    chw_design_dp_kpa: Positive
-    design_delta_t_k: Positive = 5.0
-    cw_design_flow_ls: Positive
-    cw_design_head_kpa: Positive
-    cw_static_head_kpa: Annotated[float, Field(ge=0)] = 0.0
-
 
 # ---- what the optimizer needs of a model ---------------------------------------------------
 

@@ -24,62 +24,14 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
 
 import numpy as np
-from pydantic import Field, model_validator
 
 from control_loops import ocl
-from control_loops.models import WATER_CP, PlantModel, PlantSpec, role
-from edge_agent.config.base import Model
+from control_loops.models import WATER_CP, PlantModel
+from control_loops.plant_spec import OptimizerLimits, role
 
-Temp = Annotated[float, Field(ge=-10, le=60, allow_inf_nan=False)]
-Frac = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 _BISECT = 40
-
-
-class OptimizerLimits(Model):
-    """Bounds of the decisions and the comfort/safety margins the optimizer keeps."""
-
-    chws_min: Temp = 5.5
-    # Hospital: dehumidification (theatres, isolation rooms) caps the CHW supply reset.
-    chws_max: Temp = 9.0
-    chws_step: Annotated[float, Field(gt=0, le=2)] = 0.25
-    cws_min: Temp = 18.0  # lowest entering condenser water the chillers accept
-    cws_max: Temp = 32.0
-    dp_min: Annotated[float, Field(gt=0)] = 30.0  # kPa, worst-case coil's floor
-    dp_max: Annotated[float, Field(gt=0)] = 250.0
-    dp_margin: Annotated[float, Field(ge=0, le=1)] = 0.1  # on the model's required DP
-    # kPa/s a written DP setpoint may fall (a rise goes at once). A step down, together with
-    # a CHW pump stopping, collapses the flow for a moment while the drives wind back and
-    # the coil valves open: enough to trip chillers near their minimum evaporator flow.
-    dp_fall_rate: Annotated[float, Field(gt=0)] = 0.1
-    valve_target: Frac = 0.9  # most-open valve kept at this opening (authority left)
-    plr_min: Frac = 0.3
-    plr_max: Frac = 0.95
-    load_margin: Annotated[float, Field(ge=0, le=1)] = 0.08  # capacity kept above the load
-    min_chw_flow_fraction: Frac = 0.35  # per running chiller, of its design flow
-    cw_flow_ratios: tuple[float, ...] = (0.8, 0.9, 1.0, 1.1, 1.2)  # x design of running
-    fan_min: Frac = 0.2
-    fan_step: Annotated[float, Field(gt=0, le=0.5)] = 0.05
-    stage_change_kw: Annotated[float, Field(ge=0)] = 15.0  # hysteresis against cycling
-    # A new chiller line-up is kept this long (unless it cannot carry the load): starts and
-    # stops disturb the supply temperature, and compressors have anti-recycle timers.
-    min_stage_hold_s: Annotated[float, Field(ge=0)] = 1800.0
-    max_starts: Annotated[int, Field(ge=1)] = 1  # chillers started by one line-up change
-    chiller_offset_max: Annotated[float, Field(ge=0, le=5)] = 1.0  # K, per-chiller setpoints
-    # What the chillers' setpoint registers accept (configs/maps: 5-12 °C).
-    chiller_setpoint_range: tuple[Temp, Temp] = (5.0, 12.0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> OptimizerLimits:
-        if not (self.chws_min <= self.chws_max and self.cws_min <= self.cws_max):
-            raise ValueError("chws_min/cws_min must not exceed chws_max/cws_max")
-        if not (self.dp_min <= self.dp_max and self.plr_min < self.plr_max):
-            raise ValueError("need dp_min <= dp_max and plr_min < plr_max")
-        if not self.cw_flow_ratios or min(self.cw_flow_ratios) <= 0:
-            raise ValueError("cw_flow_ratios must be positive")
-        return self
 
 
 @dataclass(frozen=True)
@@ -513,53 +465,3 @@ def _flag(measured: Mapping[str, float], key: str) -> bool:
         return value is not None and math.isfinite(float(value)) and float(value) >= 0.5
     except (TypeError, ValueError):
         return False
-
-
-def role_points(spec: PlantSpec) -> dict[str, str]:
-    """Role name -> "<device>.<point>" in the hospital site config (configs/hospital-site.yaml
-    with the vendor maps of configs/maps/); the simulator's tags have the same names."""
-    points = {
-        "load_kw": "building.cooling_load_kw",
-        "wetbulb_c": "weather.wet_bulb",
-        "chws_c": "plant.chws_temp",
-        "chwr_c": "plant.chwr_temp",
-        "cws_c": "plant.cws_temp",
-        "cwr_c": "plant.cwr_temp",
-        "chw_flow": "plant.chw_flow",
-        "cw_flow": "plant.cw_flow",
-        "dp_kpa": "plant.dp",
-        "valve_pct": "building.valve_pct",
-        "plant_kw": "plant.power_kw",
-        "pump_kw": "plant.pump_power_kw",
-        "tower_kw": "plant.tower_power_kw",
-    }
-    chiller_points = {
-        "chiller_kw": "power_kw",
-        "chiller_load_kw": "load_kw",
-        "chiller_plr": "plr",
-        "chiller_chws_c": "chws_temp",
-        "chiller_ecwt_c": "cws_temp",
-        "chiller_running": "run_status",
-        "chiller_fault": "fault",
-    }
-    for i, c in enumerate(spec.chillers):
-        points.update({role(r, i): f"{c.id}.{p}" for r, p in chiller_points.items()})
-    for group, pumps in (("chw_pump", spec.chw_pumps), ("cw_pump", spec.cw_pumps)):
-        for j, p in enumerate(pumps):
-            for r, point in (
-                ("kw", "power_kw"),
-                ("speed", "speed"),
-                ("flow", "flow"),
-                ("head", "head"),
-            ):
-                points[role(f"{group}_{r}", j)] = f"{p.id}.{point}"
-    tower_points = {
-        "tower_kw": "fan_power_kw",
-        "tower_speed": "fan_speed",
-        "tower_in_c": "entering_temp",
-        "tower_out_c": "leaving_temp",
-        "tower_flow": "water_flow",
-    }
-    for k, t in enumerate(spec.towers):
-        points.update({role(r, k): f"{t.id}.{p}" for r, p in tower_points.items()})
-    return points

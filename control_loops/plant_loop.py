@@ -18,19 +18,17 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
+from control_loops.config import OptimizerLoop
 from control_loops.loops import Loop
-from control_loops.models import ChillerSpec, ModelFitter, PlantSpec, PumpSpec, TowerSpec, role
-from control_loops.optimizer import OptimizerLimits, PlantOptimizer, PlantSetpoints, role_points
+from control_loops.models import ModelFitter
+from control_loops.optimizer import PlantOptimizer, PlantSetpoints
+from control_loops.plant_spec import OptimizerLimits, PlantSpec, Resolved, errors, role
 from edge_agent import logs
 from edge_agent.points import Value
-
-if TYPE_CHECKING:
-    from control_loops.config import OptimizerLoop
 
 log = logs.get("loops.optimizer")
 
@@ -44,128 +42,6 @@ TOWER_FAN_IN_SERVICE = 50.0  # %, a cell's fan command in service (CW control dr
 CWS_RANGE = (15.0, 35.0)  # what the plant controller's condenser setpoint accepts
 DP_RANGE = (20.0, 300.0)  # kPa, likewise the DP setpoint
 PENDING_MAX = 2000  # samples kept while a refit runs (they are added after it)
-
-
-# ---- the hospital plant's equipment schedule ------------------------------------------------
-
-
-def hospital_spec() -> PlantSpec:
-    """configs/sim/hospital.yaml as an equipment schedule (nameplate capacities, design
-    flows): the default `plant:` of an optimizer loop."""
-    chillers = []
-    for i, (rt, kw_rt) in enumerate(((1000, 0.60), (1000, 0.60), (500, 0.62))):
-        cap = rt * KW_PER_RT
-        chillers.append(
-            ChillerSpec(
-                id=f"chiller-{i + 1}",
-                capacity_kw=cap,
-                rated_kw=rt * kw_rt,
-                design_chw_flow_ls=cap / (4.19 * 5.0),
-                design_cw_flow_ls=(cap + rt * kw_rt) / (4.19 * 5.0),
-                cw_pump=i,
-            )
-        )
-    return PlantSpec(
-        chillers=chillers,
-        chw_pumps=[
-            PumpSpec(id=f"chw-pump-{j}", design_flow_ls=170, design_head_kpa=300) for j in (1, 2, 3)
-        ],
-        cw_pumps=[
-            PumpSpec(id="cw-pump-1", design_flow_ls=200, design_head_kpa=250),
-            PumpSpec(id="cw-pump-2", design_flow_ls=200, design_head_kpa=250),
-            PumpSpec(id="cw-pump-3", design_flow_ls=100, design_head_kpa=250),
-        ],
-        towers=[TowerSpec(id=f"tower-{k}", fan_kw=30, design_water_flow_ls=170) for k in (1, 2, 3)],
-        chw_design_flow_ls=340,
-        chw_design_head_kpa=300,
-        chw_design_dp_kpa=100,
-        cw_design_flow_ls=500,
-        cw_design_head_kpa=250,
-        cw_static_head_kpa=50,
-    )
-
-
-# ---- roles --------------------------------------------------------------------------------
-
-
-def command_points(spec: PlantSpec) -> dict[str, str]:
-    """Command role -> "<device>.<point>" (configs/hospital-site.yaml; the simulator's tags
-    have the same names)."""
-    points = {
-        "chws_setpoint": "plant.chws_setpoint",
-        "cws_setpoint": "plant.cws_setpoint",
-        "dp_setpoint": "plant.dp_setpoint",
-    }
-    for i, c in enumerate(spec.chillers):
-        points[role("chiller_enable", i)] = f"{c.id}.enable"
-        points[role("chiller_setpoint", i)] = f"{c.id}.chws_setpoint"
-    for group, pumps in (("chw_pump", spec.chw_pumps), ("cw_pump", spec.cw_pumps)):
-        for j, p in enumerate(pumps):
-            points[role(f"{group}_enable", j)] = f"{p.id}.enable"
-            points[role(f"{group}_speed_cmd", j)] = f"{p.id}.speed_cmd"
-    for k, t in enumerate(spec.towers):
-        points[role("tower_fan_cmd", k)] = f"{t.id}.fan_speed_cmd"
-    return points
-
-
-def default_points(spec: PlantSpec) -> dict[str, str]:
-    """Every role an optimizer loop reads or writes, with its default point."""
-    points = dict(role_points(spec))
-    for i, c in enumerate(spec.chillers):
-        points[role("chiller_enabled", i)] = f"{c.id}.enable"  # the run command's state
-    return points | command_points(spec)
-
-
-def critical_roles(spec: PlantSpec) -> list[str]:
-    """Inputs without which the loop cannot act: a bad one puts it in its safe state. The
-    rest only feed the models (a missing one leaves a gap in a fit)."""
-    found = ["load_kw", "wetbulb_c", "chws_c"]
-    for i in range(len(spec.chillers)):
-        found += [role(r, i) for r in ("chiller_running", "chiller_fault", "chiller_enabled")]
-    return found
-
-
-@dataclass(frozen=True)
-class Resolved:
-    spec: PlantSpec
-    limits: OptimizerLimits
-    inputs: dict[str, str]  # measured role -> point
-    outputs: dict[str, str]  # command role -> point
-    critical: frozenset[str] = field(default_factory=frozenset)
-
-
-def _errors(exc: ValidationError, where: str) -> str:
-    first = exc.errors()[0]
-    path = ".".join(str(p) for p in (where, *first["loc"]))
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{path}: {first['msg']}{more}"
-
-
-def resolve(cfg: OptimizerLoop) -> Resolved:
-    """Schedule, limits and role -> point maps of a loop config; ValueError when wrong."""
-    try:
-        spec = hospital_spec() if cfg.plant is None else PlantSpec.model_validate(cfg.plant)
-    except ValidationError as exc:
-        raise ValueError(_errors(exc, "plant")) from None
-    if "min_stage_hold_s" in cfg.bounds:
-        raise ValueError("give the staging hold as stage_hold, not bounds.min_stage_hold_s")
-    try:
-        limits = OptimizerLimits.model_validate({**cfg.bounds, "min_stage_hold_s": cfg.stage_hold})
-    except ValidationError as exc:
-        raise ValueError(_errors(exc, "bounds")) from None
-    defaults = default_points(spec)
-    unknown = sorted(set(cfg.points) - set(defaults))
-    if unknown:
-        raise ValueError(f"points: unknown role(s) {', '.join(unknown)} (roles: docs/control.md)")
-    points = {r: cfg.points.get(r, p) for r, p in defaults.items()}
-    critical = critical_roles(spec)
-    missing = [r for r in critical if points[r] is None]
-    if missing:
-        raise ValueError(f"points: the loop cannot act without {', '.join(missing)}")
-    commands = set(command_points(spec))
-    inputs = {r: p for r, p in points.items() if r not in commands and p is not None}
-    outputs = {r: p for r, p in points.items() if r in commands and p is not None}
-    return Resolved(spec, limits, inputs, outputs, frozenset(critical))
 
 
 # ---- the write sequence of a line-up (shared with benchmarks/energy.py) ---------------------
@@ -502,7 +378,7 @@ class PlantLoop(Loop):
         try:
             limits = OptimizerLimits.model_validate({**self.limits.model_dump(), parameter: value})
         except ValidationError as exc:
-            raise ValueError(_errors(exc, parameter).partition(": ")[2]) from None
+            raise ValueError(errors(exc, parameter).partition(": ")[2]) from None
         opt = PlantOptimizer(limits, self.opt.models)
         opt._lineup, opt._lineup_since = self.opt._lineup, self.opt._lineup_since
         self.limits, self.opt = limits, opt

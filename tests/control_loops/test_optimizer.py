@@ -22,13 +22,7 @@ from control_loops.models import (
     TowerFit,
     role,
 )
-from control_loops.optimizer import (
-    OptimizerLimits,
-    PlantOptimizer,
-    PlantSetpoints,
-    pump_group,
-    role_points,
-)
+from control_loops.optimizer import OptimizerLimits, PlantOptimizer, PlantSetpoints, pump_group
 from simulators.plant import PlantRoom
 
 SPEC = energy.hospital_spec()
@@ -386,7 +380,7 @@ def test_a_new_lineup_is_held_unless_it_cannot_carry_the_load() -> None:
 
 def test_role_points_name_real_plant_tags() -> None:
     plant = PlantRoom()
-    points = role_points(SPEC)
+    points = energy.role_points(SPEC)
     for tag in points.values():
         plant.read(tag)  # KeyError on a typo
     assert points["chws_c"] == "plant.chws_temp"

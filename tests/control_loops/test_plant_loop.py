@@ -5,25 +5,26 @@ from __future__ import annotations
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from benchmarks.energy import POINTS as HOSPITAL_POINTS
+from benchmarks.energy import hospital_spec
 from control_loops.config import LoopConfig, OptimizerLoop
-from control_loops.models import role
-from control_loops.optimizer import OptimizerLimits, PlantSetpoints
-from control_loops.plant_loop import (
-    START_DIP_K,
-    ChillerSequence,
-    FallLimiter,
-    hospital_spec,
-    plant_commands,
-)
+from control_loops.optimizer import PlantSetpoints
+from control_loops.plant_loop import START_DIP_K, ChillerSequence, FallLimiter, plant_commands
+from control_loops.plant_spec import OptimizerLimits, role
 from edge_agent.config.loader import load_config
 from simulators.site import PlantSite, load_sim_config
 from tests.harness import REPO
 
 LOOP = TypeAdapter(LoopConfig)
+HOSPITAL_PLANT = hospital_spec().model_dump()
 
 
 def optimizer(**fields) -> OptimizerLoop:
-    loop = LOOP.validate_python({"id": "opt", "type": "optimizer", **fields})
+    """An optimizer loop on the demo hospital's schedule and points (configs/control/plant/),
+    with `points` given here overriding the hospital's."""
+    points = {**HOSPITAL_POINTS, **fields.pop("points", {})}
+    body = {"id": "opt", "type": "optimizer", "plant": HOSPITAL_PLANT, "points": points}
+    loop = LOOP.validate_python({**body, **fields})
     assert isinstance(loop, OptimizerLoop)
     return loop
 
@@ -31,7 +32,7 @@ def optimizer(**fields) -> OptimizerLoop:
 # ---- config -----------------------------------------------------------------------------
 
 
-def test_defaults_read_and_write_the_hospital_plant():
+def test_the_hospital_schedule_and_points_read_and_write_the_hospital_plant():
     loop = optimizer()
     assert (loop.period, loop.sequence_step, loop.refit_every) == (300.0, 10.0, 3600.0)
     inputs, outputs = loop.inputs(), loop.outputs()
@@ -71,6 +72,15 @@ def test_points_override_and_null_leaves_an_output_alone():
 def test_bad_configs_are_refused_with_the_cause(fields, message):
     with pytest.raises(ValidationError, match=message):
         optimizer(**fields)
+
+
+def test_no_site_comes_with_the_library():
+    """A loop without the site's schedule, or without the point of a role it cannot act
+    without, is refused: nothing defaults to the demo hospital."""
+    with pytest.raises(ValidationError, match="plant"):
+        LOOP.validate_python({"id": "opt", "type": "optimizer"})
+    with pytest.raises(ValidationError, match="cannot act without load_kw"):
+        LOOP.validate_python({"id": "opt", "type": "optimizer", "plant": HOSPITAL_PLANT})
 
 
 def test_the_shipped_site_has_the_optimizer_disabled_beside_the_simple_loops():

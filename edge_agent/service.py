@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import os
@@ -25,17 +24,18 @@ from control_loops.protection import FlowInterlock, Protection
 from control_loops.runner import LoopRunner
 from drivers.base import Driver, Link
 from drivers.registry import driver_class
-from edge_agent import __version__, apply_journal, logs, metrics, sd_notify, watchdog
+from edge_agent import __version__, config_apply, logs, metrics, sd_notify, status_report, watchdog
 from edge_agent.alarms.engine import AlarmEngine, AlarmError
-from edge_agent.apply_journal import InterruptedApply, write_atomically
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages
 from edge_agent.commands.audit import Audit
-from edge_agent.commands.router import CommandRouter, Context
+from edge_agent.commands.context import Context
+from edge_agent.commands.router import CommandRouter
 from edge_agent.config.base import DeviceBase
 from edge_agent.config.errors import ConfigError
-from edge_agent.config.loader import load_config, load_config_text
+from edge_agent.config.loader import load_config
 from edge_agent.config.models import AgentConfig
+from edge_agent.config_apply import InterruptedApply, PendingApply
 from edge_agent.events import Events
 from edge_agent.local_api import AgentAlreadyRunning, LocalServer
 from edge_agent.local_logs import logs_handler
@@ -52,7 +52,6 @@ MAX_RESTART_DELAY_S = 60.0
 MAX_COMMANDS_IN_FLIGHT = 64
 COMMAND_DRAIN_S = 5.0  # how long shutdown waits for commands being carried out
 ALARM_TICK_S = 1.0
-STATUS_ALARMS = 10  # the most pressing alarms shown by status (all: `edge-agent alarms`)
 
 
 async def supervise(name: str, factory: Callable[[], Awaitable[None]], events: Events) -> None:
@@ -78,17 +77,6 @@ async def supervise(name: str, factory: Callable[[], Awaitable[None]], events: E
                 restart_in_s=delay,
             )
             await asyncio.sleep(delay)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PendingApply:
-    """A config_apply under way: confirmed (or rolled back) by the runtime it starts."""
-
-    command_id: str
-    config: AgentConfig  # what the next runtime runs
-    previous_text: str  # the file as it was, to restore
-    previous: AgentConfig
-    rollback: str | None = None  # why the new config was abandoned
 
 
 class Control:
@@ -303,7 +291,15 @@ class Runtime:
     def _register_commands(self, router: CommandRouter) -> None:
         router.register("status", lambda _c, _ctx: self._status_result)
         router.register("rebirth", lambda _c, _ctx: self._rebirth)
-        router.register("config_apply", self._prepare_config_apply)
+        router.register(
+            "config_apply",
+            config_apply.handler(
+                self.config,
+                self.config_path,
+                self.control.request_apply if self.control else None,
+                lambda: self.control is not None and self.control.pending_apply is not None,
+            ),
+        )
         router.register("alarm_ack", self._prepare_alarm_ack)
         router.register("backfill", self._prepare_backfill)
         if self.loops is not None:
@@ -346,100 +342,16 @@ class Runtime:
 
         return ack
 
-    def _prepare_config_apply(self, command: messages.ConfigApply, _context: Context):
-        path, control = self.config_path, self.control
-        if path is None or control is None:
-            raise messages.Rejected(
-                messages.Reason.UNAVAILABLE, "this agent was not started from a config file"
-            )
-        running = self.config.config_hash
-        if command.base_hash is not None and command.base_hash != running:
-            raise messages.Rejected(
-                messages.Reason.CONFIG_CONFLICT,
-                f"base_hash {command.base_hash} is not the running configuration ({running})",
-            )
-        if control.pending_apply is not None:
-            raise messages.Rejected(messages.Reason.BUSY, "another config_apply is under way")
-        try:
-            new = load_config_text(command.config, f"config_apply {command.id}", path.parent)
-        except ConfigError as exc:
-            problems = "; ".join(str(issue) for issue in exc.issues[:5])
-            more = f" (and {len(exc.issues) - 5} more)" if len(exc.issues) > 5 else ""
-            raise messages.Rejected(messages.Reason.CONFIG_INVALID, problems + more) from None
-
-        async def apply() -> dict[str, Any]:
-            if new.config_hash == running:
-                return {"config_hash": running, "changed": False}
-            previous_text = await asyncio.to_thread(path.read_text)
-            try:
-                await asyncio.to_thread(
-                    apply_journal.begin, path, command.id, previous_text, new.config_hash
-                )
-                await asyncio.to_thread(write_atomically, path, command.config)
-            except OSError as exc:  # disk full, read-only: the old file stands
-                with contextlib.suppress(OSError):
-                    await asyncio.to_thread(apply_journal.end, path)
-                raise messages.Failed(
-                    messages.Reason.CONFIG_FAILED,
-                    f"cannot write the configuration: {exc.strerror or exc}: {exc.filename}",
-                ) from None
-            log.info("configuration written; applying", config_hash=new.config_hash)
-            control.request_apply(PendingApply(command.id, new, previous_text, self.config))
-            raise messages.Deferred
-
-        return apply
-
     async def confirm_apply(self, pending: PendingApply, control: Control, timeout: float) -> None:
-        """Finish a config_apply in the runtime it started: done once the new config polls
-        and reaches the platform; otherwise restore the old file and config."""
-        why = await self._wait_up(timeout)
-        if self.router is None:
-            return  # the journal stays: the next start rolls back
-        if pending.rollback is not None:
-            await self.report_rollback(pending.command_id, pending.rollback)
-            return
-        if why is None:
-            assert self.config_path is not None
-            await asyncio.to_thread(apply_journal.end, self.config_path)
-            await self.router.complete(pending.command_id, "config_apply", "done", result={
-                "config_hash": self.config.config_hash,
-                "previous_hash": pending.previous.config_hash,
-            })  # fmt: skip
-            return
-        reason = f"the new configuration did not come up within {timeout:g} s: {why}"
-        log.error("config_apply failed; rolling back", reason=reason)
-        assert self.config_path is not None
-        await asyncio.to_thread(write_atomically, self.config_path, pending.previous_text)
-        control.request_apply(
-            dataclasses.replace(pending, config=pending.previous, rollback=reason)
-        )
+        await config_apply.confirm(pending, self, control.request_apply, timeout)
 
     async def report_rollback(self, command_id: str, reason: str) -> None:
-        """The previous config runs again: close the journal and answer the command."""
-        if self.config_path is not None:
-            await asyncio.to_thread(apply_journal.end, self.config_path)
-        self.events.emit("config_rolled_back", level="error", command_id=command_id, reason=reason)
-        if self.router is None:
-            return
-        await self.router.complete(
-            command_id,
-            "config_apply",
-            "failed",
-            messages.Reason.CONFIG_FAILED,
-            reason,
-            {"config_hash": self.config.config_hash, "rolled_back": True},
-        )
+        await config_apply.rolled_back(self, command_id, reason)
 
     async def report_interrupted(self, interrupted: InterruptedApply, timeout: float) -> None:
-        """Answer a config_apply that the last run left unfinished (rolled back at start)."""
-        await self._wait_up(timeout)
-        await self.report_rollback(
-            interrupted.command_id,
-            f"the agent stopped before the new configuration ({interrupted.new_hash}) was "
-            "confirmed; the previous configuration was restored",
-        )
+        await config_apply.report_interrupted(self, interrupted, timeout)
 
-    async def _wait_up(self, timeout: float) -> str | None:
+    async def wait_up(self, timeout: float) -> str | None:
         """None once READY and connected to the broker, else what is missing."""
         deadline = time.monotonic() + timeout
         with contextlib.suppress(TimeoutError):
@@ -543,27 +455,10 @@ class Runtime:
             )
 
     async def status(self, _request: dict[str, Any] | None = None) -> dict[str, Any]:
-        outbox = await self.store.call(self.store.outbox.stats)
-        return {
-            "version": __version__,
-            "pid": os.getpid(),
-            **self.config.identity,
-            "config_hash": self.config.config_hash,
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            "uplink": self.uplink.stats(),
-            "commands": self.router.stats() if self.router else None,
-            "alarms": {**self.alarms.summary(), "list": self.alarms.active()[:STATUS_ALARMS]},
-            "loops": self.loops.status() if self.loops else [],
-            "store": {**dataclasses.asdict(outbox), **self.store.stats()},
-            "devices": {
-                p.device.id: {
-                    "driver": p.device.driver,
-                    "points": len(p.device.points),
-                    **p.health.as_dict(),
-                }
-                for p in self.pollers
-            },
-        }
+        return await status_report.report(
+            self.config, self.started, self.store, self.uplink, self.router, self.alarms,
+            self.loops, self.pollers,
+        )  # fmt: skip
 
     async def points(self, request: dict[str, Any]) -> dict[str, Any]:
         snapshot = self.cache.snapshot(request.get("device"))
@@ -607,7 +502,7 @@ async def serve(
     config_path: Path, config: AgentConfig, interrupted: InterruptedApply | None = None
 ) -> int:
     """Run until SIGTERM/SIGINT. Returns the exit code. `interrupted`: a config_apply that
-    apply_journal.recover() rolled back before `config` was loaded, still to be answered."""
+    config_apply.recover() rolled back before `config` was loaded, still to be answered."""
     started = time.monotonic()
     control = Control()
     loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ from edge_agent.cli.common import ask_agent, config_option, fail, socket_option,
 )
 def run(config_path: Path, log_json: bool | None) -> None:
     """Run the agent in the foreground (what systemd starts)."""
-    from edge_agent import apply_journal, logs
+    from edge_agent import config_apply, logs
     from edge_agent.config.errors import ConfigError
     from edge_agent.config.loader import load_config
     from edge_agent.service import serve
@@ -31,10 +31,10 @@ def run(config_path: Path, log_json: bool | None) -> None:
     from edge_agent.store.worker import StoreLocked
 
     try:
-        apply_journal.lock(config_path)  # held until exit
+        config_apply.lock(config_path)  # held until exit
         # A config_apply the last run did not confirm is undone before the file is read.
-        interrupted = apply_journal.recover(config_path)
-    except apply_journal.ConfigInUse as exc:
+        interrupted = config_apply.recover(config_path)
+    except config_apply.ConfigInUse as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot restore {config_path} after an unfinished config_apply: {exc}")

@@ -8,6 +8,7 @@ the command id when one could be read (so that the sender gets a `rejected` repl
 from __future__ import annotations
 
 import json
+import math
 import re
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
@@ -309,7 +310,8 @@ def _echoable(value: object) -> bool:
     was refused: a string (of reasonable length) or a number."""
     if isinstance(value, str):
         return len(value) <= MAX_ECHOED_ID
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # NaN and infinities (Python's JSON reads them) cannot be written back as JSON.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _first_problem(exc: PydanticError) -> str:

@@ -39,6 +39,7 @@ AUDIT_KEEP_DAYS = 90
 AUDIT_KEEP_ROWS = 200_000
 LIFE_SAFETY_PRIORITIES = (1, 2)
 
+
 class Protection(Protocol):
     """Equipment protection: the reason a write may not happen now, or None."""
 

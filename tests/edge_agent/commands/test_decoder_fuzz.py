@@ -74,8 +74,9 @@ def _check(payload: bytes, data: object) -> None:
         # most 1024 characters, or a number. Otherwise nobody can be answered.
         echoable = not usable and (
             (isinstance(sent, str) and len(sent) <= 1024)
-            or (isinstance(sent, int | float) and not isinstance(sent, bool))
-        )
+            or (isinstance(sent, int | float) and not isinstance(sent, bool)
+                and math.isfinite(sent))
+        )  # fmt: skip
         if usable or echoable:
             assert exc.command_id == sent and type(exc.command_id) is type(sent)
         else:

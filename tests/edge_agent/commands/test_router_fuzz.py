@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -75,4 +76,5 @@ def _answerable(payload: bytes) -> bool:
     sent = data.get("id") if isinstance(data, dict) else None
     if isinstance(sent, str):
         return USABLE_ID.fullmatch(sent) is not None or len(sent) <= 1024
-    return isinstance(sent, int | float) and not isinstance(sent, bool)
+    finite = isinstance(sent, int | float) and math.isfinite(sent)
+    return finite and not isinstance(sent, bool)

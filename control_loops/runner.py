@@ -47,6 +47,7 @@ from edge_agent.commands.context import CommandPath, Context, Execution
 from edge_agent.commands.messages import Reason, Rejected, Source
 from edge_agent.events import EventSink
 from edge_agent.points import Quality, Value, wall_ms
+from edge_agent.recent import Recent
 
 log = logs.get("loops")
 
@@ -89,7 +90,7 @@ class LoopRunner:
         self.commands = commands
         self.events = events
         self.clock = clock
-        self.timings_us: list[float] = []  # recent step times of all loops, for metrics
+        self.timings_us = Recent(TIMINGS_KEPT)  # step times of all loops, for metrics
         self._inflight: dict[str, asyncio.Task] = {}  # output -> its write under way
         self._tasks: set[asyncio.Task] = set()
         self._run_id = secrets.token_hex(3)  # command ids stay unique across restarts
@@ -183,7 +184,7 @@ class LoopRunner:
                 lp.result = f"step failed: {type(exc).__name__}: {exc}"
             us = (time.perf_counter() - started) * 1e6
             lp.step_us, lp.step_us_max, lp.steps = us, max(lp.step_us_max, us), lp.steps + 1
-            self.timings_us = [*self.timings_us[-(TIMINGS_KEPT - 1) :], us]
+            self.timings_us.add(us)
             period = lp.interval
             if lp.mode == "waiting":  # look again soon rather than a whole period later
                 lp.due = now + min(period, WAITING_RECHECK_S)
@@ -527,24 +528,17 @@ class LoopRunner:
         return out
 
     def stats(self) -> dict[str, Any]:
-        recent = sorted(self.timings_us)
         return {
             "loops": len(self.loops),
             "modes": {
                 mode: sum(lp.mode == mode for lp in self.loops.values())
                 for mode in ("auto", "disabled", "safe", "overridden")
             },
-            "step_us_p50": _percentile(recent, 0.5),
-            "step_us_p99": _percentile(recent, 0.99),
-            "step_us_max": round(recent[-1], 1) if recent else None,
+            "step_us_p50": self.timings_us.percentile(0.5),
+            "step_us_p99": self.timings_us.percentile(0.99),
+            "step_us_max": self.timings_us.max(),
         }
 
 
 def _safe_label(safe: object) -> str:
     return f"value {safe.value}" if isinstance(safe, SafeValue) else str(safe)
-
-
-def _percentile(ordered: list[float], q: float) -> float | None:
-    if not ordered:
-        return None
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)

@@ -25,6 +25,7 @@ VOCABULARY = {
     "edge_agent.cache",
     "edge_agent.envelope",
     "edge_agent.events",
+    "edge_agent.recent",
     "edge_agent.config",
     "edge_agent.config.base",
     "edge_agent.commands",

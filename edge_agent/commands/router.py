@@ -28,6 +28,7 @@ from edge_agent.commands.messages import Deferred, Failed, Reason, Rejected, Sou
 from edge_agent.config.base import DeviceBase, PointBase
 from edge_agent.events import EventSink
 from edge_agent.points import Quality, Reading, Value, wall_ms
+from edge_agent.recent import Recent
 from edge_agent.store.outbox import Record, TrafficClass
 from edge_agent.store.worker import StoreWorker
 
@@ -92,7 +93,7 @@ class CommandRouter:
         # override is never refused because a loop wrote the point a moment ago.
         self._last_write: dict[tuple[str, Source], float] = {}
         self.counts = {"received": 0, "rejected": 0, "done": 0, "failed": 0, "dropped": 0}
-        self.latency_ms: list[float] = []  # recent accepted -> final, for metrics
+        self.latency_ms = Recent()  # accepted -> final, for metrics
 
     async def start(self) -> None:
         """Load the holds that were in force when the agent stopped."""
@@ -201,7 +202,7 @@ class CommandRouter:
                                        f"{type(exc).__name__}: {exc}", None)  # fmt: skip
         else:
             final = await self._finish(command, send, "done", None, None, result)
-        self.latency_ms = [*self.latency_ms[-999:], (time.monotonic() - started) * 1000]
+        self.latency_ms.add((time.monotonic() - started) * 1000)
         return final
 
     async def _finish(
@@ -565,12 +566,11 @@ class CommandRouter:
         return view
 
     def stats(self) -> dict[str, Any]:
-        recent = sorted(self.latency_ms)
         return {
             **self.counts,
             "holds": [self.hold_view(h) for h in self.holds.all()],
-            "latency_ms_p50": _percentile(recent, 0.5),
-            "latency_ms_p99": _percentile(recent, 0.99),
+            "latency_ms_p50": self.latency_ms.percentile(0.5),
+            "latency_ms_p99": self.latency_ms.percentile(0.99),
         }
 
 
@@ -674,12 +674,6 @@ def _replay(row: AuditRow) -> dict[str, Any]:
         out = _stage(row.id, row.type, row.stage, reason, row.message, row.result)
     out["duplicate"] = True
     return out
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
 
 
 def _iso(ms: int) -> str:

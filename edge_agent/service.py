@@ -22,7 +22,7 @@ from typing import Any
 
 from control_loops.protection import FlowInterlock, Protection
 from control_loops.runner import LoopRunner
-from drivers.base import Driver, Link
+from drivers.base import AnyDriver, Link
 from drivers.registry import driver_class
 from edge_agent import __version__, config_apply, logs, metrics, sd_notify, status_report, watchdog
 from edge_agent.alarms.engine import AlarmEngine, AlarmError
@@ -140,7 +140,7 @@ class Runtime:
         async with contextlib.AsyncExitStack() as stack:
             links: dict[str, Link] = {}
             gaps = {link.id: link.gap for link in self.config.links}
-            drivers: dict[str, Driver] = {}
+            drivers: dict[str, AnyDriver] = {}
             for index, device in enumerate(devices):
                 driver = drivers[device.id] = await self._open_driver(device, links, gaps, stack)
                 stagger = device.poll_interval * index / max(1, len(devices))
@@ -235,7 +235,7 @@ class Runtime:
         links: dict[str, Link],
         gaps: dict[str, float],
         stack: contextlib.AsyncExitStack,
-    ) -> Driver:
+    ) -> AnyDriver:
         cls = driver_class(device.driver)
         key = device.link or cls.link_key(device)
         link = links.setdefault(key, Link(key, gaps.get(device.link or "", 0.0)))
@@ -476,7 +476,7 @@ class Runtime:
         }
 
 
-async def _close_driver(driver: Driver) -> None:
+async def _close_driver(driver: AnyDriver) -> None:
     try:
         async with asyncio.timeout(DRIVER_CLOSE_TIMEOUT_S):
             await driver.close()

@@ -14,10 +14,11 @@ import asyncio
 import dataclasses
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from drivers.base import KEEPS, DeviceUnavailable, Driver, DriverError, Keeps
+from drivers.base import KEEPS, AnyDriver, DeviceUnavailable, DriverError, Keeps
 from edge_agent import envelope, logs
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages as m
@@ -61,8 +62,8 @@ class Target:
 class CommandRouter:
     def __init__(
         self,
-        devices: list[DeviceBase],
-        drivers: dict[str, Driver],
+        devices: Sequence[DeviceBase],
+        drivers: dict[str, AnyDriver],
         cache: PointCache,
         store: StoreWorker,
         audit: Audit,

@@ -16,13 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from drivers.base import DeviceUnavailable, Driver, DriverError, Link
 from edge_agent.config.base import DeviceBase, Duration, Gap, Model, PointBase
 from edge_agent.points import Reading, Value, wall_ms
 
 FailMode = Literal["timeout", "exception", "decode"]
+# Signals that change the point's present value arithmetically.
+_NUMERIC_MODES = ("walk", "counter")
 
 
 class Signal(Model):
@@ -41,6 +43,13 @@ class Signal(Model):
 
 class FakePoint(PointBase):
     signal: Signal = Signal()
+
+    @model_validator(mode="after")
+    def _signal_fits_kind(self) -> FakePoint:
+        if self.kind == "string" and self.signal.mode in _NUMERIC_MODES:
+            # Every poll would fail: text cannot walk or count.
+            raise ValueError(f"a {self.signal.mode} signal needs a number: not on a string point")
+        return self
 
 
 class FakeConnection(Model):

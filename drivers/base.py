@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, ClassVar, Generic, Self, TypeAlias, TypeVar
+from typing import Any, ClassVar, Final, Generic, Self, TypeAlias, TypeVar
 
 from edge_agent.config.base import DeviceBase, PointBase
 from edge_agent.points import Reading, Value
@@ -25,14 +26,20 @@ class DeviceUnavailable(DriverError):
         self.reason = reason
 
 
-class Keeps:
-    """The device keeps the value it has when a point is released (no priority array)."""
+class Keeps(enum.Enum):
+    """The device keeps the value it has when a point is released (no priority array).
+
+    A one-member enum, the sentinel a type checker understands: `x is not KEEPS` narrows."""
+
+    KEEPS = "KEEPS"
 
     def __repr__(self) -> str:
         return "KEEPS"
 
+    __str__ = __repr__
 
-KEEPS = Keeps()
+
+KEEPS: Final = Keeps.KEEPS
 
 
 class Link:

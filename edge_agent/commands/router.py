@@ -141,6 +141,7 @@ class CommandRouter:
         """Too many commands under way: say so (if the message has a usable id)."""
         self.counts["received"] += 1
         command_id: str | int | float | None
+        type_: str | None
         try:
             command = m.decode(payload)
             command_id, type_ = command.id, command.type
@@ -578,7 +579,7 @@ class CommandRouter:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _coerce(point: PointBase, value: Value) -> Value:
+def _coerce(point: PointBase, value: Value) -> float | int | bool | str:
     """The command's value as the point's kind takes it; `Rejected` when it does not fit."""
     kind = point.kind
     if type(value) is float and value.is_integer() and kind != "analog":
@@ -605,7 +606,7 @@ def _coerce(point: PointBase, value: Value) -> Value:
     )
 
 
-def _check_limits(target: Target, value: Value) -> None:
+def _check_limits(target: Target, value: float | int | bool | str) -> None:
     limits = target.point.limits
     if limits is None or isinstance(value, bool | str):
         return

@@ -140,7 +140,10 @@ def trim_respond_params(
     ignored_requests: float = 2,
 ) -> tuple[float, float, float, float, float, float]:
     """A validated trim-and-respond params tuple (see the module doc for the signs)."""
-    p = tuple(float(x) for x in (sp_min, sp_max, trim, respond, max_response, ignored_requests))
+    p = (
+        float(sp_min), float(sp_max), float(trim), float(respond), float(max_response),
+        float(ignored_requests),
+    )  # fmt: skip
     if not all(math.isfinite(x) for x in p):
         raise ValueError(f"trim-and-respond params must be finite, got {p}")
     if not sp_min < sp_max:
@@ -153,7 +156,7 @@ def trim_respond_params(
         )
     if ignored_requests < 0:
         raise ValueError(f"ignored_requests must be >= 0, got {ignored_requests:g}")
-    return p  # type: ignore[return-value]
+    return p
 
 
 def trim_respond(setpoint: float, requests: float, params: tuple) -> float:
@@ -200,7 +203,7 @@ class CondenserParams:
     min_approach: float = 2.0
 
     def __post_init__(self) -> None:
-        values = (self.design_approach, self.low_load_approach, self.lift)
+        values: tuple[float, ...] = (self.design_approach, self.low_load_approach, self.lift)
         values += (self.cw_min, self.cw_max, self.min_approach)
         if not all(math.isfinite(x) for x in values):
             raise ValueError("condenser params must be finite")

@@ -18,6 +18,7 @@ from control_loops.config import (
     CondenserLoop,
     DpResetLoop,
     LoopBase,
+    LoopConfig,
     PidLoop,
     StagingLoop,
     finite,
@@ -34,6 +35,7 @@ from edge_agent import logs
 from edge_agent.points import Value
 
 log = logs.get("loops")
+Output = float | bool  # what a loop writes: an analog setpoint, a run command
 
 
 def fingerprint(cfg: LoopBase) -> str:
@@ -46,8 +48,8 @@ class Loop:
 
     type = ""
 
-    def __init__(self, cfg: LoopBase) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: LoopConfig) -> None:
+        self.cfg: LoopConfig = cfg
         self.id = cfg.id
         self.enabled = cfg.enabled
         self.mode = "auto" if self.enabled else "disabled"
@@ -76,7 +78,7 @@ class Loop:
         held: dict[str, Value],
         shape: Callable[[str, float, float], float],
         actual: Callable[[str], float | None],
-    ) -> dict[str, Value]:
+    ) -> dict[str, Output]:
         raise NotImplementedError
 
     def track(self, value: float | None, values: dict[str, float], dt: float) -> None:

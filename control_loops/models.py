@@ -27,7 +27,7 @@ import math
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,7 @@ WATER_CP = 4.19  # kJ/(kg K); 1 L of water ~ 1 kg
 RATED_CHWS = 6.67  # °C, AHRI rating point (44 °F / 85 °F)
 RATED_ECWT = 29.44
 _RIDGE = 1e-4  # weight of the pull toward the nominal model, relative to the data
+T = TypeVar("T")
 
 # ---- what the optimizer needs of a model ---------------------------------------------------
 
@@ -44,7 +45,8 @@ _RIDGE = 1e-4  # weight of the pull toward the nominal model, relative to the da
 class PlantModel(Protocol):
     """Vectorised plant model: every method broadcasts its array arguments."""
 
-    spec: PlantSpec
+    @property
+    def spec(self) -> PlantSpec: ...  # read only: fitted models are frozen
 
     def chiller_quadratic(
         self, i: int, chws: np.ndarray, ecwt: np.ndarray
@@ -539,10 +541,12 @@ class ModelFitter:
         chillers = []
         for i, (c, buf) in enumerate(zip(spec.chillers, self._chillers, strict=True)):
             data = buf.array()
-            fit, why = fit_chiller(c, data, n_min)
-            r2 = _r2(fit.power(data[:, 0], data[:, 1], data[:, 2]), data[:, 3]) if not why else 0
+            chiller, why = fit_chiller(c, data, n_min)
+            r2 = (
+                _r2(chiller.power(data[:, 0], data[:, 1], data[:, 2]), data[:, 3]) if not why else 0
+            )
             quality[f"chiller[{i}]"] = FitQuality(not why, len(data), r2, why)
-            chillers.append(fit)
+            chillers.append(chiller)
         pumps: dict[str, list[PumpFit]] = {}
         for group, specs, bufs in (
             ("chw_pump", spec.chw_pumps, self._chw_pumps),
@@ -559,17 +563,17 @@ class ModelFitter:
                     and len(b)
                 ]
                 data = np.vstack(same) if same else np.empty((0, 4))
-                fit, why = fit_pump(p, data, n_min // 2)
-                r2 = _r2(fit.power(data[:, 0], data[:, 1]), data[:, 3]) if not why else 0
+                pump, why = fit_pump(p, data, n_min // 2)
+                r2 = _r2(pump.power(data[:, 0], data[:, 1]), data[:, 3]) if not why else 0
                 quality[f"{group}[{j}]"] = FitQuality(not why, len(data), r2, why)
-                pumps[group].append(fit)
+                pumps[group].append(pump)
         towers = []
         same = [b.array() for b in self._towers if len(b)]
         tdata = np.vstack(same) if same else np.empty((0, 6))
         for k, t in enumerate(spec.towers):
-            fit, why, r2 = fit_tower(t, tdata, n_min)
+            tower, why, r2 = fit_tower(t, tdata, n_min)
             quality[f"tower[{k}]"] = FitQuality(not why, len(tdata), r2, why)
-            towers.append(fit)
+            towers.append(tower)
         hydronic = self._fit_hydronic(quality)
         self.model = FittedPlantModel(
             spec, tuple(chillers), tuple(pumps["chw_pump"]), tuple(pumps["cw_pump"]),
@@ -580,12 +584,12 @@ class ModelFitter:
 
     def _fit_hydronic(self, quality: dict[str, FitQuality]) -> HydronicFit:
         nominal = HydronicFit.nominal(self.spec)
-        values = {}
+        values: dict[str, float] = {}
         n_min = self.min_samples // 2
 
         def one(
-            name: str, buf: SampleBuffer, fit: Callable[[np.ndarray], tuple], default: object
-        ) -> object:
+            name: str, buf: SampleBuffer, fit: Callable[[np.ndarray], tuple[T, float]], default: T
+        ) -> T:
             data = buf.array()
             if len(data) < n_min:
                 quality[name] = FitQuality(False, len(data), 0.0, f"{len(data)} samples < {n_min}")

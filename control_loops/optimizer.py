@@ -190,16 +190,20 @@ class PlantOptimizer:
         subsets = [
             s for n in range(1, len(available) + 1) for s in itertools.combinations(available, n)
         ]
+        lineup = self._lineup
         held = (
-            now_s is not None
-            and self._lineup in subsets
+            [lineup]  # the line-up of the last stage change, kept for min_stage_hold_s
+            if lineup is not None
+            and now_s is not None
+            and lineup in subsets
             and now_s - self._lineup_since < lim.min_stage_hold_s
+            else []
         )
         # Start at most max_starts chillers at once: a starting chiller passes its share of
         # the flow uncooled, and two at once warm the supply beyond what the others can offset.
         gradual = [s for s in subsets if not running or len(set(s) - running) <= lim.max_starts]
         best = None
-        for candidates in ([self._lineup] if held else [], gradual, subsets):
+        for candidates in (held, gradual, subsets):
             best = self._best(candidates, load, flow, wetbulb_c, running)
             if best is not None:  # else: the held or gradual line-ups cannot carry the load
                 break
@@ -282,7 +286,10 @@ class PlantOptimizer:
 
     def _fan_kw(self) -> np.ndarray:
         m = self.models
-        return sum(m.tower_fan_power(k, self._cell_speed[k]) for k in range(len(m.spec.towers)))
+        total = m.tower_fan_power(0, self._cell_speed[0])  # a plant has towers (its spec says)
+        for k in range(1, len(m.spec.towers)):
+            total = total + m.tower_fan_power(k, self._cell_speed[k])
+        return total
 
     def _chiller_kw(
         self, subset: Sequence[int], load: float, chws: np.ndarray, ecwt: np.ndarray

@@ -37,7 +37,7 @@ from control_loops.config import (
     StagingLoop,
     finite,
 )
-from control_loops.loops import Condenser, Loop, Pid, Reset, Stager, fingerprint
+from control_loops.loops import Condenser, Loop, Output, Pid, Reset, Stager, fingerprint
 from control_loops.plant_loop import PlantLoop
 from control_loops.settings import LoopSettings, PersistSettings
 from edge_agent import logs
@@ -334,7 +334,7 @@ class LoopRunner:
     def _kind(self, ref: str) -> str | None:
         return self.commands.kind_of(ref)
 
-    def _maybe_write(self, lp: Loop, ref: str, value: Value, now: float) -> None:
+    def _maybe_write(self, lp: Loop, ref: str, value: Output, now: float) -> None:
         kind = self._kind(ref)
         if kind is None or ref in self._inflight or lp.retry_at.get(ref, -math.inf) > now:
             return
@@ -347,7 +347,7 @@ class LoopRunner:
             if current is not None and bool(current) == value:
                 return
         else:
-            value = round(float(value), 4) if kind == "analog" else int(value)  # type: ignore[arg-type]
+            value = round(float(value), 4) if kind == "analog" else int(value)
             current = finite(lp.written.get(ref))
             if current is None:
                 current = self._actual(ref)
@@ -491,8 +491,10 @@ class LoopRunner:
                 pending[ref] = final["result"]["protection"]
             else:
                 released.append(ref)
-        self._emit("loop_disabled", loop=lp.id, released=released,
-                   **({"pending": pending} if pending else {}))  # fmt: skip
+        if pending:  # releases protection holds back for now
+            self._emit("loop_disabled", loop=lp.id, released=released, pending=pending)
+        else:
+            self._emit("loop_disabled", loop=lp.id, released=released)
         return {"loop": lp.id, "enabled": False, "released": released,
                 **({"pending": pending} if pending else {})}  # fmt: skip
 

@@ -275,9 +275,9 @@ class Staging:
         can_down = len(self.on) > p.min_running and not (hot or low_dp or up)
         t_down = self._timer("down", can_down and plr_after < p.stage_down_plr, now_s)
 
-        held = self.last_change is not None and now_s - self.last_change < p.min_hold
-        if held:
-            left = p.min_hold - (now_s - self.last_change)
+        last = self.last_change
+        if last is not None and now_s - last < p.min_hold:  # held
+            left = p.min_hold - (now_s - last)
             return self._decide(f"hold ({left:.0f} s left)", False, load_kw, capacity_kw)
         if standby and t_fail >= p.failsafe_delay:
             why = (

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Final, Generic, Self, TypeAlias, TypeVar
 
 from edge_agent.config.base import DeviceBase, PointBase
 from edge_agent.points import Reading, Value
@@ -25,14 +26,20 @@ class DeviceUnavailable(DriverError):
         self.reason = reason
 
 
-class Keeps:
-    """The device keeps the value it has when a point is released (no priority array)."""
+class Keeps(enum.Enum):
+    """The device keeps the value it has when a point is released (no priority array).
+
+    A one-member enum, the sentinel a type checker understands: `x is not KEEPS` narrows."""
+
+    KEEPS = "KEEPS"
 
     def __repr__(self) -> str:
         return "KEEPS"
 
+    __str__ = __repr__
 
-KEEPS = Keeps()
+
+KEEPS: Final = Keeps.KEEPS
 
 
 class Link:
@@ -61,8 +68,15 @@ class Link:
                 self._last_request_end = time.monotonic()
 
 
-class Driver(ABC):
+D = TypeVar("D", bound=DeviceBase)
+P = TypeVar("P", bound=PointBase)
+
+
+class Driver(ABC, Generic[D, P]):
     """A protocol driver for one device. Use as an async context manager.
+
+    Generic over the protocol's device and point models (`Driver[ModbusDevice,
+    ModbusPoint]`): a driver is handed its own device and that device's points only.
 
     `read` turns per-point failures into bad-quality readings and raises
     `DeviceUnavailable` when the device as a whole cannot be reached. All readings of one
@@ -75,12 +89,12 @@ class Driver(ABC):
     # The protocol has a priority array (BACnet): a write's `priority` means something.
     priorities: ClassVar[bool] = False
 
-    def __init__(self, device: DeviceBase, link: Link) -> None:
+    def __init__(self, device: D, link: Link) -> None:
         self.device = device
         self.link = link
 
-    @staticmethod
-    def link_key(device: DeviceBase) -> str:
+    @classmethod
+    def link_key(cls, device: D) -> str:
         """Devices that return the same key share one `Link` (one lock, one gap)."""
         return f"device:{device.id}"
 
@@ -91,25 +105,32 @@ class Driver(ABC):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def open(self) -> None:  # noqa: B027 - optional hook
+    async def open(self) -> None:  # an optional hook
         """Prepare connections; failing to connect is not an error here (reads report it)."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:  # an optional hook
         """Release connections. Must not hang."""
 
     @abstractmethod
-    async def read(self, points: Sequence[PointBase]) -> list[Reading]: ...
+    async def read(self, points: Sequence[P]) -> list[Reading]: ...
 
     @abstractmethod
-    async def write(self, point: PointBase, value: Value, priority: int | None = None) -> Reading:
+    async def write(self, point: P, value: Value, priority: int | None = None) -> Reading:
         """Write a value and return the read-back reading."""
 
-    async def release(self, point: PointBase, priority: int | None = None) -> Reading:
+    async def release(self, point: P, priority: int | None = None) -> Reading:
         """Give control of a point back to the device (BACnet relinquish); default: no-op read."""
         return (await self.read([point]))[0]
 
-    async def released_value(self, point: PointBase, priority: int | None = None) -> Value | Keeps:
+    async def released_value(self, point: P, priority: int | None = None) -> Value | Keeps:
         """What the point will carry once `release(point, priority)` has been done, asked of
         the device now; `KEEPS` when it keeps its present value. A release is a command to
         the equipment like any write: equipment protection needs to know what it changes."""
         return KEEPS
+
+
+# A driver of whichever protocol the config chose. The runtime holds drivers of several
+# protocols side by side (by device id) and hands each one its own device's points: a
+# pairing made at run time from the config, which no static type can state. This alias
+# is where the device and point types are left open, for the runtime's collections.
+AnyDriver: TypeAlias = Driver[Any, Any]

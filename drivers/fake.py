@@ -14,15 +14,17 @@ import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from drivers.base import DeviceUnavailable, Driver, DriverError
+from drivers.base import DeviceUnavailable, Driver, DriverError, Link
 from edge_agent.config.base import DeviceBase, Duration, Gap, Model, PointBase
 from edge_agent.points import Reading, Value, wall_ms
 
 FailMode = Literal["timeout", "exception", "decode"]
+# Signals that change the point's present value arithmetically.
+_NUMERIC_MODES = ("walk", "counter")
 
 
 class Signal(Model):
@@ -42,6 +44,13 @@ class Signal(Model):
 class FakePoint(PointBase):
     signal: Signal = Signal()
 
+    @model_validator(mode="after")
+    def _signal_fits_kind(self) -> FakePoint:
+        if self.kind == "string" and self.signal.mode in _NUMERIC_MODES:
+            # Every poll would fail: text cannot walk or count.
+            raise ValueError(f"a {self.signal.mode} signal needs a number: not on a string point")
+        return self
+
 
 class FakeConnection(Model):
     seed: int = 0
@@ -58,20 +67,19 @@ class FakeDevice(DeviceBase):
     poll_interval: Duration = 5.0
 
 
-class FakeDriver(Driver):
+class FakeDriver(Driver[FakeDevice, FakePoint]):
     name = "fake"
-    device: FakeDevice
 
-    def __init__(self, device: FakeDevice, link) -> None:  # type: ignore[override]
+    def __init__(self, device: FakeDevice, link: Link) -> None:
         super().__init__(device, link)
         self._rng = random.Random(f"{device.connection.seed}:{device.id}")
         self._state: dict[str, Value] = {p.id: _initial(p) for p in device.points}
         self._ticks = 0
         self._written: dict[str, Value] = {}
-        self._faults: dict = {}
+        self._faults: dict[str, Any] = {}  # the control file's JSON
         self._control_mtime: float | None = None
 
-    async def read(self, points: Sequence[FakePoint]) -> list[Reading]:  # type: ignore[override]
+    async def read(self, points: Sequence[FakePoint]) -> list[Reading]:
         self._reload_faults()
         async with self.link.exchange():
             await self._respond()
@@ -87,7 +95,7 @@ class FakeDriver(Driver):
             readings.append(Reading(point.id, self._next(point), ts))
         return readings
 
-    async def write(self, point: FakePoint, value: Value, priority: int | None = None) -> Reading:  # type: ignore[override]
+    async def write(self, point: FakePoint, value: Value, priority: int | None = None) -> Reading:
         if not point.writable:
             raise DriverError(f"point {point.id} is not writable")
         async with self.link.exchange():
@@ -96,7 +104,7 @@ class FakeDriver(Driver):
         self._state[point.id] = value
         return Reading(point.id, value, wall_ms())
 
-    async def release(self, point: FakePoint, priority: int | None = None) -> Reading:  # type: ignore[override]
+    async def release(self, point: FakePoint, priority: int | None = None) -> Reading:
         self._written.pop(point.id, None)
         return Reading(point.id, self._state[point.id], wall_ms())
 
@@ -122,10 +130,12 @@ class FakeDriver(Driver):
             return self._written[point.id]
         sig = point.signal
         current = self._state[point.id]
+        value: Value
         if sig.mode == "walk":
-            value = min(sig.max, max(sig.min, current + self._rng.uniform(-sig.step, sig.step)))
+            step = self._rng.uniform(-sig.step, sig.step)
+            value = min(sig.max, max(sig.min, _number(point, current) + step))
         elif sig.mode == "counter":
-            value = current + sig.rate
+            value = _number(point, current) + sig.rate
         elif sig.mode == "toggle":
             value = (self._ticks // sig.period) % 2 == 1
         elif sig.mode == "sine":
@@ -166,12 +176,21 @@ def _present(point: FakePoint, value: Value) -> Value:
     """Convert the internal state to the point kind's value, at the sensor's resolution."""
     if point.kind == "binary":
         return bool(value)
-    if point.kind == "multistate":
-        return int(value)
     if point.kind == "string":
         return str(value)
+    number = _number(point, value)
+    if point.kind == "multistate":
+        return int(number)
     res = point.signal.resolution
     if res:
         digits = max(0, -math.floor(math.log10(res)))
-        return round(round(value / res) * res, digits)
-    return float(value)
+        return round(round(number / res) * res, digits)
+    return float(number)
+
+
+def _number(point: FakePoint, value: Value) -> float:
+    """The state of a numeric point: a number (the config and the router's coercion see to
+    it; a value written past the router could be anything)."""
+    if isinstance(value, int | float):  # a bool too, as in arithmetic
+        return value
+    raise TypeError(f"point {point.id} holds {value!r}, not a number")

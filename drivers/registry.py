@@ -14,38 +14,41 @@ from drivers.fake import FakeDevice
 from drivers.modbus.config import ModbusDevice
 
 if TYPE_CHECKING:
-    from drivers.base import Driver
+    from drivers.bacnet.driver import BacnetDriver
+    from drivers.base import AnyDriver
+    from drivers.fake import FakeDriver
+    from drivers.modbus.driver import ModbusDriver
 
 # Discriminated by `driver`. Add a new driver's device model here.
 DEVICE_MODELS = Union[FakeDevice, ModbusDevice, BacnetDevice]  # noqa: UP007 - must stay a Union to take more members
 
 
-def _fake() -> type[Driver]:
+def _fake() -> type[FakeDriver]:
     from drivers.fake import FakeDriver
 
     return FakeDriver
 
 
-def _bacnet() -> type[Driver]:
+def _bacnet() -> type[BacnetDriver]:
     from drivers.bacnet.driver import BacnetDriver
 
     return BacnetDriver
 
 
-def _modbus() -> type[Driver]:
+def _modbus() -> type[ModbusDriver]:
     from drivers.modbus.driver import ModbusDriver
 
     return ModbusDriver
 
 
-_LOADERS: dict[str, Callable[[], type[Driver]]] = {
+_LOADERS: dict[str, Callable[[], type[AnyDriver]]] = {
     "fake": _fake,
     "modbus": _modbus,
     "bacnet": _bacnet,
 }
 
 
-def driver_class(name: str) -> type[Driver]:
+def driver_class(name: str) -> type[AnyDriver]:
     try:
         return _LOADERS[name]()
     except KeyError:

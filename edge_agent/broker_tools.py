@@ -153,7 +153,8 @@ class PlatformSubscriber:
         self._subscribed = threading.Event()
 
     def start(self, timeout: float = 10.0) -> PlatformSubscriber:
-        self._client.reconnect_delay_set(0.1, 1)
+        # paho annotates the delays as int; it only adds them to a clock (0.1 s works).
+        self._client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]
         self._client.connect("127.0.0.1", self.port, 30)
         self._client.loop_start()
         if not self._subscribed.wait(timeout):

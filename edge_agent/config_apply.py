@@ -227,12 +227,16 @@ def handler(
 
 
 class Applying(Protocol):
-    """The runtime a config_apply ends in (edge_agent.service.Runtime)."""
+    """The runtime a config_apply ends in (edge_agent.service.Runtime); read only."""
 
-    config: AgentConfig
-    config_path: Path | None
-    router: Completes | None  # None until the runtime has started
-    events: EventSink
+    @property
+    def config(self) -> AgentConfig: ...
+    @property
+    def config_path(self) -> Path | None: ...
+    @property
+    def router(self) -> Completes | None: ...  # None until the runtime has started
+    @property
+    def events(self) -> EventSink: ...
 
     async def wait_up(self, timeout: float) -> str | None:
         """None once it runs and reaches the broker within `timeout`, else what is missing."""

@@ -9,6 +9,7 @@ from collections import deque
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 RECENT_RECORDS = 2000
 
@@ -53,7 +54,7 @@ class RecentLogs:
         self._records: deque[dict[str, Any]] = deque(maxlen=size)
         self._seq = itertools.count(1)
 
-    def keep(self, _logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def keep(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
         record = dict(event_dict)
         record["seq"] = next(self._seq)
         self._records.append(record)

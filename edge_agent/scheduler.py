@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from drivers.base import DeviceUnavailable, Driver
+from drivers.base import AnyDriver, DeviceUnavailable
 from edge_agent import logs
 from edge_agent.cache import PointCache
 from edge_agent.config.base import DeviceBase
@@ -91,7 +91,7 @@ class Poller:
     def __init__(
         self,
         device: DeviceBase,
-        driver: Driver,
+        driver: AnyDriver,
         submit: Callable[[Batch], None],
         cache: PointCache,
         events: Events,

@@ -22,14 +22,14 @@ from typing import Any
 
 from control_loops.protection import FlowInterlock, Protection
 from control_loops.runner import LoopRunner
-from drivers.base import Driver, Link
+from drivers.base import AnyDriver, Link
 from drivers.registry import driver_class
 from edge_agent import __version__, config_apply, logs, metrics, sd_notify, status_report, watchdog
 from edge_agent.alarms.engine import AlarmEngine, AlarmError
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages
 from edge_agent.commands.audit import Audit
-from edge_agent.commands.context import Context
+from edge_agent.commands.context import Context, Execution
 from edge_agent.commands.router import CommandRouter
 from edge_agent.config.base import DeviceBase
 from edge_agent.config.errors import ConfigError
@@ -38,6 +38,7 @@ from edge_agent.config.models import AgentConfig
 from edge_agent.config_apply import InterruptedApply, PendingApply
 from edge_agent.events import Events
 from edge_agent.local_api import AgentAlreadyRunning, LocalServer
+from edge_agent.local_api import Handler as LocalHandler
 from edge_agent.local_logs import logs_handler
 from edge_agent.points import Batch, wall_ms
 from edge_agent.scheduler import ClockWatch, Poller
@@ -140,7 +141,7 @@ class Runtime:
         async with contextlib.AsyncExitStack() as stack:
             links: dict[str, Link] = {}
             gaps = {link.id: link.gap for link in self.config.links}
-            drivers: dict[str, Driver] = {}
+            drivers: dict[str, AnyDriver] = {}
             for index, device in enumerate(devices):
                 driver = drivers[device.id] = await self._open_driver(device, links, gaps, stack)
                 stagger = device.poll_interval * index / max(1, len(devices))
@@ -214,8 +215,8 @@ class Runtime:
                         ("flow-interlock", interlock.run),
                     )
                 ]
-                if self.config.metrics.prometheus_port is not None:
-                    helpers.append(tg.create_task(self._metrics(), name="metrics"))
+                if (port := self.config.metrics.prometheus_port) is not None:
+                    helpers.append(tg.create_task(self._metrics(port), name="metrics"))
                 self.health = watchdog.runtime_health(self.store.stats, uplink)
                 sd_notify.notify(f"READY=1\nSTATUS=polling {len(devices)} devices")
                 self.up.set()
@@ -235,7 +236,7 @@ class Runtime:
         links: dict[str, Link],
         gaps: dict[str, float],
         stack: contextlib.AsyncExitStack,
-    ) -> Driver:
+    ) -> AnyDriver:
         cls = driver_class(device.driver)
         key = device.link or cls.link_key(device)
         link = links.setdefault(key, Link(key, gaps.get(device.link or "", 0.0)))
@@ -305,7 +306,7 @@ class Runtime:
         if self.loops is not None:
             router.register("loop", self.loops.handle_command)
 
-    def _prepare_backfill(self, command: messages.Backfill, _context: Context):
+    def _prepare_backfill(self, command: messages.Backfill, _context: Context) -> Execution:
         if command.since >= command.until:
             raise messages.Rejected(messages.Reason.BAD_RANGE, "since must be before until")
         known = {d.id for d in self.config.devices}
@@ -327,7 +328,7 @@ class Runtime:
 
         return backfill
 
-    def _prepare_alarm_ack(self, command: messages.AlarmAck, context: Context):
+    def _prepare_alarm_ack(self, command: messages.AlarmAck, context: Context) -> Execution:
         by = command.by or context.by or context.source.label
         try:  # refused before it is accepted: unknown_alarm, already_acknowledged
             self.alarms.ackable(command.alarm)
@@ -364,8 +365,7 @@ class Runtime:
             await asyncio.sleep(0.1)
         return None
 
-    async def _metrics(self) -> None:
-        port = self.config.metrics.prometheus_port
+    async def _metrics(self, port: int) -> None:
         try:
             await metrics.serve(port, self.status)
         except OSError as exc:  # a convenience: polling and forwarding go on without it
@@ -437,7 +437,7 @@ class Runtime:
         return {"stages": stages}
 
     async def _local_server(self) -> None:
-        handlers = {
+        handlers: dict[str, LocalHandler] = {
             "status": self.status,
             "points": self.points,
             "command": self.command,
@@ -476,7 +476,7 @@ class Runtime:
         }
 
 
-async def _close_driver(driver: Driver) -> None:
+async def _close_driver(driver: AnyDriver) -> None:
     try:
         async with asyncio.timeout(DRIVER_CLOSE_TIMEOUT_S):
             await driver.close()
@@ -508,9 +508,18 @@ async def serve(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, control.request_stop)
     loop.add_signal_handler(signal.SIGINT, control.request_stop)
-    loop.add_signal_handler(
-        signal.SIGHUP, lambda: loop.create_task(_reload(config_path, control, events))
-    )
+    events: Events | None = None  # once the store is open
+    reloads: set[asyncio.Task[None]] = set()  # referenced until done (the loop's are weak)
+
+    def reload() -> None:
+        if events is None:  # the store is still opening: nothing runs yet to reload
+            log.warning("reload ignored: the agent is still starting")
+            return
+        task = loop.create_task(_reload(config_path, control, events), name="reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
 
     store = _store_for(config)
     await store.open()

@@ -34,7 +34,6 @@ async def report(
     pollers: Iterable[Poller],
 ) -> dict[str, Any]:
     """The report; `started` is the monotonic time the process started."""
-    assert store.outbox is not None
     outbox = await store.call(store.outbox.stats)
     return {
         "version": __version__,

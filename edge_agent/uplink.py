@@ -206,7 +206,7 @@ class Uplink:
             CallbackAPIVersion.VERSION2,
             client_id=self.config.client_id,
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-            **({} if v5 else {"clean_session": True}),
+            clean_session=None if v5 else True,  # MQTT 5 has none (paho refuses one)
         )
         client.connect_timeout = CONNECT_TIMEOUT_S
         if cfg.tls is not None:
@@ -255,8 +255,10 @@ class Uplink:
             loop.call_soon_threadsafe(self._on_suback, any(r.is_failure for r in reasons))
 
         def on_message(_c, _u, message: mqtt.MQTTMessage) -> None:
+            # paho types the payload bytes | bytearray; it hands bytes (bytes() is then
+            # the object itself), and commands are taken as bytes.
             loop.call_soon_threadsafe(
-                self._deliver, message.topic, message.payload, bool(message.retain)
+                self._deliver, message.topic, bytes(message.payload), bool(message.retain)
             )
 
         client.on_connect, client.on_disconnect, client.on_publish = (
@@ -287,9 +289,9 @@ class Uplink:
         """The result of `future`; TimeoutError after `timeout`, or at once when asked to
         stop: a broker that never answers must not hold up the agent's stop."""
         stopping = asyncio.ensure_future(self._stopping.wait())
+        waiting: set[asyncio.Future[_T] | asyncio.Task[bool]] = {future, stopping}
         try:
-            await asyncio.wait({future, stopping}, timeout=timeout,
-                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
         if future.done():
@@ -335,7 +337,7 @@ class Uplink:
         if self._on_command is not None:
             # Before `online`: the broker handles one connection's packets in order, so a
             # command the platform sends once it sees `online` finds the subscription.
-            client.subscribe(self.topics.command, **self._command_subscription())
+            self._subscribe_commands(client)
         client.publish(
             self.topics.status,
             payloads.status(self.identity, "online", wall_ms(), **self._online),
@@ -371,14 +373,16 @@ class Uplink:
             if not self._publish(client, leased):
                 return
 
-    def _command_subscription(self) -> dict[str, object]:
+    def _subscribe_commands(self, client: mqtt.Client) -> None:
         """MQTT 5: retain-as-published, so that a retained command forwarded live keeps its
         flag and is refused like the copy replayed at subscription. MQTT 3.1.1 has no such
         option: the broker clears the flag on live delivery (§3.3.1.3), so only the replayed
         copy can be told apart (docs/mqtt-api.md)."""
         if self.cfg.protocol == "5":
-            return {"options": SubscribeOptions(qos=1, retainAsPublished=True)}
-        return {"qos": 1}
+            options = SubscribeOptions(qos=1, retainAsPublished=True)
+            client.subscribe(self.topics.command, options=options)
+        else:
+            client.subscribe(self.topics.command, qos=1)
 
     def _deliver(self, topic: str, payload: bytes, retained: bool) -> None:
         if topic != self.topics.command or self._on_command is None:
@@ -475,8 +479,8 @@ class Uplink:
 def _no_delay(client: mqtt.Client) -> None:
     """Small messages go out at once (a command's reply waits for nothing): without
     TCP_NODELAY, Nagle's algorithm and the peer's delayed ACK add up to 40 ms each."""
-    sock = client.socket()
-    if sock is not None:
+    sock = client.socket()  # a TCP or TLS socket (websockets are not used)
+    if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 

@@ -68,6 +68,7 @@ async def _serve(site: PlantSite) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_cancelled)
     task = asyncio.current_task()
+    assert task is not None, "a coroutine run by asyncio.run is a task"
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
     ready = asyncio.Event()

@@ -33,7 +33,7 @@ import sys
 import threading
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from bacpypes3.apdu import ErrorRejectAbortNack
 from bacpypes3.app import Application
@@ -282,7 +282,15 @@ def _to_python(kind: str, value: Any) -> float | int | bool:
     return float(value)
 
 
-class _Tagged:
+if TYPE_CHECKING:
+    # The mixins below are mixed into bacpypes3 objects (`_objects_for`) and use what those
+    # provide (presentValue, priorityArray, read_property...); bacpypes3 has no types.
+    from bacpypes3.object import Object as _BacnetObject
+else:
+    _BacnetObject = object
+
+
+class _Tagged(_BacnetObject):
     """Attributes start with "_": bacpypes3 objects treat other names as properties."""
 
     _source: TagSource
@@ -298,19 +306,19 @@ class _Polled(_Tagged):
             value = self._source.read(self._tag)
         except (KeyError, PermissionError, ValueError) as exc:
             raise _source_error(exc) from None
-        self.presentValue = _to_bacnet(self._kind, value)  # type: ignore[attr-defined]
+        self.presentValue = _to_bacnet(self._kind, value)
 
     async def read_property(self, attr: int | str, index: int | None = None) -> Any:
         if _is_present_value(self, attr):
             self._refresh()
-        return await super().read_property(attr, index)  # type: ignore[misc]
+        return await super().read_property(attr, index)
 
     async def write_property(
         self, attr: int | str, value: Any, index: int | None = None, priority: int | None = None
     ) -> None:
         if _is_present_value(self, attr):  # the field sets it, not the network
             raise PropertyError("write-access-denied")
-        await super().write_property(attr, value, index, priority)  # type: ignore[misc]
+        await super().write_property(attr, value, index, priority)
 
 
 class _Commanded(_Tagged):
@@ -319,15 +327,15 @@ class _Commanded(_Tagged):
     async def write_property(
         self, attr: int | str, value: Any, index: int | None = None, priority: int | None = None
     ) -> None:
-        before = list(self.priorityArray)  # type: ignore[attr-defined]
-        await super().write_property(attr, value, index, priority)  # type: ignore[misc]
+        before = list(self.priorityArray)
+        await super().write_property(attr, value, index, priority)
         if not _is_present_value(self, attr):
             return
         try:
-            self._source.write(self._tag, _to_python(self._kind, self.presentValue))  # type: ignore[attr-defined]
+            self._source.write(self._tag, _to_python(self._kind, self.presentValue))
         except (KeyError, PermissionError, ValueError) as exc:
             for i, item in enumerate(before):
-                self.priorityArray[i] = item  # type: ignore[attr-defined]
+                self.priorityArray[i] = item
             raise _source_error(exc) from None
 
 

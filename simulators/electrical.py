@@ -25,8 +25,9 @@ class Substation:
         self.energy_kwh = 0.0
         self.reactive_kvarh = 0.0
         self.plant_energy_kwh = 0.0
-        self.voltages = (config.nominal_voltage_ln,) * 3
-        self.currents = (0.0, 0.0, 0.0)
+        # Per phase (L1, L2, L3).
+        self.voltages: tuple[float, ...] = (config.nominal_voltage_ln,) * 3
+        self.currents: tuple[float, ...] = (0.0, 0.0, 0.0)
 
     @property
     def apparent_kva(self) -> float:

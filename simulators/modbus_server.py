@@ -321,7 +321,9 @@ class ModbusSimServer:
             for _ in range(2):
                 await asyncio.sleep(0)
         else:
-            self.port = self._server.transport.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            listener = self._server.transport  # pymodbus annotates it a BaseTransport
+            assert isinstance(listener, asyncio.Server), "a TCP server listens on an asyncio.Server"
+            self.port = listener.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -113,7 +113,9 @@ class PlantRoom:
         """The process value, ignoring any injected sensor fault (for tests and debugging)."""
         return self._binding(tag).get()
 
-    def write(self, tag: str, value: Value) -> None:
+    def write(self, tag: str, value: Value | str) -> None:
+        """A value a server received (text too: a Modbus string register); ValueError when
+        the tag does not take it."""
         binding = self._binding(tag)
         if binding.set is None:
             raise PermissionError(f"{tag} is read-only")
@@ -157,8 +159,10 @@ class PlantRoom:
         self.weather.update(hour, dt)
         self.load.update(hour, self.weather, dt)
         self._local_control(dt)
-        for machine in (*self.chw_pumps, *self.cw_pumps, *self.towers):
-            machine.ramp(dt)
+        for pump in (*self.chw_pumps, *self.cw_pumps):
+            pump.ramp(dt)
+        for cell in self.towers:
+            cell.ramp(dt)
         for chiller in self.chillers:
             chiller.sequence(dt)
         self._hydraulics()
@@ -303,7 +307,7 @@ SETTERS: dict[str, Callable[[Any, Value], None]] = {
 }
 
 
-def _validated(tag: str, info: TagInfo, value: Value) -> Value:
+def _validated(tag: str, info: TagInfo, value: Value | str) -> Value:
     """The value to write, or ValueError; the plant is untouched until this passes."""
     if info.kind == "binary":
         if isinstance(value, bool) or (isinstance(value, int | float) and value in (0, 1)):

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import Field, TypeAdapter
@@ -26,7 +26,7 @@ from pydantic import Field, TypeAdapter
 from drivers.bacnet.config import BacnetPoint
 from drivers.modbus.config import ModbusPoint
 from edge_agent.config.base import Id, Model
-from simulators.bacnet_server import BacnetSimDevice, SimObject
+from simulators.bacnet_server import BacnetSimDevice, SimObject, SimRef
 from simulators.clock import SimClock
 from simulators.config import PlantConfig
 from simulators.errors import ServerStartError, reason
@@ -35,6 +35,7 @@ from simulators.plant import PlantRoom
 from simulators.sensors import SensorFault
 
 CONTROL_POLL_S = 0.5
+M = TypeVar("M")
 
 
 class SimUnit(Model):
@@ -87,15 +88,19 @@ _BACNET_UNITS = {
 }
 
 
-def _map(path: Path, model: type) -> list:
-    return TypeAdapter(list[model]).validate_python(yaml.safe_load(path.read_text()))
+_MODBUS_MAP = TypeAdapter(list[ModbusPoint])
+_BACNET_MAP = TypeAdapter(list[BacnetPoint])
+
+
+def _map(path: Path, points: TypeAdapter[list[M]]) -> list[M]:
+    return points.validate_python(yaml.safe_load(path.read_text()))
 
 
 def modbus_units(sim: ModbusSim, base: Path) -> dict[int, list[MapPoint]]:
     return {
         u.unit: [
             MapPoint(**p.model_dump(), tag=f"{u.tags}.{p.id}")
-            for p in _map(base / u.map, ModbusPoint)
+            for p in _map(base / u.map, _MODBUS_MAP)
         ]
         for u in sim.units
     }
@@ -105,12 +110,12 @@ def bacnet_objects(sim: BacnetSim, base: Path) -> list[SimObject]:
     return [
         SimObject(
             name=p.id,
-            bacnet={"object": p.bacnet.object, "instance": p.bacnet.instance},
+            bacnet=SimRef(object=p.bacnet.object, instance=p.bacnet.instance),
             tag=f"{sim.tags}.{p.id}",
             units=_BACNET_UNITS.get(p.unit, "no-units"),
             writable=p.writable,
         )
-        for p in _map(base / sim.map, BacnetPoint)
+        for p in _map(base / sim.map, _BACNET_MAP)
     ]
 
 
@@ -216,9 +221,13 @@ class PlantSite:
                 serial,
                 name=sim.id,
             )
-        for sim in config.bacnet:
-            self.bacnet[sim.id] = BacnetSimDevice(
-                sim.instance, sim.address, bacnet_objects(sim, base), self.plant, name=sim.id
+        for device in config.bacnet:
+            self.bacnet[device.id] = BacnetSimDevice(
+                device.instance,
+                device.address,
+                bacnet_objects(device, base),
+                self.plant,
+                name=device.id,
             )
         try:  # the config's faults are checked now: a bad one is a config error
             self.apply_faults(config.faults)
@@ -277,8 +286,10 @@ class PlantSite:
             for pair in self.ptys:
                 await pair.start()
                 stack.callback(pair.stop)
-            for server in [*self.modbus.values(), *self.bacnet.values()]:
-                await stack.enter_async_context(server)
+            for modbus in self.modbus.values():
+                await stack.enter_async_context(modbus)
+            for bacnet in self.bacnet.values():
+                await stack.enter_async_context(bacnet)
             self.apply_faults(self.config.faults)
             tasks = [asyncio.create_task(self.plant.run(), name="physics")]
             if self.config.control_file is not None:

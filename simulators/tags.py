@@ -147,7 +147,7 @@ def _getter(
     if tag.compute is not None:
         if tag.compute not in computed:
             raise ValueError(f"no computed value {tag.compute!r}")
-        get = functools.partial(computed[tag.compute], obj)
+        get: Callable[[], Value] = functools.partial(computed[tag.compute], obj)
     else:
         match = _PATH.match(tag.read or suffix)
         assert match is not None  # the model checked the pattern

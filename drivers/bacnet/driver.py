@@ -76,13 +76,12 @@ def error_reason(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-class BacnetDriver(Driver):
+class BacnetDriver(Driver[BacnetDevice, BacnetPoint]):
     name = "bacnet"
     priorities = True
-    device: BacnetDevice
     stacks: ClassVar[StackRegistry] = STACKS
 
-    def __init__(self, device: BacnetDevice, link: Link) -> None:  # type: ignore[override]
+    def __init__(self, device: BacnetDevice, link: Link) -> None:
         super().__init__(device, link)
         conn = device.connection
         self._peer = Address(conn.address)
@@ -92,8 +91,8 @@ class BacnetDriver(Driver):
         self._app: ClientApplication | None = None
         self._cov: CovSubscriptions | None = None
 
-    @staticmethod
-    def link_key(device: BacnetDevice) -> str:  # type: ignore[override]
+    @classmethod
+    def link_key(cls, device: BacnetDevice) -> str:
         return f"bacnet:{device.connection.bind}"
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -143,7 +142,7 @@ class BacnetDriver(Driver):
 
     # ---- reading ------------------------------------------------------------------------
 
-    async def read(self, points: Sequence[BacnetPoint]) -> list[Reading]:  # type: ignore[override]
+    async def read(self, points: Sequence[BacnetPoint]) -> list[Reading]:
         await self._ensure_open()
         cached = self._cov.readings(points) if self._cov else {}
         polled = [p for p in points if p.id not in cached]
@@ -227,18 +226,18 @@ class BacnetDriver(Driver):
 
     # ---- writing ------------------------------------------------------------------------
 
-    async def write(self, point: BacnetPoint, value: Value, priority: int | None = None) -> Reading:  # type: ignore[override]
+    async def write(self, point: BacnetPoint, value: Value, priority: int | None = None) -> Reading:
         encoded = values.encode(point, value)
         return await self._command(point, encoded, self._priority(point, priority))
 
-    async def release(self, point: BacnetPoint, priority: int | None = None) -> Reading:  # type: ignore[override]
+    async def release(self, point: BacnetPoint, priority: int | None = None) -> Reading:
         """Relinquish: write Null at the priority, so a lower priority (or the device's
         relinquish default) takes over."""
         return await self._command(point, Null(()), self._priority(point, priority))
 
     async def released_value(
         self, point: BacnetPoint, priority: int | None = None
-    ) -> Value | Keeps:  # type: ignore[override]
+    ) -> Value | Keeps:
         """The device's priority array without our slot: the highest other commanded
         priority, else the relinquish default. An object without a priority array keeps
         its present value."""

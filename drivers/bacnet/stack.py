@@ -10,7 +10,7 @@ import asyncio
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from bacpypes3.app import Application
 from bacpypes3.appservice import ApplicationServiceAccessPoint
@@ -26,15 +26,18 @@ VENDOR_ID = 999  # bacpypes3's own; we register nothing vendor-specific
 CovHandler = Callable[[Address, int, Any, Sequence[Any]], None]
 
 
+App = TypeVar("App", bound=Application)
+
+
 def build_application(
-    app_class: type[Application],
+    app_class: type[App],
     bind_address: str,
     instance: int,
     name: str,
     objects: Sequence[Any] = (),
     asap_class: type[ApplicationServiceAccessPoint] = ApplicationServiceAccessPoint,
     **device_properties: Any,
-) -> Application:
+) -> App:
     """A device object, a network port bound to `bind_address` ("a.b.c.d/nn:port") and
     `objects`, wired like `Application.from_object_list` but with our own service access
     point class (the simulator injects faults there)."""
@@ -132,7 +135,7 @@ class StackRegistry:
                 numberOfApduRetries=0,
                 apduTimeout=60_000,
             )
-            shared = self._apps[bind_address] = _Shared(app, instance)  # type: ignore[arg-type]
+            shared = self._apps[bind_address] = _Shared(app, instance)
         elif shared.instance != instance:
             raise ValueError(
                 f"{bind_address} is already used with device_instance {shared.instance}, "

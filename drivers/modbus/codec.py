@@ -47,7 +47,11 @@ def registers_to_raw(regs: np.ndarray, dtype: str, word_order: str, byte_order: 
 def raw_to_registers(raw: np.ndarray, dtype: str, word_order: str, byte_order: str) -> np.ndarray:
     """n raw numbers of `dtype` -> (n, k) uint16 register values."""
     k = REGISTERS[dtype]
-    regs = np.asarray(raw, dtype=">" + _CODES[dtype]).view(">u2").reshape(-1, k).astype(np.uint16)
+    # Typed as the function returns it: numpy's stubs make `uint16 >> int` signed, while
+    # numpy 2 (NEP 50) keeps it uint16.
+    regs: np.ndarray = (
+        np.asarray(raw, dtype=">" + _CODES[dtype]).view(">u2").reshape(-1, k).astype(np.uint16)
+    )
     if word_order == "little":
         regs = regs[:, ::-1]
     if byte_order == "little":
@@ -55,7 +59,7 @@ def raw_to_registers(raw: np.ndarray, dtype: str, word_order: str, byte_order: s
     return np.ascontiguousarray(regs)
 
 
-def string_from_registers(regs: Sequence[int], byte_order: str) -> str:
+def string_from_registers(regs: Sequence[int] | np.ndarray, byte_order: str) -> str:
     """Registers -> text; NUL padding and trailing spaces are not part of the value.
     Raises UnicodeDecodeError on bytes that are not UTF-8."""
     data = np.asarray(regs, dtype=np.uint16).astype(">u2" if byte_order == "big" else "<u2")

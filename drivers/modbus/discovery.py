@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from drivers.base import Link
-from drivers.modbus.client import new_client
+from drivers.modbus.client import Transport, new_client
 from drivers.modbus.config import BIT_TABLES, MAX_ADDRESS
 
 Table = Literal["holding", "input", "coil", "discrete"]
@@ -274,7 +274,7 @@ class Scanner:
             self._client = None
 
     def _new_client(self) -> Any:
-        transport = "rtu" if isinstance(self.target, SerialTarget) else "tcp"
+        transport: Transport = "rtu" if isinstance(self.target, SerialTarget) else "tcp"
         return new_client(transport, self.target, self.timeout)
 
     async def scan(self, units: Sequence[int]) -> ScanResult:

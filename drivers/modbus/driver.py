@@ -118,11 +118,10 @@ class _Prepared:
         return self._decoder
 
 
-class ModbusDriver(Driver):
+class ModbusDriver(Driver[ModbusDevice, ModbusPoint]):
     name = "modbus"
-    device: ModbusDevice
 
-    def __init__(self, device: ModbusDevice, link: Link) -> None:  # type: ignore[override]
+    def __init__(self, device: ModbusDevice, link: Link) -> None:
         super().__init__(device, link)
         self.unit = device.connection.unit
         self.limits = Limits(
@@ -133,8 +132,8 @@ class ModbusDriver(Driver):
         self._client: Any = None
         self.requests = 0  # sent, for the benchmark and the status view
 
-    @staticmethod
-    def link_key(device: ModbusDevice) -> str:  # type: ignore[override]
+    @classmethod
+    def link_key(cls, device: ModbusDevice) -> str:
         return link_key(device)
 
     async def open(self) -> None:
@@ -169,7 +168,7 @@ class ModbusDriver(Driver):
         ]
         return _Prepared(points, ReadPlan(items, self.limits))
 
-    async def read(self, points: Sequence[ModbusPoint]) -> list[Reading]:  # type: ignore[override]
+    async def read(self, points: Sequence[ModbusPoint]) -> list[Reading]:
         if not points:
             return []
         prepared = self.plan_for(points)
@@ -200,9 +199,9 @@ class ModbusDriver(Driver):
         regs = np.zeros(decoder.reg_size, dtype=np.uint16)
         bits = np.zeros(decoder.bit_size, dtype=bool)
         for block, (is_bits, offset, count) in zip(blocks, decoder.slots, strict=True):
-            values = data.get(id(block))
-            if values is not None:
-                (bits if is_bits else regs)[offset : offset + count] = values[:count]
+            answer = data.get(id(block))
+            if answer is not None:
+                (bits if is_bits else regs)[offset : offset + count] = answer[:count]
         values, invalid = decoder.decode(regs, bits)
         ids = prepared.ids
         # The common case, every point good, is one comprehension; the rest is patched in.
@@ -210,9 +209,10 @@ class ModbusDriver(Driver):
         for i, reason in invalid:
             readings[i] = Reading.bad(ids[i], reason, ts)
         for b, block in enumerate(blocks if failures else ()):
-            reason = failures.get(id(block))
-            for i in decoder.points_of[b] if reason else ():
-                readings[i] = Reading.bad(ids[i], reason, ts)
+            failure = failures.get(id(block))
+            if failure:
+                for i in decoder.points_of[b]:
+                    readings[i] = Reading.bad(ids[i], failure, ts)
         return readings
 
     async def _read_block(self, block: Block) -> list:
@@ -274,7 +274,7 @@ class ModbusDriver(Driver):
         if not client.connected and not await client.connect():
             raise _Failed(self._unreachable)
 
-    async def write(self, point: ModbusPoint, value: Value, priority: int | None = None) -> Reading:  # type: ignore[override]
+    async def write(self, point: ModbusPoint, value: Value, priority: int | None = None) -> Reading:
         if not point.writable:
             raise DriverError(f"point {point.id} is not writable")
         spec, client, unit = point.modbus, self._client, self.unit

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -50,7 +50,10 @@ from edge_agent.store.outbox import Record, TrafficClass
 log = logs.get("alarms")
 
 STATE_VERSION = 1
-ACTIVE, ACKNOWLEDGED, CLEARED = "active", "acknowledged", "cleared"
+AlarmState = Literal["active", "acknowledged", "cleared"]
+ACTIVE: Final = "active"
+ACKNOWLEDGED: Final = "acknowledged"
+CLEARED: Final = "cleared"
 
 
 class AlarmError(Exception):
@@ -75,7 +78,7 @@ class Alarm:
     rule: str
     point: str
     severity: str
-    state: Literal["active", "acknowledged", "cleared"]
+    state: AlarmState
     raised_ts: int
     value: bool | int | float | str | None
     limit: bool | int | float | str | None
@@ -103,7 +106,7 @@ def _equal(value: Value, expected: bool | int | str) -> bool:
     return value == expected or (isinstance(expected, str) and str(value) == expected)
 
 
-def _shown(value: object) -> object:
+def _shown(value: Value) -> Value:
     return round(value, 3) if isinstance(value, float) else value
 
 

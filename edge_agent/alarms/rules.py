@@ -86,7 +86,7 @@ class RuleBase(Model):
         return self.point.partition(".")[0]
 
     @property
-    def limit_value(self) -> object:
+    def limit_value(self) -> float | StateValue | None:
         """What {limit} means for this rule, and the `limit` field of its payloads."""
         return None
 
@@ -102,7 +102,7 @@ class LimitRule(RuleBase):
     off_delay: Gap = 0.0  # and be gone this long before it clears
 
     @property
-    def limit_value(self) -> object:
+    def limit_value(self) -> float | StateValue | None:
         return self.limit
 
 
@@ -118,7 +118,7 @@ class RateRule(RuleBase):
     off_delay: Gap = 0.0
 
     @property
-    def limit_value(self) -> object:
+    def limit_value(self) -> float | StateValue | None:
         return self.limit
 
 
@@ -131,7 +131,7 @@ class StuckRule(RuleBase):
     duration: Duration
 
     @property
-    def limit_value(self) -> object:
+    def limit_value(self) -> float | StateValue | None:
         return self.tolerance
 
 
@@ -145,7 +145,7 @@ class CommLossRule(RuleBase):
     severity: Severity = "major"
 
     @property
-    def limit_value(self) -> object:
+    def limit_value(self) -> float | StateValue | None:
         return self.duration
 
 
@@ -156,7 +156,7 @@ class BadQualityRule(RuleBase):
     duration: Duration = 60.0
 
     @property
-    def limit_value(self) -> object:
+    def limit_value(self) -> float | StateValue | None:
         return self.duration
 
 
@@ -169,7 +169,7 @@ class StateRule(RuleBase):
     off_delay: Gap = 0.0
 
     @property
-    def limit_value(self) -> object:
+    def limit_value(self) -> float | StateValue | None:
         return self.alarm_value
 
 
@@ -200,7 +200,7 @@ DEFAULT_MESSAGES = {
 
 
 def rule_problems(
-    rules: Sequence[RuleBase], kinds: dict[str, str]
+    rules: Sequence[AlarmRule], kinds: dict[str, str]
 ) -> Iterator[tuple[int, tuple[str, ...], str]]:
     """(rule index, key path within the rule, message) for every rule that watches a point
     or device not in `kinds` ("device.point" -> point kind), or a point of the wrong kind.

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -37,7 +37,8 @@ class LazyGroup(click.Group):
     """Subcommands imported only when used: `edge-agent status` must not pay for numpy,
     pydantic or the history reader (a technician's status answers within 0.3 s)."""
 
-    def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
+    # click.Group's own arguments, passed on as they come (click types its **attrs Any).
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = lazy
 
@@ -91,11 +92,12 @@ def socket_path(socket: Path | None, config_path: Path | None) -> Path:
     return Path(os.environ.get("EDGE_AGENT_SOCKET", DEFAULT_SOCKET))
 
 
-def ask_agent(path: Path, cmd: str, **args: object) -> dict:
+def ask_agent(path: Path, cmd: str, timeout: float = 2.0, **args: object) -> dict:
+    """`cmd` with `args` to the agent; `timeout` in seconds (local_api.request's default)."""
     from edge_agent.local_api import request
 
     try:
-        answer = request(path, cmd, **args)
+        answer = request(path, cmd, timeout, **args)
     except FileNotFoundError:
         fail(f"the agent is not running (no socket at {path})", EXIT_NOT_RUNNING)
     except PermissionError:

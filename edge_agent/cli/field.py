@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 
@@ -218,7 +218,7 @@ def discover_modbus(
     port: int,
     serial_port: str | None,
     baudrate: int,
-    parity: str,
+    parity: Literal["N", "E", "O"],  # click's Choice hands back a choice as listed
     stopbits: str,
     bytesize: str,
     units: str,
@@ -239,9 +239,9 @@ def discover_modbus(
         target = md.SerialTarget(
             serial_port,
             baudrate,
-            parity.upper(),
+            parity,
             int(stopbits),
-            int(bytesize),  # type: ignore[arg-type]
+            int(bytesize),
         )
         unit_range = (1, 247)  # 0 is broadcast: nobody answers it
     else:
@@ -375,13 +375,13 @@ def _print_scan(result: Any, elapsed: float) -> None:
 
 def _compact(numbers: list[int]) -> str:
     """[1, 2, 3, 5] -> "1-3, 5"."""
-    parts: list[str] = []
+    parts: list[tuple[int, int]] = []
     for n in numbers:
         if parts and parts[-1][1] == n - 1:
             parts[-1] = (parts[-1][0], n)
         else:
-            parts.append((n, n))  # type: ignore[arg-type]
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)  # type: ignore[misc]
+            parts.append((n, n))
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in parts)
 
 
 def _stderr_console() -> Any:

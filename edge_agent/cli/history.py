@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -22,6 +22,9 @@ from edge_agent import SITE_CONFIG
 from edge_agent.cli.common import fail
 from edge_agent.points import Value, wall_ms
 from edge_agent.store.history import HistoryError, HistoryReader, Reading
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 DEFAULT_CONFIG = Path(SITE_CONFIG)
 TERMINAL_POINTS = 2000  # more would only smear: the terminal plot gets a min/max envelope
@@ -129,7 +132,10 @@ def _open(path: Path) -> HistoryReader:
 
 def _nothing(reader: HistoryReader, start: int, end: int) -> str:
     oldest, newest = reader.span()
-    held = "it holds nothing" if oldest is None else f"it holds {_iso(oldest)} to {_iso(newest)}"
+    if oldest is None or newest is None:  # both, or neither
+        held = "it holds nothing"
+    else:
+        held = f"it holds {_iso(oldest)} to {_iso(newest)}"
     return f"no readings between {_iso(start)} and {_iso(end)} in {reader.path} ({held})"
 
 
@@ -237,7 +243,7 @@ class _progress:
 
     def __init__(self, total: int) -> None:
         self._total = total
-        self._bar = None
+        self._bar: Progress | None = None
 
     def __enter__(self) -> Callable[[int], None]:
         if not sys.stderr.isatty():
@@ -245,7 +251,7 @@ class _progress:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._bar = Progress(
+        bar = self._bar = Progress(
             TextColumn("exporting"),
             BarColumn(),
             TextColumn("{task.percentage:>3.0f} %"),
@@ -253,9 +259,9 @@ class _progress:
             console=Console(stderr=True),
             transient=True,
         )
-        self._bar.start()
-        task = self._bar.add_task("export", total=self._total)
-        return lambda done: self._bar.update(task, completed=done)
+        bar.start()
+        task = bar.add_task("export", total=self._total)
+        return lambda done: bar.update(task, completed=done)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
@@ -372,7 +378,9 @@ def _plot_png(point: str, xs: list[float], ys: list[float], path: Path) -> None:
 
     stamps = [datetime.fromtimestamp(x).astimezone() for x in xs]
     figure, axes = plt.subplots(figsize=(11, 4), dpi=100)
-    axes.plot(stamps, ys, linewidth=1)
+    # matplotlib plots datetimes (its units registry converts them); its stubs' ArrayLike
+    # does not say so.
+    axes.plot(stamps, ys, linewidth=1)  # type: ignore[arg-type]
     axes.set_title(point)
     axes.set_xlabel("local time")
     axes.grid(True, alpha=0.3)

@@ -144,8 +144,8 @@ def release(point: str, as_json: bool, socket: Path | None, config_path: Path | 
             )
         if result.get("effective") == "unchanged":
             return f"{point} released (a higher source was in force; nothing changed)"
-        now = {"device": "the device's own control"}.get(result.get("effective"))
-        now = now or f"the {result.get('effective')} value"
+        effective = result.get("effective")
+        now = "the device's own control" if effective == "device" else f"the {effective} value"
         readback = f" (reads {result['readback']!r})" if "readback" in result else ""
         return f"{point} released; now follows {now}{readback}"
 
@@ -178,16 +178,19 @@ def points(device: str | None, watch: bool, as_json: bool, socket: Path | None,
            config_path: Path | None) -> None:  # fmt: skip
     """Latest value, quality and age of every point."""
     path = socket_path(socket, config_path)
-    args = {"device": device} if device else {}
+
+    def ask() -> dict:
+        return ask_agent(path, "points", device=device) if device else ask_agent(path, "points")
+
     if as_json:
-        answer = ask_agent(path, "points", **args)
+        answer = ask()
         click.echo(json.dumps(answer["points"], indent=2))
         return
     from rich.console import Console
     from rich.live import Live
 
     def table():
-        answer = ask_agent(path, "points", **args)
+        answer = ask()
         if device and not answer["points"]:
             fail(f"no points for device {device!r} (see 'edge-agent status' for device ids)")
         return _points_table(answer["points"], answer.get("holds", {}))

@@ -201,5 +201,9 @@ def _json(value: dict | None) -> str | None:
 
 
 def _audit_row(row: tuple) -> AuditRow:
-    *head, result, finished = row
-    return AuditRow(*head, json.loads(result) if result else None, finished)
+    """An AuditRow from the columns of `_ROW`, in that order."""
+    id_, source, type_, by, received_ts, stage, reason, message, result, finished = row
+    return AuditRow(
+        id_, source, type_, by, received_ts, stage, reason, message,
+        json.loads(result) if result else None, finished,
+    )  # fmt: skip

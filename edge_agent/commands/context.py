@@ -27,7 +27,7 @@ class Context:
 class Handler(Protocol):
     """Validates a command (raising `Rejected`) and returns what executes it."""
 
-    def __call__(self, command: Any, context: Context) -> Execution: ...
+    def __call__(self, command: Any, context: Context, /) -> Execution: ...
 
 
 class CommandPath(Protocol):

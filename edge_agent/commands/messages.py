@@ -11,7 +11,7 @@ import json
 import math
 import re
 from enum import IntEnum, StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BeforeValidator,
@@ -246,7 +246,12 @@ class Rebirth(Base):
 Command = (
     Write | Release | Read | LoopCommand | AlarmAck | ConfigApply | Backfill | Status | Rebirth
 )
-TYPES = tuple(t.model_fields["type"].annotation.__args__[0] for t in Command.__args__)
+# The commands' `type` tags, in the order of `Command` (tests/edge_agent/commands check
+# that they agree with the models).
+CommandType = Literal[
+    "write", "release", "read", "loop", "alarm_ack", "config_apply", "backfill", "status", "rebirth"
+]
+TYPES: tuple[str, ...] = get_args(CommandType)
 ADAPTER: TypeAdapter[Command] = TypeAdapter(Annotated[Command, Field(discriminator="type")])
 
 
@@ -265,14 +270,14 @@ def decode(payload: bytes | str) -> Command:
     sent_id = data.get("id")
     type_ = data.get("type")
     known_type = type_ if isinstance(type_, str) and type_ in TYPES else None
-    if not _usable(sent_id):
+    command_id = _usable_id(sent_id)
+    if command_id is None:
         raise Rejected(
             Reason.MALFORMED,
             "id: missing or unusable (1-128 printable ASCII characters, no spaces)",
             sent_id if _echoable(sent_id) else None,
             known_type,
         )
-    command_id: str = sent_id  # type: ignore[assignment]
     if len(payload) > MAX_PAYLOAD:
         raise Rejected(
             Reason.MALFORMED, f"message larger than {MAX_PAYLOAD} bytes", command_id, known_type
@@ -301,8 +306,9 @@ def decode(payload: bytes | str) -> Command:
         raise Rejected(Reason.MALFORMED, _first_problem(exc), command_id, known_type) from None
 
 
-def _usable(value: object) -> bool:
-    return isinstance(value, str) and _ID.fullmatch(value) is not None
+def _usable_id(value: object) -> str | None:
+    """The id as sent if it is usable, else None."""
+    return value if isinstance(value, str) and _ID.fullmatch(value) is not None else None
 
 
 def _echoable(value: object) -> bool:

@@ -13,13 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge_agent.commands.messages import TYPES, Reason
+from edge_agent.commands.messages import CommandType, Reason
 
 Scalar = bool | int | float | str | None
 SourceLabel = Literal["safety", "manual", "platform", "auto"]
 QualityLabel = Literal["good", "bad", "stale", "overridden"]
 Stage = Literal["accepted", "rejected", "done", "failed"]
-CommandType = Literal[TYPES]  # type: ignore[valid-type]
 
 
 class Open(BaseModel):

@@ -14,10 +14,11 @@ import asyncio
 import dataclasses
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from drivers.base import KEEPS, DeviceUnavailable, Driver, DriverError, Keeps
+from drivers.base import KEEPS, AnyDriver, DeviceUnavailable, DriverError, Keeps
 from edge_agent import envelope, logs
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages as m
@@ -61,8 +62,8 @@ class Target:
 class CommandRouter:
     def __init__(
         self,
-        devices: list[DeviceBase],
-        drivers: dict[str, Driver],
+        devices: Sequence[DeviceBase],
+        drivers: dict[str, AnyDriver],
         cache: PointCache,
         store: StoreWorker,
         audit: Audit,
@@ -140,6 +141,7 @@ class CommandRouter:
         """Too many commands under way: say so (if the message has a usable id)."""
         self.counts["received"] += 1
         command_id: str | int | float | None
+        type_: str | None
         try:
             command = m.decode(payload)
             command_id, type_ = command.id, command.type
@@ -577,7 +579,7 @@ class CommandRouter:
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _coerce(point: PointBase, value: Value) -> Value:
+def _coerce(point: PointBase, value: Value) -> float | int | bool | str:
     """The command's value as the point's kind takes it; `Rejected` when it does not fit."""
     kind = point.kind
     if type(value) is float and value.is_integer() and kind != "analog":
@@ -604,7 +606,7 @@ def _coerce(point: PointBase, value: Value) -> Value:
     )
 
 
-def _check_limits(target: Target, value: Value) -> None:
+def _check_limits(target: Target, value: float | int | bool | str) -> None:
     limits = target.point.limits
     if limits is None or isinstance(value, bool | str):
         return

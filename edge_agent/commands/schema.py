@@ -35,7 +35,7 @@ def command_schema() -> dict[str, Any]:
 
 def reply_schema() -> dict[str, Any]:
     """What the gateway publishes on `…/ack`, with the `result` of each command type."""
-    models = [replies.Reply, *_result_models()]
+    models: list[type[replies.Open]] = [replies.Reply, *_result_models()]
     _, top = models_json_schema([(m, "validation") for m in models], ref_template="#/$defs/{model}")
     defs = top["$defs"]
     reply = defs.pop("Reply")

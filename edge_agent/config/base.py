@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import (
@@ -84,7 +85,8 @@ class PointBase(Model):
 
 
 class DeviceBase(Model):
-    """Fields every device has. Subclasses fix `driver` to a literal and type `points`."""
+    """Fields every device has. Subclasses fix `driver` to a literal and type `points`
+    (`list[ModbusPoint]`: a read-only `Sequence` here, so that each may narrow it)."""
 
     id: Id
     name: str = ""
@@ -93,4 +95,4 @@ class DeviceBase(Model):
     enabled: bool = True
     poll_interval: Duration = 5.0
     timeout: Duration = 2.0  # per request
-    points: list[PointBase] = Field(min_length=1)
+    points: Sequence[PointBase] = Field(min_length=1)

@@ -6,10 +6,11 @@ Each finding names the key path of the offending item; the loader turns it into 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from control_loops.config import LoopBase
 from drivers.fake import FakeDevice
 from edge_agent.alarms.rules import rule_problems
 from edge_agent.config.base import DeviceBase
@@ -156,7 +157,7 @@ def _loops(config: AgentConfig) -> Iterator[Finding]:
                 if binary and point.kind != "binary":
                     message = f"a run command must be a binary point; {ref} is {point.kind}"
                     yield Finding(path, message)
-                if key == "loops":
+                if isinstance(item, LoopBase):  # the loops, not protection
                     # One automatic writer per point, unless one loop is the other's
                     # fallback (`yields_to`): then only one of them writes at a time.
                     for other_path, other in writers.get(ref, []):
@@ -169,7 +170,7 @@ def _loops(config: AgentConfig) -> Iterator[Finding]:
                     writers.setdefault(ref, []).append((path, item.id))
 
 
-def _unknown_point(ref: str, points: dict[str, object]) -> str:
+def _unknown_point(ref: str, points: Iterable[str]) -> str:
     device, _, point = ref.partition(".")
     names = [r.partition(".")[2] for r in points if r.startswith(f"{device}.")]
     if not names:

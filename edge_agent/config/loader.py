@@ -174,8 +174,10 @@ class _Reader:
             if isinstance(node, MappingNode):
                 self._check_tag(node, _MAP_TAG, src, path)
                 return self._mapping(node, src, path)
+            # PyYAML composes scalars, mappings and sequences only.
+            assert isinstance(node, SequenceNode), f"unexpected YAML node {type(node).__name__}"
             self._check_tag(node, _SEQ_TAG, src, path)
-            where, items = Where(src.name, _line(node)), []
+            where, items = Where(src.name, _line(node)), list[object]()
             self._fill(node, src, path, where, items)
             return items, where
         finally:

@@ -85,7 +85,7 @@ class Commands(Model):
 
 class Metrics(Model):
     # Prometheus text on 127.0.0.1 only; off unless a port is given.
-    prometheus_port: int | None = Field(None, ge=1, le=65535)
+    prometheus_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class AgentConfig(Model):

@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from edge_agent.points import Quality, Reading, Value
 
@@ -246,7 +247,7 @@ class _Reader:
         self._raw = raw
         self._at = 0
 
-    def array(self, dtype: type | np.dtype, count: int) -> np.ndarray:
+    def array(self, dtype: npt.DTypeLike, count: int) -> np.ndarray:
         size = np.dtype(dtype).itemsize * count
         if self._at + size > len(self._raw):
             raise ValueError("corrupt outbox body: truncated")

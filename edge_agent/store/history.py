@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 
 from edge_agent.points import Value
@@ -142,7 +142,7 @@ class HistoryReader:
         points: Sequence[str] | None = None,
         *,
         devices: Sequence[str] | None = None,
-    ) -> Iterator[Reading]:
+    ) -> Generator[Reading, None, None]:
         """(ref "device.point", ts ms, value, quality) of every stored reading of `points`
         (refs) or of `devices` (all their points), or of everything when both are None,
         whose poll is in since_ms <= ts < until_ms; in poll order. The ts is the reading's

@@ -580,6 +580,7 @@ class Outbox:
                 cursor = self._db.execute(
                     "INSERT INTO streams (kind, name, last_seq) VALUES (?, ?, 0)", key
                 )
+                assert cursor.lastrowid is not None, "an INSERT sets lastrowid"
                 known = (cursor.lastrowid, 0)
             entry = txn.streams[key] = list(known)
         return entry
@@ -1213,7 +1214,7 @@ def _history_range(
 ) -> tuple[str, list[object]]:
     """Extra `WHERE` terms (and their parameters) over (ts, id): since_ms <= ts < until_ms,
     (ts, id) > after, (ts, id) <= upto. The plain `ts` bounds let SQLite seek the index."""
-    where, params = "", []
+    where, params = "", list[object]()  # sqlite3 parameters of any kind
     if since_ms is not None:
         where += " AND ts >= ?"
         params.append(since_ms)
@@ -1294,7 +1295,8 @@ def iter_history(
     try:
         db.execute("BEGIN")  # one snapshot for the stream names, schemas and rows
         names = dict(db.execute("SELECT id, name FROM streams WHERE kind = 0").fetchall())
-        where, params = " AND ts >= ? AND ts < ?", [since_ms, until_ms]
+        where = " AND ts >= ? AND ts < ?"
+        params: list[object] = [since_ms, until_ms]
         if streams is not None:
             wanted = set(streams)
             where += " AND stream IN (SELECT value FROM json_each(?))"

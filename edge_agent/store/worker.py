@@ -88,7 +88,7 @@ class StoreWorker:
         self._urgent = asyncio.Event()
         self._listeners: list[Callable[[], None]] = []
         self._failing: str | None = None
-        self.outbox: Outbox | None = None
+        self._outbox: Outbox | None = None  # from `open` on
         self.committed_rows = 0
         # Lost before commit because the store kept failing (or was failing at the stop).
         self.dropped_points = 0
@@ -101,6 +101,13 @@ class StoreWorker:
     def path(self) -> Path:
         return self._path
 
+    @property
+    def outbox(self) -> Outbox:
+        """The open outbox (use it on the store thread, through `call`)."""
+        if self._outbox is None:
+            raise RuntimeError(f"the store {self._path} is not open")
+        return self._outbox
+
     async def open(self) -> None:
         path = self._path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +117,7 @@ class StoreWorker:
         except BlockingIOError:
             os.close(self._lock_fd)
             raise StoreLocked(f"another agent is using the store {path}") from None
-        self.outbox = await self.call(
+        self._outbox = await self.call(
             partial(
                 Outbox,
                 path,
@@ -194,7 +201,6 @@ class StoreWorker:
     async def _append(self, records: list[Record], notices: list[Record]) -> list[Row]:
         """`outbox.append` on the store thread. If the caller is cancelled (the writer
         task at the stop), the thread still finishes: `close` settles it."""
-        assert self.outbox is not None
         future = asyncio.get_running_loop().run_in_executor(
             self._executor, self.outbox.append, records + notices
         )
@@ -257,8 +263,8 @@ class StoreWorker:
                 self._dropped.clear()
             except Exception as exc:
                 log.error("data_dropped event not stored", error=str(exc))
-        if self.outbox is not None:
-            await self.call(self.outbox.close)
+        if self._outbox is not None:
+            await self.call(self._outbox.close)
         self._executor.shutdown(wait=True)
         os.close(self._lock_fd)  # releases the lock
 

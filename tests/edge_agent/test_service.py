@@ -1,9 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import structlog
 
 from edge_agent import scheduler, service
+from edge_agent.config.models import AgentConfig
+from edge_agent.store.worker import StoreLocked, StoreWorker
 from tests.events import EventLog
+from tests.harness import fake_device, site_config
 
 
 class Recorder:
@@ -53,3 +62,29 @@ async def test_a_wall_clock_step_is_reported(monkeypatch):
     await asyncio.gather(task, return_exceptions=True)
     jumps = [b for b in rec.bodies() if b["type"] == "clock_jump"]
     assert [j["jump_s"] for j in jumps] == [37.499]
+
+
+async def test_a_reload_asked_while_the_store_opens_is_refused_in_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGHUP's handler named `events` before it was bound: a SIGHUP while the store
+    # opened raised NameError in the signal callback (found by mypy).
+    config = AgentConfig.model_validate(site_config(tmp_path, 1, [fake_device("d1")]))
+
+    async def open_with_a_sighup(_store: StoreWorker) -> None:
+        os.kill(os.getpid(), signal.SIGHUP)
+        await asyncio.sleep(0.1)  # the signal's handler runs meanwhile
+        raise StoreLocked("the test ends the start here")
+
+    monkeypatch.setattr(StoreWorker, "open", open_with_a_sighup)
+    loop = asyncio.get_running_loop()
+    errors: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        with structlog.testing.capture_logs() as logged, pytest.raises(StoreLocked):
+            await service.serve(tmp_path / "site.yaml", config)
+    finally:
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    assert errors == []
+    assert "reload ignored: the agent is still starting" in [e["event"] for e in logged]

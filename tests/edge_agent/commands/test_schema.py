@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from edge_agent.commands import schema
+from edge_agent.commands import messages, schema
 from tests.harness import REPO
 
 
@@ -31,3 +31,9 @@ def test_a_reply_without_its_result_or_reason_does_not_fit():
             "result": {"point": "a.b", "released": "platform", "effective": "device"}}  # fmt: skip
     assert replies.is_valid(done)
     assert not replies.is_valid({**done, "result": {"point": "a.b"}})
+
+
+def test_the_command_types_are_the_models_tags():
+    # CommandType is written out for the type checker; the models' tags are the truth.
+    tags = tuple(t.model_fields["type"].annotation.__args__[0] for t in messages.Command.__args__)
+    assert tags == messages.TYPES

@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_agent.broker_tools import BrokerUnavailable, LocalBroker, PlatformSubscriber
+from edge_agent.cli.status_view import render_status
 from edge_agent.local_api import request
-from edge_agent.status_view import render_status
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_CONFIG = CONFIGS / "hospital-site.yaml"

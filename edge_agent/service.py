@@ -540,7 +540,7 @@ async def serve(
     pinger = loop.create_task(watchdog.run(health), name="watchdog")
     pending: PendingApply | None = None
     try:
-        while True:
+        while not control.stop:  # a SIGTERM while the store opened: no runtime at all
             control.changed.clear()
             runtime = Runtime(config, store, events, started, config_path)
             confirm = None

@@ -68,7 +68,7 @@ def status(socket: Path | None, config_path: Path | None, as_json: bool) -> None
         return
     from rich.console import Console
 
-    from edge_agent.status_view import render_status
+    from edge_agent.cli.status_view import render_status
 
     Console().print(render_status(answer))
 

@@ -211,7 +211,7 @@ def _points_table(values: dict[str, dict], holds: dict[str, dict]):
     from rich.markup import escape
     from rich.table import Table
 
-    from edge_agent.status_view import _age
+    from edge_agent.cli.status_view import age
 
     table = Table(padding=(0, 1))
     for column in ("point", "value", "quality", "read", "held by"):
@@ -226,7 +226,7 @@ def _points_table(values: dict[str, dict], holds: dict[str, dict]):
             ref,
             "-" if p["value"] is None else escape(repr(p["value"])),
             f"[{styles.get(quality, '')}]{shown}[/]" if styles.get(quality) else shown,
-            _age(p["ts"]),
+            age(p["ts"]),
             "" if hold is None else f"{hold['source']} {_held_until(hold)}",
         )
     return table

@@ -88,3 +88,26 @@ async def test_a_reload_asked_while_the_store_opens_is_refused_in_words(
             loop.remove_signal_handler(sig)
     assert errors == []
     assert "reload ignored: the agent is still starting" in [e["event"] for e in logged]
+
+
+async def test_a_stop_asked_while_the_store_opens_stops_the_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The main loop cleared the stop request before the first runtime started: a SIGTERM
+    # while the store opened was lost, and the agent ran on.
+    config = AgentConfig.model_validate(site_config(tmp_path, 1, [fake_device("d1")]))
+    real_open = StoreWorker.open
+
+    async def open_with_a_sigterm(store: StoreWorker) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(0.1)  # the signal's handler runs meanwhile
+        await real_open(store)
+
+    monkeypatch.setattr(StoreWorker, "open", open_with_a_sigterm)
+    loop = asyncio.get_running_loop()
+    try:
+        code = await asyncio.wait_for(service.serve(tmp_path / "site.yaml", config), 15)
+    finally:
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    assert code == 0

@@ -6,7 +6,7 @@ import time
 
 from rich.console import Console
 
-from edge_agent.status_view import render_status
+from edge_agent.cli.status_view import render_status
 
 
 def _status(message: str, error: str) -> dict:

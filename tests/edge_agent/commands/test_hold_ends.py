@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,9 +48,10 @@ class Rig:
     cache: PointCache
     protection: Protection
     events: list[dict] = field(default_factory=list)
+    ids: Iterator[int] = field(default_factory=itertools.count)  # one command id each
 
     async def send(self, command: dict, source: Source = Source.PLATFORM, by="platform") -> dict:
-        body = {"v": 1, "id": f"c-{len(self.events)}-{wall_ms()}", **command}
+        body = {"v": 1, "id": f"c-{next(self.ids)}", **command}
         return await self.router.execute(m.decode(json.dumps(body)), Context(source, by))
 
     def running(self, value: bool) -> None:

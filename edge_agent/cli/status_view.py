@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 
-def _age(ts_ms: int | None) -> str:
+def age(ts_ms: int | None) -> str:
     if not ts_ms:
         return "-"
     seconds = max(0.0, time.time() - ts_ms / 1000)
@@ -60,7 +60,7 @@ def render_status(status: dict[str, Any]) -> Group:
     head.add_row(
         "[bold]backlog[/]",
         f"{store['backlog_rows']} messages, {store['backlog_points']} points, "
-        f"oldest {_age(store['oldest_ts'])}",
+        f"oldest {age(store['oldest_ts'])}",
     )
     head.add_row(
         "[bold]store[/]",
@@ -122,7 +122,7 @@ def render_status(status: dict[str, Any]) -> Group:
             "[green]up[/]" if d["up"] else "[red]down[/]",
             str(d["points"]),
             str(d["bad_points"]),
-            _age(d["last_good_ts"]),
+            age(d["last_good_ts"]),
             f"{d['rtt_ms']:.1f} ms",
             f"{100 * d['error_rate']:.1f} %",
         )

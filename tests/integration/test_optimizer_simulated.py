@@ -34,7 +34,6 @@ def _optimizer_owns_the_plant(config: dict, **loop: object) -> None:
     opt = next(lp for lp in config["loops"] if lp["id"] == "plant-optimizer")
     opt.update(enabled=True, period=5.0, sequence_step=1.0, refit_every=15.0, min_samples=15,
                fit_min_samples=20, stage_hold=20.0, pre_start=2.0, soft_load=5.0)  # fmt: skip
-    opt["points"] = {}
     # 0.1 kPa/s in plant time: the simulator runs 60 times faster than the wall clock.
     opt["bounds"] = {"dp_fall_rate": 6.0, **loop.pop("bounds", {})}
     opt.update(loop)

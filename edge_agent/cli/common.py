@@ -12,6 +12,8 @@ from typing import Any, NoReturn
 
 import click
 
+from edge_agent.i18n import _
+
 DEFAULT_SOCKET = Path("/run/edge-agent/agent.sock")
 EXIT_NOT_RUNNING = 3
 
@@ -29,7 +31,7 @@ def config_option(*, required: bool, help: str) -> Callable:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(_("error: {message}").format(message=message), err=True)
     sys.exit(code)
 
 

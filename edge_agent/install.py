@@ -33,9 +33,20 @@ SHARED_DIRS = frozenset({Path("/"), Path("/etc"), Path("/etc/edge-agent")})
 # agent finds its unit template without the source tree.
 TEMPLATE = Path(__file__).resolve().parent / "units" / UNIT_NAME
 
+# What the hardened unit (systemd/edge-agent.service) hides from the agent: an installation,
+# an interpreter or a configuration there cannot be run by the service.
+HIDDEN = {
+    Path("/home"): "ProtectHome=yes",
+    Path("/root"): "ProtectHome=yes",
+    Path("/run/user"): "ProtectHome=yes",
+    Path("/tmp"): "PrivateTmp=yes",
+    Path("/var/tmp"): "PrivateTmp=yes",
+}
+
 EXIT_FAILED = 1
 EXIT_NOT_ROOT = 4
 EXIT_NO_SYSTEMD = 5
+EXIT_HIDDEN = 6
 
 
 class InstallError(Exception):
@@ -60,6 +71,45 @@ def executable_in(prefix: Path) -> Path:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate.absolute()
     raise InstallError(f"no edge-agent executable in {prefix}/bin or {prefix}/.venv/bin")
+
+
+def hidden_from_the_service(path: Path) -> str | None:
+    """Why the service cannot see `path` (after symlinks), or None."""
+    real = path.resolve()
+    for top, setting in HIDDEN.items():
+        if real == top or top in real.parents:
+            return f"{real} is under {top}, which the service does not see ({setting})"
+    return None
+
+
+def interpreter_of(executable: Path) -> Path | None:
+    """The Python an installed console script runs (its #! line), if it names one."""
+    try:
+        with open(executable, "rb") as script:
+            first = script.readline(4096)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    command = first[2:].decode(errors="replace").split()
+    return Path(command[0]) if command and command[0].startswith("/") else None
+
+
+def unseen_installation(executable: Path, config: Path) -> InstallError | None:
+    """The agent, its interpreter (a venv's python links to the one it was made from) and
+    its configuration must be where the hardened unit can see them."""
+    interpreter = interpreter_of(executable)
+    for what, path in (("the installation", executable), ("its Python", interpreter),
+                       ("the configuration", config)):  # fmt: skip
+        why = None if path is None else hidden_from_the_service(path)
+        if why is not None:
+            return InstallError(
+                f"{what} cannot run as the service: {why}; install it elsewhere "
+                f"(e.g. python3 -m venv /opt/edge-agent/.venv with a Python outside /home, "
+                f"/root and /tmp, and the config under /etc/edge-agent)",
+                EXIT_HIDDEN,
+            )
+    return None
 
 
 def render_unit(template: str, executable: Path, config: Path) -> str:
@@ -208,11 +258,17 @@ def install_service(
             f"{config.parent} is shared; use e.g. {DEFAULT_CONFIG}"
         )
     euid = os.geteuid() if euid is None else euid
+    executable = executable_in(prefix)
     problems = []
     if euid != 0 and root == Path("/"):
         problems.append(
             InstallError("must run as root (try: sudo edge-agent install-service)", EXIT_NOT_ROOT)
         )
+    # Only at the real root: with --root (an image being prepared) these host paths are not
+    # the ones the service will see.
+    unseen = unseen_installation(executable, config) if root == Path("/") else None
+    if unseen is not None:
+        problems.append(unseen)
     if not (root / "run/systemd/system").is_dir():
         where = root / "run/systemd/system"
         problems.append(InstallError(f"systemd is not running here (no {where})", EXIT_NO_SYSTEMD))
@@ -224,7 +280,6 @@ def install_service(
         template_text = template.read_text()
     except OSError as exc:
         raise InstallError(f"cannot read the unit template {template}: {exc.strerror}") from None
-    executable = executable_in(prefix)
     if not (root / str(config).lstrip("/")).is_file():
         echo(f"note: {config} does not exist yet; the service will not start until it does")
     for step in plan(root, executable, config, template_text):

@@ -524,3 +524,55 @@ def test_install_service_is_a_cli_command() -> None:
     result = CliRunner().invoke(main, ["install-service", "--help"])
     assert result.exit_code == 0
     assert "--dry-run" in result.output and "--root" not in result.output  # hidden, for tests
+
+
+# -- where the hardened unit can see an installation -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "setting"),
+    [
+        ("/home/li/edge-agent/.venv/bin/edge-agent", "ProtectHome=yes"),
+        ("/root/.pyenv/versions/3.11.7/bin/python3.11", "ProtectHome=yes"),
+        ("/tmp/checkout/.venv/bin/edge-agent", "PrivateTmp=yes"),
+        ("/var/tmp/site.yaml", "PrivateTmp=yes"),
+        ("/opt/edge-agent/.venv/bin/edge-agent", None),
+        ("/etc/edge-agent/site/site.yaml", None),
+    ],
+)
+def test_what_the_service_cannot_see(path: str, setting: str | None) -> None:
+    why = install.hidden_from_the_service(Path(path))
+    assert (why is None) if setting is None else (setting in (why or ""))
+
+
+def test_a_link_out_of_sight_is_seen_through(tmp_path: Path) -> None:
+    # /opt/edge-agent -> a checkout in /tmp: the service would follow the link into nothing.
+    assert "PrivateTmp=yes" in (install.hidden_from_the_service(tmp_path / "x") or "")
+
+
+def test_the_interpreter_of_a_venv_script_is_checked(tmp_path: Path) -> None:
+    script = tmp_path / "edge-agent"
+    script.write_text("#!/root/.pyenv/versions/3.11.7/bin/python3.11\nimport sys\n")
+    assert install.interpreter_of(script) == Path("/root/.pyenv/versions/3.11.7/bin/python3.11")
+    (tmp_path / "plain").write_text("no shebang\n")
+    assert install.interpreter_of(tmp_path / "plain") is None
+
+
+def test_an_installation_the_service_cannot_see_is_refused(tmp_path: Path) -> None:
+    """At the real root, a checkout in /tmp (PrivateTmp) or a home (ProtectHome): the unit
+    would start a program it cannot see. Refused before anything is done, and said why."""
+    prefix = tmp_path / "venv"
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / "bin" / "edge-agent").write_text("#!/usr/bin/python3\n")
+    (prefix / "bin" / "edge-agent").chmod(0o755)
+    lines: list[str] = []
+    with pytest.raises(install.InstallError) as refused:
+        install.install_service(prefix=prefix, config=install.DEFAULT_CONFIG, dry_run=False,
+                                root=Path("/"), echo=lines.append, euid=0)  # fmt: skip
+    assert refused.value.code == install.EXIT_HIDDEN
+    assert "PrivateTmp=yes" in str(refused.value) and "/opt/edge-agent" in str(refused.value)
+    assert lines == []  # nothing was done
+    # A dry run says the same, as a note, and shows the rest of the plan.
+    install.install_service(prefix=prefix, config=install.DEFAULT_CONFIG, dry_run=True,
+                            root=Path("/"), echo=lines.append, euid=0)  # fmt: skip
+    assert any("PrivateTmp=yes" in line and line.startswith("note:") for line in lines)

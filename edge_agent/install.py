@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent import SITE_CONFIG
+from edge_agent import SITE_CONFIG, exit_codes
 
 USER = GROUP = "edge-agent"
 SERIAL_GROUP = "dialout"
@@ -43,10 +43,10 @@ HIDDEN = {
     Path("/var/tmp"): "PrivateTmp=yes",
 }
 
-EXIT_FAILED = 1
-EXIT_NOT_ROOT = 4
-EXIT_NO_SYSTEMD = 5
-EXIT_HIDDEN = 6
+EXIT_FAILED = exit_codes.ERROR
+EXIT_NOT_ROOT = exit_codes.NOT_ROOT
+EXIT_NO_SYSTEMD = exit_codes.NO_SYSTEMD
+EXIT_HIDDEN = exit_codes.HIDDEN
 
 
 class InstallError(Exception):

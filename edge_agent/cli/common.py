@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +13,11 @@ from typing import Any, NoReturn
 
 import click
 
+from edge_agent import exit_codes
 from edge_agent.i18n import _
 
 DEFAULT_SOCKET = Path("/run/edge-agent/agent.sock")
-EXIT_NOT_RUNNING = 3
+EXIT_NOT_RUNNING = exit_codes.NOT_RUNNING
 
 
 def config_option(*, required: bool, help: str) -> Callable:
@@ -30,9 +32,15 @@ def config_option(*, required: bool, help: str) -> Callable:
     )
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
+def fail(message: str, code: int = exit_codes.ERROR) -> NoReturn:
     click.echo(_("error: {message}").format(message=message), err=True)
     sys.exit(code)
+
+
+def usage(message: str) -> NoReturn:
+    """A mistake in how the command was typed (options that exclude each other, a value
+    of the wrong form): exit 2, as click's own usage errors."""
+    fail(message, exit_codes.USAGE)
 
 
 class LazyGroup(click.Group):
@@ -66,6 +74,31 @@ class LazyGroup(click.Group):
                 f"unexpected {type(exc).__name__}: {exc} (a bug: please report it; "
                 "EDGE_AGENT_DEBUG=1 shows where)"
             )
+
+
+_NEGATIVE = re.compile(r"-(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+class NegativeNumbers(click.Command):
+    """A command whose arguments may be negative numbers without `--`: `write plant.x -5`
+    (click would take -5 for an option). A number after an option that takes a value
+    stays that option's; a mistyped option (--bogus) is still an error, not a value."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            return super().parse_args(ctx, args)
+        takes_value = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and not param.is_flag
+            for name in param.opts
+        }
+        options: list[str] = []
+        numbers: list[str] = []
+        for i, arg in enumerate(args):
+            after_option = i > 0 and args[i - 1] in takes_value
+            (numbers if _NEGATIVE.fullmatch(arg) and not after_option else options).append(arg)
+        return super().parse_args(ctx, [*options, "--", *numbers] if numbers else options)
 
 
 socket_option = click.option(
@@ -111,5 +144,8 @@ def ask_agent(path: Path, cmd: str, timeout: float = 2.0, **args: object) -> dic
     if not isinstance(answer, dict):
         fail(f"the answer on {path} is not the agent's (not an object)")
     if not answer.get("ok"):
-        fail(f"the agent refused '{cmd}': {answer.get('message') or answer.get('error')}")
+        fail(
+            f"the agent refused '{cmd}': {answer.get('message') or answer.get('error')}",
+            exit_codes.REJECTED,
+        )
     return answer

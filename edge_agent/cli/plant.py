@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from edge_agent import exit_codes
 from edge_agent.cli.common import ask_agent, config_option, fail, socket_option, socket_path
 
 SEVERITY_STYLE = {"critical": "bold red", "major": "red", "minor": "yellow", "warning": "cyan"}
@@ -42,7 +43,10 @@ def alarms(ack_id: str | None, note: str | None, as_json: bool, socket: Path | N
         if as_json:
             click.echo(json.dumps(final, indent=2))
         if final["stage"] != "done":
-            fail(f"not acknowledged ({final.get('reason')}): {final.get('message')}")
+            fail(
+                f"not acknowledged ({final.get('reason')}): {final.get('message')}",
+                exit_codes.OF_STAGE.get(final["stage"], exit_codes.FAILED),
+            )
         if not as_json:
             click.echo(f"acknowledged {final['result']['id']}: {final['result']['message']}")
         return

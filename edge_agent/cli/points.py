@@ -15,13 +15,22 @@ from typing import Any
 
 import click
 
-from edge_agent.cli.common import ask_agent, config_option, fail, socket_option, socket_path
+from edge_agent import exit_codes
+from edge_agent.cli.common import (
+    NegativeNumbers,
+    ask_agent,
+    config_option,
+    fail,
+    socket_option,
+    socket_path,
+    usage,
+)
 from edge_agent.config.base import parse_duration
 
 DEFAULT_OVERRIDE = "1h"
 COMMAND_TIMEOUT_S = 30.0  # a write waits for the device and its read-back
-EXIT_REJECTED = 1
-EXIT_FAILED = 2
+EXIT_REJECTED = exit_codes.REJECTED
+EXIT_FAILED = exit_codes.FAILED
 
 
 def _command(socket: Path | None, config_path: Path | None, body: dict[str, Any]) -> list[dict]:
@@ -33,7 +42,7 @@ def _command(socket: Path | None, config_path: Path | None, body: dict[str, Any]
 
 
 def _report(stages: list[dict], as_json: bool, describe) -> None:
-    """Print the outcome; exit 1 when rejected, 2 when it failed on the device."""
+    """Print the outcome; exit 4 when rejected, 5 when it failed at the device."""
     final = stages[-1] if stages else {"stage": "failed", "message": "no answer"}
     if as_json:
         click.echo(json.dumps(stages, indent=2))
@@ -76,7 +85,7 @@ def _until(ms: int | None) -> str:
     return "until " + time.strftime("%H:%M:%S", time.localtime(ms / 1000))
 
 
-@click.command()
+@click.command(cls=NegativeNumbers)
 @click.argument("point")
 @click.argument("value")
 @click.option("--priority", type=click.IntRange(1, 16), help="BACnet priority (BACnet points).")
@@ -105,13 +114,13 @@ def write(
 ) -> None:
     """Override POINT with VALUE (a manual override, source 'manual')."""
     if permanent and duration:
-        fail("--for and --permanent exclude each other")
+        usage("--for and --permanent exclude each other")
     body: dict[str, Any] = {"type": "write", "point": point, "value": parse_value(value)}
     if not permanent:
         try:
             body["duration"] = parse_duration(duration or DEFAULT_OVERRIDE)
         except ValueError as exc:
-            fail(f"--for: {exc}")
+            usage(f"--for: {exc}")
     if priority is not None:
         body["priority"] = priority
     if dry_run:

@@ -56,9 +56,9 @@ def test_alarm_raised_acknowledged_and_kept_across_a_restart(tmp_path, broker, p
     )
     assert platform.wait_for(lambda p: any(a["state"] == "acknowledged" for a in _alarms(p)), 10)
     again = run_cli("alarms", "--ack", "ph-high", "--socket", str(agent.socket))
-    assert again.returncode == 1 and "already_acknowledged" in again.stderr
+    assert again.returncode == 4 and "already_acknowledged" in again.stderr
     unknown = run_cli("alarms", "--ack", "nope", "--socket", str(agent.socket))
-    assert unknown.returncode == 1 and "unknown_alarm" in unknown.stderr
+    assert unknown.returncode == 4 and "unknown_alarm" in unknown.stderr
 
     # A restart neither forgets the alarm nor raises it again.
     assert agent.stop() == 0

@@ -289,7 +289,7 @@ def test_cli_points_read_and_errors(agent):
     read = run_cli("read", "ahu-1.sp", "--socket", socket)
     assert read.returncode == 0 and "ahu-1.sp = 7.0" in read.stdout
     out_of_range = run_cli("write", "ahu-1.sp", "40", "--socket", socket)
-    assert out_of_range.returncode == 1
+    assert out_of_range.returncode == 4
     assert out_of_range.stderr.strip().startswith("rejected (out_of_limits)")
     assert "Traceback" not in out_of_range.stderr
     dry = run_cli("write", "ahu-1.sp", "9", "--dry-run", "--socket", socket)

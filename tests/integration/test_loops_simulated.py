@@ -112,7 +112,7 @@ def test_protection_holds_on_a_fresh_gateway_and_through_a_release(quick_standby
     stop = write("stop", "chiller-1.enable", False)
     assert stop["reason"] == "protection" and "minimum on time" in stop["message"], stop
     cli = run_cli("write", "chiller-1.enable", "false", "--socket", str(agent.socket))
-    assert cli.returncode == 1 and "protection" in cli.stderr  # nor may the technician
+    assert cli.returncode == 4 and "protection" in cli.stderr  # nor may the technician
     assert agent.request("points", device="chiller-1")["points"]["chiller-1.enable"]["value"]
 
     # The standby (BACnet) was found stopped: it may start once its minimum off time is

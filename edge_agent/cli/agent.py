@@ -23,7 +23,7 @@ from edge_agent.cli.common import ask_agent, config_option, fail, socket_option,
 )
 def run(config_path: Path, log_json: bool | None) -> None:
     """Run the agent in the foreground (what systemd starts)."""
-    from edge_agent import config_apply, logs
+    from edge_agent import config_apply, i18n, logs
     from edge_agent.config.errors import ConfigError
     from edge_agent.config.loader import load_config
     from edge_agent.service import serve
@@ -44,6 +44,7 @@ def run(config_path: Path, log_json: bool | None) -> None:
         for issue in exc.issues:
             click.echo(str(issue), err=True)
         sys.exit(1)
+    i18n.use_site_locale(config.site.locale)
     logs.configure(config.log_level, json=log_json)
     try:
         code = asyncio.run(serve(config_path, config, interrupted))

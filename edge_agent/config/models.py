@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import ByteSize, Field, model_validator
+from pydantic import AfterValidator, ByteSize, Field, model_validator
 
 from control_loops.config import EquipmentProtection, LoopConfig
 from drivers.registry import DEVICE_MODELS
@@ -18,6 +18,24 @@ Device = Annotated[DEVICE_MODELS, Field(discriminator="driver")]
 class Identity(Model):
     id: Id
     name: str = ""
+
+
+def _supported_locale(value: str) -> str:
+    from edge_agent.i18n import LANGUAGES, language_of
+
+    if language_of(value) is None:
+        raise ValueError(f"expected a locale of {', '.join(LANGUAGES)} (e.g. zh_CN.UTF-8)")
+    return value
+
+
+Locale = Annotated[str, AfterValidator(_supported_locale)]
+
+
+class Site(Identity):
+    # The language of the texts people read (CLI, logs' messages, alarm texts): a locale
+    # such as zh_CN; a technician's own LANG (not C/POSIX) still wins. Machine fields never
+    # change. None: the environment's, else English.
+    locale: Locale | None = None
 
 
 class Endpoint(Model):
@@ -89,7 +107,7 @@ class Metrics(Model):
 
 
 class AgentConfig(Model):
-    site: Identity
+    site: Site
     gateway: Identity
     uplink: Uplink
     store: Store = Store()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import polib
+import pytest
 
 from edge_agent import i18n
 from tests.harness import REPO
@@ -38,3 +39,46 @@ def test_an_error_reads_in_chinese():
     )  # fmt: skip
     assert result.returncode == 3
     assert result.stderr.startswith("错误：")
+
+
+def test_every_text_of_the_code_has_its_chinese():
+    """What `./dev messages` keeps: each literal given to _() is in the catalog, translated."""
+    from edge_agent import i18n_catalog
+
+    found, wrong = i18n_catalog.texts(i18n_catalog.sources())
+    assert not wrong, f"_() of something that is not a literal text: {wrong}"
+    catalog = {e.msgid: e.msgstr for e in polib.pofile(str(i18n.LOCALES / "zh_CN.po"))}
+    missing = sorted(f"{places[0]}: {text!r}" for text, places in found.items()
+                     if not catalog.get(text))  # fmt: skip
+    assert not missing, "not translated (run ./dev messages, then translate):\n" + "\n".join(
+        missing
+    )
+
+
+def test_the_site_locale_applies_where_the_environment_has_no_choice(monkeypatch):
+    for name in ("EDGE_AGENT_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(i18n, "_site_locale", None)
+    i18n.use_site_locale("zh_CN.UTF-8")
+    assert i18n.language() == "zh_CN"  # nothing set: the site's
+    monkeypatch.setenv("LANG", "C.UTF-8")  # Debian's default is no choice either
+    assert i18n.language() == "zh_CN"
+    monkeypatch.setenv("LANG", "en_US.UTF-8")  # the technician's own choice wins
+    assert i18n.language() == "en"
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")  # a language without texts reads English
+    assert i18n.language() == "en"
+    monkeypatch.setenv("EDGE_AGENT_LANG", "zh_CN")
+    assert i18n.language() == "zh_CN"
+
+
+def test_a_locale_without_texts_is_a_config_error(tmp_path):
+    from edge_agent.config.errors import ConfigError
+    from edge_agent.config.loader import load_config
+
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: {id: s, locale: de_DE}\ngateway: {id: g}\nuplink: {endpoints: [{host: 127.0.0.1}]}\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(site)
+    assert "site.yaml:1 site.locale: expected a locale of en, zh_CN" in str(error.value.issues[0])

@@ -1,0 +1,87 @@
+"""Keeping the catalogs whole: every `_("...")` text of the code, and the `.po` files
+brought up to date with them (`./dev messages`; run it after adding texts, then translate
+the entries it marks new).
+
+Texts are found by reading the source (ast), not by running it: a literal passed straight
+to `_()`. A `_()` of anything else (a variable, an f-string) cannot be translated and is
+reported.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import polib
+
+from edge_agent.i18n import LANGUAGES, LOCALES
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("edge_agent", "control_loops", "drivers", "simulators")
+
+
+def sources(root: Path = ROOT) -> list[Path]:
+    return sorted(p for package in PACKAGES for p in (root / package).rglob("*.py"))
+
+
+def texts(paths: Iterable[Path]) -> tuple[dict[str, list[str]], list[str]]:
+    """The texts given to `_()` with where each is (file:line), and the calls of `_()` on
+    something that is not a literal text."""
+    found: dict[str, list[str]] = {}
+    wrong: list[str] = []
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id != "_" or len(node.args) != 1:
+                continue
+            where = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{node.lineno}"
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.setdefault(arg.value, []).append(where)
+            else:
+                wrong.append(where)
+    return found, wrong
+
+
+def update(language: str, found: dict[str, list[str]]) -> tuple[int, int]:
+    """Add the new texts to LOCALES/<language>.po (untranslated), mark the texts no longer
+    used obsolete, refresh the places; returns (added, obsoleted)."""
+    path = LOCALES / f"{language}.po"
+    catalog = polib.pofile(str(path), wrapwidth=0)
+    known = {entry.msgid: entry for entry in catalog if not entry.obsolete}
+    added = obsoleted = 0
+    for msgid, places in sorted(found.items()):
+        entry = known.get(msgid)
+        if entry is None:
+            entry = polib.POEntry(msgid=msgid, msgstr="")
+            catalog.append(entry)
+            added += 1
+        # Files, not lines: a line moving is no change of the catalog.
+        entry.occurrences = sorted({(place.rsplit(":", 1)[0], "") for place in places})
+    for msgid, entry in known.items():
+        if msgid and msgid not in found:
+            entry.obsolete = True
+            obsoleted += 1
+    catalog.save(str(path))
+    return added, obsoleted
+
+
+def main() -> int:
+    found, wrong = texts(sources())
+    for where in wrong:
+        print(f"{where}: _() of something that is not a literal text", file=sys.stderr)
+    for language in LANGUAGES:
+        if language != "en":
+            added, obsoleted = update(language, found)
+            missing = sum(1 for e in polib.pofile(str(LOCALES / f"{language}.po"))
+                          if e.msgid and not e.msgstr and not e.obsolete)  # fmt: skip
+            print(f"{language}: {added} new, {obsoleted} obsolete, {missing} to translate")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -73,3 +73,9 @@ def _catalog(lang: str) -> dict[str, str]:
 def _(text: str) -> str:
     """`text` in the site's language (itself when there is no translation)."""
     return _catalog(language()).get(text, text)
+
+
+def N_(text: str) -> str:
+    """Marks a text for the catalog where it is defined (a table of defaults) and is
+    translated later, where it is used, with `_(variable)`."""
+    return text

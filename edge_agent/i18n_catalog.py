@@ -27,8 +27,9 @@ def sources(root: Path = ROOT) -> list[Path]:
 
 
 def texts(paths: Iterable[Path]) -> tuple[dict[str, list[str]], list[str]]:
-    """The texts given to `_()` with where each is (file:line), and the calls of `_()` on
-    something that is not a literal text."""
+    """The texts given to `_()` or marked with `N_()`, with where each is (file:line), and
+    the calls that cannot be in a catalog: `_(f"...")`, `_("a" + b)`, `N_(variable)`.
+    `_(variable)` is allowed: it translates a text marked with N_ where it was defined."""
     found: dict[str, list[str]] = {}
     wrong: list[str] = []
     for path in paths:
@@ -36,14 +37,16 @@ def texts(paths: Iterable[Path]) -> tuple[dict[str, list[str]], list[str]]:
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
-            if node.func.id != "_" or len(node.args) != 1:
+            if node.func.id not in ("_", "N_") or len(node.args) != 1:
                 continue
             where = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{node.lineno}"
             arg = node.args[0]
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 found.setdefault(arg.value, []).append(where)
-            else:
+            elif node.func.id == "N_":  # N_ marks a literal for the catalog: nothing else
                 wrong.append(where)
+            elif not isinstance(arg, ast.Name | ast.Attribute | ast.Subscript):
+                wrong.append(where)  # an f-string or a sum: keyed by text nobody wrote
     return found, wrong
 
 

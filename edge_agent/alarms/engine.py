@@ -44,6 +44,7 @@ from edge_agent.alarms.rules import (
     StuckRule,
     When,
 )
+from edge_agent.i18n import _
 from edge_agent.points import Quality, Reading, Value, wall_ms
 from edge_agent.store.outbox import Record, TrafficClass
 
@@ -524,7 +525,7 @@ class AlarmEngine:
         return next((a for a in self._alarms.values() if a.id == target), None)
 
     def _message(self, rule: AlarmRule, value: Value) -> str:
-        template = rule.message or DEFAULT_MESSAGES[rule.type]
+        template = rule.message or _(DEFAULT_MESSAGES[rule.type])
         fields = {
             "value": _shown(value),
             "limit": rule.limit_value,
@@ -535,7 +536,7 @@ class AlarmEngine:
         try:
             return template.format(**fields)
         except (ValueError, TypeError, KeyError, IndexError):  # e.g. {value:.1f} of a text
-            return f"{template} (value {fields['value']})"
+            return _("{template} (value {value})").format(template=template, value=fields["value"])
 
     def _emit(self, alarm: Alarm, event: str, now: int, closed: bool = False, **extra: Any) -> None:
         body = envelope.message(

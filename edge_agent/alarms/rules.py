@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from edge_agent.config.base import Duration, Gap, Id, Model
+from edge_agent.i18n import N_
 
 Severity = Literal["critical", "major", "minor", "warning"]
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
@@ -188,14 +189,14 @@ KINDS_FOR_TYPE: dict[str, tuple[str, ...]] = {
     "state": ("binary", "multistate", "string"),
 }
 
-DEFAULT_MESSAGES = {
-    "high": "{point} high: {value} (limit {limit})",
-    "low": "{point} low: {value} (limit {limit})",
-    "rate": "{point} changing fast: {value} per minute (limit {limit})",
-    "stuck": "{point} stuck at {value}",
-    "comm_loss": "{point}: no communication",
-    "bad_quality": "{point}: no good reading ({value})",
-    "state": "{point} is {value}",
+DEFAULT_MESSAGES = {  # in the site's language when raised (edge_agent.i18n)
+    "high": N_("{point} high: {value} (limit {limit})"),
+    "low": N_("{point} low: {value} (limit {limit})"),
+    "rate": N_("{point} changing fast: {value} per minute (limit {limit})"),
+    "stuck": N_("{point} stuck at {value}"),
+    "comm_loss": N_("{point}: no communication"),
+    "bad_quality": N_("{point}: no good reading ({value})"),
+    "state": N_("{point} is {value}"),
 }
 
 

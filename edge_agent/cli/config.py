@@ -13,9 +13,10 @@ from pathlib import Path
 import click
 import yaml
 
-from edge_agent.config.errors import ConfigError
-from edge_agent.config.loader import load_config
+from edge_agent.config.errors import ConfigError, ordered
+from edge_agent.config.loader import Loaded, load_config, load_with_warnings
 from edge_agent.config.models import AgentConfig
+from edge_agent.i18n import _
 
 config = click.Group(
     "config", help="Check and inspect site configuration files (YAML, with !include)."
@@ -34,14 +35,54 @@ def _load_or_exit(file: str) -> AgentConfig:
 
 
 @config.command("validate")
-@click.argument("file", type=click.Path(dir_okay=True))
-def validate(file: str) -> None:
-    """Check FILE (and every file it includes); list all problems found."""
-    cfg = _load_or_exit(file)
-    points = sum(len(device.points) for device in cfg.devices)
-    click.echo(
-        f"OK {file}: {len(cfg.devices)} devices, {points} points, config hash {cfg.config_hash}"
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too.")
+def validate(files: tuple[str, ...], strict: bool) -> None:
+    """Check each FILE (and every file it includes); list all problems found.
+
+    Errors make a file unusable (exit 1). Warnings are legal but suspicious (overlapping
+    registers, a timeout that leaves no time to poll): they are printed, and fail the
+    check only with --strict."""
+    failed = False
+    for file in files:
+        failed |= not _validate_one(file, strict)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _validate_one(file: str, strict: bool) -> bool:
+    try:
+        loaded = load_with_warnings(file)
+    except ConfigError as exc:
+        for issue in ordered([*exc.issues, *exc.warnings]):
+            click.echo(str(issue), err=True)
+        return False
+    except Exception as exc:  # a bug in the loader must still not print a traceback
+        click.echo(f"{file}: internal error while loading ({type(exc).__name__}: {exc})", err=True)
+        return False
+    for issue in loaded.warnings:
+        click.echo(str(issue), err=True)
+    if strict and loaded.warnings:
+        n = len(loaded.warnings)
+        click.echo(
+            _("{file}: {n} warning(s), failing with --strict").format(file=file, n=n), err=True
+        )
+        return False
+    click.echo(_summary(file, loaded))
+    return True
+
+
+def _summary(file: str, loaded: Loaded) -> str:
+    cfg = loaded.config
+    text = _("OK {file}: {devices} devices, {points} points, config hash {hash}").format(
+        file=file,
+        devices=len(cfg.devices),
+        points=sum(len(device.points) for device in cfg.devices),
+        hash=cfg.config_hash,
     )
+    if loaded.warnings:
+        text += _(" ({n} warning(s))").format(n=len(loaded.warnings))
+    return text
 
 
 @config.command("show")

@@ -14,8 +14,9 @@ from control_loops.config import LoopBase
 from drivers.fake import FakeDevice
 from edge_agent.alarms.rules import rule_problems
 from edge_agent.config.base import DeviceBase
-from edge_agent.config.errors import Loc
-from edge_agent.config.models import AgentConfig
+from edge_agent.config.errors import Level, Loc
+from edge_agent.config.models import AgentConfig, Device
+from edge_agent.i18n import _
 
 T = TypeVar("T")
 
@@ -28,6 +29,7 @@ class Finding:
     path: Loc
     message: str
     first: Loc | None = None  # the earlier item a duplicate collides with
+    level: Level = "error"
 
 
 def cross_check(config: AgentConfig) -> list[Finding]:
@@ -56,6 +58,7 @@ def cross_check(config: AgentConfig) -> list[Finding]:
             device.points, lambda p: p.id, (*path, "points"), ("id",), "point id"
         )
         findings += _device(device, path, known_links)
+        findings += _poll_interval(device, path)
     return findings
 
 
@@ -77,7 +80,6 @@ def _device(device: DeviceBase, path: Loc, known_links: list[str]) -> Iterator[F
     if device.link is not None and device.link not in known_links:
         defined = ", ".join(known_links) if known_links else "none are defined under links:"
         yield Finding((*path, "link"), f"unknown link {device.link!r} (links: {defined})")
-    yield from _timeout(device, path)
     for index, point in enumerate(device.points):
         if point.writable and point.kind in _BOUNDED_KINDS and point.limits is None:
             message = f"a writable {point.kind} point needs limits (min and max) to check commands"
@@ -97,6 +99,37 @@ def _timeout(device: DeviceBase, path: Loc) -> Iterator[Finding]:
     yield Finding(
         (*path, key), f"timeout ({timeout}) must be shorter than poll_interval ({interval})"
     )
+
+
+def _poll_interval(device: Device, path: Loc) -> Iterator[Finding]:
+    """Below its driver's floor, a poll_interval is refused (a `1ms` typo for `1m` would
+    poll 720 times a second); a timeout over half of it is a warning."""
+    what, floor, why = device.poll_floor()
+    interval = device.poll_interval
+    if interval < floor:
+        limit = _seconds(floor, True)
+        ms = interval * 1000
+        if 1 <= ms < 60 and abs(ms - round(ms)) < 1e-6:  # `5ms` where `5s` or `5m` was meant
+            limit += _("; did you mean {n}s or {n}m?").format(n=round(ms))
+        message = _("poll_interval {interval} is shorter than {what} allows ({limit}): {why}")
+        message = message.format(
+            interval=_seconds(interval, True), what=what, limit=limit, why=_(why)
+        )
+        yield Finding((*path, "poll_interval"), message)
+        return  # the timeout checks would only repeat it
+    yield from _timeout(device, path)
+    if interval / 2 < device.timeout < interval:  # at or over the interval: an error
+        given = device.model_fields_set
+        key = "timeout" if "timeout" in given or "poll_interval" not in given else "poll_interval"
+        message = _(
+            "timeout ({timeout}) is more than half of poll_interval ({interval}): an "
+            "unanswered request (and its retries) takes up most of the interval, so polls "
+            "start late or are skipped"
+        ).format(
+            timeout=_seconds(device.timeout, "timeout" in given),
+            interval=_seconds(interval, "poll_interval" in given),
+        )
+        yield Finding((*path, key), message, level="warning")
 
 
 def _signals(device: FakeDevice, path: Loc) -> Iterator[Finding]:

@@ -25,6 +25,7 @@ from edge_agent.config.errors import (
     ConfigIssue,
     Loc,
     format_path,
+    ordered,
     problems_from,
     show,
 )
@@ -122,6 +123,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.issues: list[ConfigIssue] = []
+        self.warnings: list[ConfigIssue] = []  # legal but suspicious (the cross-checks')
         # Paths whose model errors only repeat an include failure already reported.
         self.quiet_at: set[Loc] = set()
         self.quiet_under: set[Loc] = set()
@@ -381,8 +383,28 @@ def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
 # --- public API --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A valid configuration and what is legal but suspicious in it (sorted by file, line)."""
+
+    config: AgentConfig
+    warnings: list[ConfigIssue]
+
+
 def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     """Load and validate a configuration file; raise ConfigError listing every problem."""
+    return load_with_warnings(path).config
+
+
+def load_config_text(
+    text: str, name: str = "<string>", base_dir: Path | None = None
+) -> AgentConfig:
+    """Validate configuration text (e.g. pushed over MQTT); includes are relative to base_dir."""
+    return load_text_with_warnings(text, name, base_dir).config
+
+
+def load_with_warnings(path: str | os.PathLike[str]) -> Loaded:
+    """`load_config`, and the warnings (ConfigError carries them too, beside the errors)."""
     name = os.fspath(path)
     try:
         text = _read_text(Path(name))
@@ -391,23 +413,23 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     return _load(text, _Source(name, Path(name).parent), _resolve(Path(name)))
 
 
-def load_config_text(
+def load_text_with_warnings(
     text: str, name: str = "<string>", base_dir: Path | None = None
-) -> AgentConfig:
-    """Validate configuration text (e.g. pushed over MQTT); includes are relative to base_dir."""
+) -> Loaded:
+    """`load_config_text`, and the warnings."""
     return _load(text, _Source(name, base_dir), None)
 
 
-def _load(text: str, src: _Source, resolved: Path | None) -> AgentConfig:
+def _load(text: str, src: _Source, resolved: Path | None) -> Loaded:
     reader = _Reader()
     data, where = _read_document(reader, text, src, resolved)
     if data is not None:
         config = _validate(reader, data, where)
         if config is not None and not reader.issues:
-            return config
+            return Loaded(config, ordered(reader.warnings))
     if not reader.issues:  # unreachable unless a step forgot to report why it stopped
         reader.issue(src.name, None, (), "configuration could not be loaded")
-    raise ConfigError(reader.issues)
+    raise ConfigError(reader.issues, reader.warnings)
 
 
 def _read_document(
@@ -458,7 +480,10 @@ def _validate(reader: _Reader, data: dict, where: Where) -> AgentConfig | None:
             first = where.find(finding.first)
             at = f"line {first.line}" if first.file == place.file else f"{first.file}:{first.line}"
             message += f" (first at {at})"
-        reader.issue(place.file, place.line, finding.path, message)
+        found = ConfigIssue(
+            place.file, place.line, format_path(finding.path), message, finding.level
+        )
+        (reader.warnings if finding.level == "warning" else reader.issues).append(found)
     return config
 
 

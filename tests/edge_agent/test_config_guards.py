@@ -123,3 +123,169 @@ def test_validate_takes_several_files_and_fails_if_one_does(tmp_path: Path) -> N
     assert result.returncode == 1
     assert result.stdout.startswith(f"OK {good}: ") and str(bad) not in result.stdout
     assert result.stderr.startswith(f"{bad}:7 devices[0].poll_interval: ")
+
+
+MODBUS_DEVICE = """\
+  - id: chiller-1
+    driver: modbus
+    connection: {transport: tcp, host: 10.0.4.21}
+    points:
+"""  # points start at line 9
+
+
+def modbus_points(*points: str) -> str:
+    return HEAD + MODBUS_DEVICE + "".join(f"      - {p}\n" for p in points)
+
+
+def test_partially_overlapping_multi_register_values_are_an_error(tmp_path: Path) -> None:
+    text = modbus_points(
+        "{id: kw, modbus: {table: input, address: 0, type: float32}}",
+        "{id: kwh, modbus: {table: input, address: 1, type: float32}}",  # off by one
+        "{id: pf, modbus: {table: input, address: 3, type: float32}}",  # 3-4: fine
+        "{id: sp, modbus: {table: holding, address: 1, type: float32}}",  # another table
+    )
+    code, out, err, site = validate(tmp_path, text)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{site}:10 devices[0].points[1].modbus.address: float32 at input registers 1-2 "
+        "overlaps 'kw' (float32 at input registers 0-1): two values cannot share registers; "
+        "check the address (float32 takes 2 registers) (first at line 9)"
+    ]
+
+
+def test_reading_the_same_registers_twice_is_a_warning(tmp_path: Path) -> None:
+    text = modbus_points(
+        "{id: kw, modbus: {table: input, address: 0, type: float32}}",
+        "{id: kw_scaled, scale: 0.001, modbus: {table: input, address: 0, type: float32}}",
+        "{id: kw_copy, modbus: {table: input, address: 0, type: float32}}",
+        "{id: kw_low, modbus: {table: input, address: 1}}",  # one word of kw
+        "{id: status, modbus: {table: holding, address: 10}}",
+        "{id: bit1, kind: binary, modbus: {table: holding, address: 10, type: bit, bit: 1}}",
+        "{id: bit2, kind: binary, modbus: {table: holding, address: 10, type: bit, bit: 2}}",
+        "{id: bit1b, kind: binary, modbus: {table: holding, address: 10, type: bit, bit: 1}}",
+        "{id: run, kind: binary, modbus: {table: coil, address: 0}}",
+        "{id: run2, kind: binary, modbus: {table: coil, address: 0}}",
+    )
+    code, out, err, site = validate(tmp_path, text)
+    assert code == 0 and out.rstrip().endswith("(5 warning(s))"), err
+    assert err.splitlines() == [
+        f"{site}:10 devices[0].points[1].modbus.address: warning: reads input registers 0-1 "
+        "as 'kw' does (fine for a second view of one value, e.g. raw and scaled; otherwise "
+        "check the address) (first at line 9)",
+        f"{site}:11 devices[0].points[2].modbus.address: warning: reads input registers 0-1 "
+        "as 'kw' does, the same way (a copied point whose address was not changed?) "
+        "(first at line 9)",
+        f"{site}:12 devices[0].points[3].modbus.address: warning: input register 1 is part of "
+        "'kw' (float32 at input registers 0-1): one register of a larger value is rarely "
+        "meant on its own; check the address (first at line 9)",
+        f"{site}:16 devices[0].points[7].modbus.address: warning: reads the same bit (1 of "
+        "holding register 10) as 'bit1' (first at line 14)",
+        f"{site}:18 devices[0].points[9].modbus.address: warning: reads coil 0 as 'run' does, "
+        "the same way (a copied point whose address was not changed?) (first at line 17)",
+    ]
+    code, _, err, _ = validate(tmp_path, text, "--strict")
+    assert code == 1 and err.endswith("5 warning(s), failing with --strict\n")
+
+
+def test_overlaps_are_found_in_included_maps_with_their_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "maps" / "meter.modbus.yaml").write_text(
+        "- {id: v, modbus: {address: 30001, type: float32}}\n"
+        "- {id: a, modbus: {address: 30002, type: float32}}\n"  # Modicon: input 1
+    )
+    text = HEAD + MODBUS_DEVICE.replace(
+        "    points:\n", "    points: !include maps/meter.modbus.yaml\n"
+    )
+    code, _, err, _ = validate(tmp_path, text)
+    assert code == 1
+    assert err.startswith(
+        f"{tmp_path}/maps/meter.modbus.yaml:2 devices[0].points[1].modbus.address: float32 at "
+        "input registers 1-2 overlaps 'v' (float32 at input registers 0-1)"
+    ), err
+    assert err.rstrip().endswith("(first at line 1)")
+
+
+def test_a_bacnet_property_read_twice_is_a_warning(tmp_path: Path) -> None:
+    text = HEAD + (
+        "  - id: ahu-1\n    driver: bacnet\n"
+        f"    connection: {BACNET}\n"
+        "    points:\n"
+        "      - {id: sat, bacnet: {object: analog-input, instance: 1}}\n"
+        "      - {id: rat, bacnet: {object: analog-input, instance: 1}}\n"
+    )
+    code, _, err, site = validate(tmp_path, text)
+    assert code == 0
+    assert err == (
+        f"{site}:10 devices[0].points[1].bacnet.instance: warning: reads analog-input 1 "
+        "present-value as 'sat' does, the same way (a copied point whose instance was not "
+        "changed?) (first at line 9)\n"
+    )
+
+
+def test_a_device_copied_without_changing_its_unit_is_a_warning(tmp_path: Path) -> None:
+    one = "{transport: tcp, host: plc-a.plant, unit: 2}"
+    text = (
+        HEAD
+        + device("modbus", "5s", one).replace("dev-1", "chiller-1")
+        # host names are case-insensitive
+        + device("modbus", "5s", one.replace("plc-a", "PLC-A")).replace("dev-1", "chiller-2")
+        + device("modbus", "5s", one.replace("unit: 2", "unit: 3")).replace("dev-1", "chiller-3")
+        + device("modbus", "5s", one, enabled="false").replace("dev-1", "old-chiller")
+    )
+    code, _, err, site = validate(tmp_path, text)
+    assert code == 0
+    assert err == (
+        f"{site}:13 devices[1].connection: warning: polls the same device as 'chiller-1' (tcp "
+        "plc-a.plant:502 unit 2): a copied device whose unit or address was not changed? (fine "
+        "if one device is polled at two rates) (first at line 8)\n"
+    )
+
+
+def test_alarms_on_points_never_polled_and_comm_loss_faster_than_polls(tmp_path: Path) -> None:
+    text = (
+        HEAD
+        + device("fake", "5s").replace("dev-1", "ahu-1")
+        + device("fake", "5s", enabled="false").replace("dev-1", "ahu-2")
+        + "alarms:\n"
+        "  - {id: hot, type: high, point: ahu-2.t, limit: 30}\n"
+        "  - {id: spare, type: high, point: ahu-2.t, limit: 30, enabled: false}\n"
+        "  - {id: comm-1, type: comm_loss, point: ahu-1, duration: 8s}\n"
+        "  - {id: comm-2, type: comm_loss, point: ahu-1, duration: 5s}\n"
+        "  - {id: comm-3, type: comm_loss, point: ahu-1, duration: 10s}\n"
+    )
+    code, _, err, site = validate(tmp_path, text)
+    assert code == 0
+    assert err.splitlines() == [
+        f"{site}:15 alarms[0].point: warning: ahu-2 is not polled (enabled: false): this "
+        "alarm rule never sees a value of ahu-2.t",
+        f"{site}:17 alarms[2].duration: warning: duration (8s) is shorter than two poll "
+        "intervals of ahu-1 (5s each): one late poll raises the alarm",
+        f"{site}:18 alarms[3].duration: warning: duration (5s) is not longer than the poll "
+        "interval of ahu-1 (5s): the alarm is raised between every two polls",
+    ]
+
+
+def test_the_shipped_configs_validate_without_warnings() -> None:
+    from tests.harness import REPO
+
+    files = sorted(str(p) for p in (REPO / "configs").glob("*.yaml"))
+    result = run_cli("config", "validate", "--strict", *files)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.count("OK ") == len(files)
+
+
+def test_a_loop_reading_a_device_never_polled_is_a_warning(tmp_path: Path) -> None:
+    text = HEAD + (
+        "  - id: ahu-1\n    driver: fake\n    points:\n"
+        "      - {id: valve, writable: true, limits: {min: 0, max: 100}}\n"
+        "  - id: ahu-2\n    driver: fake\n    enabled: false\n    points: [{id: sat}]\n"
+        "loops:\n"
+        "  - id: sat-1\n    type: pid\n    measurement: ahu-2.sat\n    setpoint: 13.0\n"
+        "    output: ahu-1.valve\n    kp: 8\n"
+    )
+    code, _, err, site = validate(tmp_path, text)
+    assert code == 0, err
+    assert err == (
+        f"{site}:16 loops[0].measurement: warning: ahu-2 is not polled (enabled: false): this "
+        "loop never sees a value of ahu-2.sat\n"
+    )

@@ -30,6 +30,7 @@ from edge_agent.config.errors import (
     show,
 )
 from edge_agent.config.models import AgentConfig
+from edge_agent.i18n import _
 
 INCLUDE_TAG = "!include"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -67,9 +68,19 @@ class Where:
 
 
 @dataclass(frozen=True)
+class _Root:
+    """The folder a configuration's includes must stay within: the top-level file's own
+    (for a pushed config, the running file's). Nothing outside it is ever read."""
+
+    name: str  # as shown in messages
+    real: Path | None  # symlinks and ".." resolved; None: it cannot be resolved
+
+
+@dataclass(frozen=True)
 class _Source:
     name: str  # as shown in messages
     base_dir: Path | None  # includes are relative to this; None: includes are not possible
+    root: _Root | None = None  # includes must resolve to a file within it
 
 
 class _Unreadable(Exception):
@@ -300,26 +311,36 @@ class _Reader:
         if src.base_dir is None:
             self.issue(*site, "!include is not possible in a configuration given as text")
             return False
-        # Read the path as joined (a lexical "a/../" is wrong across symlinks); show it tidied.
+        # Resolve the path as joined (a lexical "a/../" is wrong across symlinks); show it
+        # tidied. What is read is the resolved path, once it is known to be in the root.
         path_as_joined = Path(src.base_dir, target)
         name = os.path.normpath(path_as_joined)
         resolved = _resolve(path_as_joined)
         if resolved is None:
             self.issue(*site, f"included file {name!r} is not a valid path")
             return False
+        root = src.root
+        if root is None or root.real is None or not resolved.is_relative_to(root.real):
+            folder = root.name if root is not None else os.path.normpath(src.base_dir)
+            message = _(
+                "included file {name!r} is outside the configuration's folder {folder!r}: an "
+                "!include must stay within it (through '..' and symbolic links too)"
+            )
+            self.issue(*site, message.format(name=name, folder=folder))
+            return False
         if any(resolved == seen for seen, _ in self._including):
             chain = " -> ".join([*(seen_name for _, seen_name in self._including), name])
             self.issue(*site, f"include cycle: {chain}")
             return False
         if resolved not in self._parsed:
-            self._parsed[resolved] = self._parse_file(path_as_joined, name)
-        root = self._parsed[resolved]
-        if isinstance(root, str):
-            self.issue(*site, root)  # reported at every include of the file
-        if not isinstance(root, Node):
+            self._parsed[resolved] = self._parse_file(resolved, name)
+        content = self._parsed[resolved]
+        if isinstance(content, str):
+            self.issue(*site, content)  # reported at every include of the file
+        if not isinstance(content, Node):
             return False
         with self.reading(resolved, name):
-            convert(root, _Source(name, path_as_joined.parent))
+            convert(content, _Source(name, path_as_joined.parent, root))
         return True
 
     def _parse_file(self, path: Path, name: str) -> Node | str | None:
@@ -410,14 +431,20 @@ def load_with_warnings(path: str | os.PathLike[str]) -> Loaded:
         text = _read_text(Path(name))
     except _Unreadable as exc:
         raise ConfigError([ConfigIssue(name, exc.line, "", f"file {exc.reason}")]) from None
-    return _load(text, _Source(name, Path(name).parent), _resolve(Path(name)))
+    folder = Path(name).parent
+    return _load(text, _Source(name, folder, _root(folder)), _resolve(Path(name)))
 
 
 def load_text_with_warnings(
     text: str, name: str = "<string>", base_dir: Path | None = None
 ) -> Loaded:
     """`load_config_text`, and the warnings."""
-    return _load(text, _Source(name, base_dir), None)
+    root = _root(base_dir) if base_dir is not None else None
+    return _load(text, _Source(name, base_dir, root), None)
+
+
+def _root(folder: Path) -> _Root:
+    return _Root(os.path.normpath(folder), _resolve(folder))
 
 
 def _load(text: str, src: _Source, resolved: Path | None) -> Loaded:

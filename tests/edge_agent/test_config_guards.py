@@ -4,11 +4,15 @@ file:line of every error and warning."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.harness import fake_device, run_cli, site_config
+from tests.harness import REPO, fake_device, run_cli, site_config
 
 HEAD = """\
 site: {id: st-marys}
@@ -77,8 +81,6 @@ def test_a_poll_interval_below_the_drivers_floor_is_refused_with_the_reason(
 
 def test_the_fakes_floor_admits_what_the_tests_poll(tmp_path: Path) -> None:
     devices = [fake_device("fast", interval=0.02), fake_device("usual")]
-    import yaml
-
     text = yaml.safe_dump(site_config(tmp_path, 1883, devices))
     code, out, err, _ = validate(tmp_path, text)
     assert (code, err) == (0, "") and out.startswith("OK ")
@@ -266,8 +268,6 @@ def test_alarms_on_points_never_polled_and_comm_loss_faster_than_polls(tmp_path:
 
 
 def test_the_shipped_configs_validate_without_warnings() -> None:
-    from tests.harness import REPO
-
     files = sorted(str(p) for p in (REPO / "configs").glob("*.yaml"))
     result = run_cli("config", "validate", "--strict", *files)
     assert result.returncode == 0 and result.stderr == "", result.stderr
@@ -289,3 +289,123 @@ def test_a_loop_reading_a_device_never_polled_is_a_warning(tmp_path: Path) -> No
         f"{site}:16 loops[0].measurement: warning: ahu-2 is not polled (enabled: false): this "
         "loop never sees a value of ahu-2.sat\n"
     )
+
+
+# --- item 10: !include stays inside the configuration's folder -------------------------
+
+# The real entry point, with an audit hook that reports every file opened outside `outside`
+# (by its real path: a symbolic link inside the folder does not hide where it leads).
+WATCH = """
+import os, sys
+outside = os.path.realpath(sys.argv[1])
+busy = []
+def hook(event, args):
+    if event == "open" and not busy and isinstance(args[0], (str, bytes, os.PathLike)):
+        busy.append(1)
+        try:
+            real = os.path.realpath(os.fsdecode(args[0]))
+            if real == outside or real.startswith(outside + os.sep):
+                print("OPENED", real, file=sys.stderr)
+        finally:
+            busy.pop()
+sys.addaudithook(hook)
+from edge_agent.cli import main
+main(sys.argv[2:])
+"""
+
+
+def run_watched(outside: Path, *args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-c", WATCH, str(outside), *args],
+        capture_output=True, text=True, cwd=cwd or REPO, timeout=60, env=env,
+    )  # fmt: skip
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.fixture
+def site_dir(tmp_path: Path) -> tuple[Path, Path]:
+    """(the configuration's folder, a folder beside it with a valid points file)."""
+    site, outside = tmp_path / "site", tmp_path / "outside"
+    site.mkdir()
+    outside.mkdir()
+    (outside / "points.yaml").write_text("- {id: secret-point}\n")
+    return site, outside
+
+
+OUTSIDE_MESSAGE = (
+    "is outside the configuration's folder {folder!r}: an !include must stay within it "
+    "(through '..' and symbolic links too)"
+)
+
+
+@pytest.mark.parametrize("target", ["/etc/hostname", "../outside/points.yaml", "{outside}"])
+def test_an_include_outside_the_folder_is_refused_unread(
+    site_dir: tuple[Path, Path], target: str
+) -> None:
+    site, outside = site_dir
+    target = target.format(outside=outside / "points.yaml")
+    (site / "site.yaml").write_text(
+        HEAD + f"  - id: ahu-1\n    driver: fake\n    points: !include {target}\n"
+    )
+    watched = Path("/etc/hostname") if target == "/etc/hostname" else outside
+    code, out, err = run_watched(watched, "config", "validate", str(site / "site.yaml"))
+    assert (code, out) == (1, "")
+    shown = os.path.normpath(Path(site, target))
+    assert err.splitlines() == [
+        f"{site}/site.yaml:7 devices[0].points: included file {shown!r} "
+        + OUTSIDE_MESSAGE.format(folder=str(site))
+    ], err
+    assert "OPENED" not in err and "secret" not in err
+
+
+def test_a_symbolic_link_out_of_the_folder_is_refused_unread(site_dir: tuple[Path, Path]) -> None:
+    site, outside = site_dir
+    (site / "maps").mkdir()
+    (site / "maps" / "ahu.yaml").symlink_to(outside / "points.yaml")
+    (site / "maps" / "escape").symlink_to(outside)
+    (site / "inside.yaml").write_text("- {id: t}\n")
+    (site / "maps" / "alias.yaml").symlink_to(site / "inside.yaml")  # stays inside: fine
+    (site / "site.yaml").write_text(
+        HEAD
+        + "  - {id: ahu-1, driver: fake, points: !include maps/ahu.yaml}\n"
+        + "  - {id: ahu-2, driver: fake, points: !include maps/escape/points.yaml}\n"
+        + "  - {id: ahu-3, driver: fake, points: !include maps/alias.yaml}\n"
+    )
+    code, out, err = run_watched(outside, "config", "validate", str(site / "site.yaml"))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{site}/site.yaml:5 devices[0].points: included file '{site}/maps/ahu.yaml' "
+        + OUTSIDE_MESSAGE.format(folder=str(site)),
+        f"{site}/site.yaml:6 devices[1].points: included file "
+        f"'{site}/maps/escape/points.yaml' " + OUTSIDE_MESSAGE.format(folder=str(site)),
+    ], err
+
+
+def test_includes_may_climb_within_the_folder_but_not_out_of_it(
+    site_dir: tuple[Path, Path],
+) -> None:
+    site, outside = site_dir
+    (site / "devices").mkdir()
+    (site / "points").mkdir()
+    (site / "points" / "pump.yaml").write_text("- {id: speed}\n")
+    (site / "devices" / "pump.yaml").write_text(
+        "id: pump-1\ndriver: fake\npoints: !include ../points/pump.yaml\n"
+    )
+    (site / "devices" / "fan.yaml").write_text(
+        "id: fan-1\ndriver: fake\npoints: !include ../../outside/points.yaml\n"
+    )
+    (site / "site.yaml").write_text(
+        HEAD + "  - !include devices/pump.yaml\n  - !include devices/fan.yaml\n"
+    )
+    code, out, err = run_watched(outside, "config", "validate", str(site / "site.yaml"))
+    assert (code, out) == (1, "")
+    # Reported in the file that includes, at its line.
+    assert err.splitlines() == [
+        f"{site}/devices/fan.yaml:3 devices[1].points: included file "
+        f"'{outside}/points.yaml' " + OUTSIDE_MESSAGE.format(folder=str(site))
+    ], err
+    # An absolute path into the folder is fine; the folder of a relative FILE is its own.
+    (site / "site.yaml").write_text(HEAD + f"  - !include {site}/devices/pump.yaml\n")
+    code, out, err = run_watched(outside, "config", "validate", "site.yaml", cwd=site)
+    assert (code, err) == (0, "") and out.startswith("OK site.yaml: 1 devices")

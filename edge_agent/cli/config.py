@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import yaml
 
+from edge_agent.cli.common import config_option, socket_option
 from edge_agent.config.errors import ConfigError, ordered
 from edge_agent.config.loader import Loaded, load_config, load_with_warnings
 from edge_agent.config.models import AgentConfig
@@ -23,7 +24,7 @@ config = click.Group(
 )
 
 
-def _load_or_exit(file: str) -> AgentConfig:
+def _load_or_exit(file: str, code: int = 1) -> AgentConfig:
     try:
         return load_config(file)
     except ConfigError as exc:
@@ -31,7 +32,7 @@ def _load_or_exit(file: str) -> AgentConfig:
             click.echo(str(issue), err=True)
     except Exception as exc:  # a bug in the loader must still not print a traceback
         click.echo(f"{file}: internal error while loading ({type(exc).__name__}: {exc})", err=True)
-    raise click.exceptions.Exit(1)
+    raise click.exceptions.Exit(code)
 
 
 @config.command("validate")
@@ -110,6 +111,10 @@ def _finite(value: object) -> object:
     return value
 
 
+EXIT_DIFFERENT = 1
+EXIT_CANNOT_COMPARE = 2  # as diff(1): an invalid or unreadable file
+
+
 @config.command("diff")
 @click.argument("file", type=click.Path(dir_okay=True))
 @click.option(
@@ -118,29 +123,44 @@ def _finite(value: object) -> object:
     default=None,
     help="Compare with this file instead of the running agent's configuration.",
 )
-@click.option("--socket", type=click.Path(), default=None, help="The running agent's socket.")
-def diff(file: str, against: str | None, socket: str | None) -> None:
-    """What would change if FILE replaced the running configuration (effective values,
-    includes resolved and defaults filled in). Exit 0: same, 1: different."""
-    import difflib
-
-    new = _load_or_exit(file).model_dump(mode="json")
+@socket_option
+@config_option(required=False, help="Site configuration, to find the agent's socket.")
+@click.option("--unified", is_flag=True, help="A unified diff of the effective YAML instead.")
+def diff(
+    file: str, against: str | None, socket: Path | None, config_path: Path | None, unified: bool
+) -> None:
+    """What would change if FILE replaced the running configuration (effective values:
+    includes resolved, defaults filled in), one line per change: `chiller-1.poll_interval
+    5s -> 10s`. Exit 0: the same, 1: different, 2: a file is invalid, 3: no agent."""
+    new = _load_or_exit(file, EXIT_CANNOT_COMPARE).model_dump(mode="json")
     if against is not None:
-        old, label = _load_or_exit(against).model_dump(mode="json"), against
+        old, label = _load_or_exit(against, EXIT_CANNOT_COMPARE).model_dump(mode="json"), against
     else:
-        from edge_agent.cli.common import DEFAULT_SOCKET, ask_agent
+        from edge_agent.cli.common import ask_agent, socket_path
 
-        answer = ask_agent(Path(socket) if socket else DEFAULT_SOCKET, "config")
-        old, label = answer["config"], f"running agent ({answer['config_hash']})"
-    lines = difflib.unified_diff(
-        _yaml(old).splitlines(), _yaml(new).splitlines(), label, file, lineterm=""
-    )
-    output = "\n".join(lines)
-    if not output:
-        click.echo(f"no difference: {file} is the configuration of the {label}")
+        answer = ask_agent(socket_path(socket, config_path), "config")
+        old = answer["config"]
+        label = _("the running agent ({hash})").format(hash=answer["config_hash"])
+    if old == new:
+        text = _("no difference: {file} is the configuration of {label}")
+        click.echo(text.format(file=file, label=label))
         return
-    click.echo(output)
-    raise click.exceptions.Exit(1)
+    if unified:
+        import difflib
+
+        lines = difflib.unified_diff(
+            _yaml(old).splitlines(), _yaml(new).splitlines(), label, file, lineterm=""
+        )
+        click.echo("\n".join(lines))
+        raise click.exceptions.Exit(EXIT_DIFFERENT)
+    from edge_agent.config.changes import changes
+
+    found = changes(old, new)
+    for line in found:
+        click.echo(line)
+    text = _("{n} change(s) from {label} to {file}")
+    click.echo(text.format(n=len(found), label=label, file=file))
+    raise click.exceptions.Exit(EXIT_DIFFERENT)
 
 
 def _yaml(data: object) -> str:

@@ -9,6 +9,7 @@ collected and raised at once as one `ConfigError`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from edge_agent.config.errors import (
     problems_from,
     show,
 )
-from edge_agent.config.models import AgentConfig
+from edge_agent.config.models import AgentConfig, Local
 from edge_agent.i18n import _
 
 INCLUDE_TAG = "!include"
@@ -441,6 +442,60 @@ def load_text_with_warnings(
     """`load_config_text`, and the warnings."""
     root = _root(base_dir) if base_dir is not None else None
     return _load(text, _Source(name, base_dir, root), None)
+
+
+@dataclass(frozen=True)
+class SocketLookup:
+    """Where a configuration file says the technician's socket is (`local.socket`), read
+    without validating the rest: a file with a mistake elsewhere still names it."""
+
+    socket: Path | None  # None: the file does not say (unreadable, or not a path there)
+    problem: str | None = None  # why not, or what else was wrong (a YAML syntax error)
+
+
+def read_local_socket(path: str | os.PathLike[str]) -> SocketLookup:
+    """`local.socket` of a configuration file (its default if the file has no `local:`
+    section), even when the file is invalid elsewhere or a YAML syntax error spoils it."""
+    name = os.fspath(path)
+    try:
+        text = _read_text(Path(name))
+    except _Unreadable as exc:
+        return SocketLookup(None, str(ConfigIssue(name, exc.line, "", f"file {exc.reason}")))
+    folder = Path(name).parent
+    reader = _Reader()
+    data, _where = _read_document(reader, text, _Source(name, folder, _root(folder)), None)
+    if data is None:  # a YAML syntax error: the `local:` section may still be readable
+        problem = str(reader.issues[0]) if reader.issues else f"{name}: unreadable"
+        local = _local_section(text)
+        if local is None:
+            return SocketLookup(None, problem)
+        return _socket_of(local, name, problem)
+    return _socket_of(data.get("local", {}), name, None)
+
+
+def _local_section(text: str) -> object:
+    """The top-level `local:` section parsed on its own (None: none there, or unreadable)."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if re.match(r"local\s*:", line):
+            end = index + 1
+            while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t#"):
+                end += 1
+            try:
+                section = yaml.safe_load("\n".join(lines[index:end]))
+            except yaml.YAMLError:
+                return None
+            return section.get("local") if isinstance(section, dict) else None
+    return None
+
+
+def _socket_of(local: object, name: str, problem: str | None) -> SocketLookup:
+    if local is None or (isinstance(local, dict) and "socket" not in local):
+        return SocketLookup(Local().socket, problem)  # what the agent uses without one
+    socket = local.get("socket") if isinstance(local, dict) else None
+    if not isinstance(socket, str) or not socket:
+        return SocketLookup(None, problem or f"{name}: local.socket is not a path")
+    return SocketLookup(Path(socket), problem)
 
 
 def _root(folder: Path) -> _Root:

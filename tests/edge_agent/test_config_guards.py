@@ -409,3 +409,101 @@ def test_includes_may_climb_within_the_folder_but_not_out_of_it(
     (site / "site.yaml").write_text(HEAD + f"  - !include {site}/devices/pump.yaml\n")
     code, out, err = run_watched(outside, "config", "validate", "site.yaml", cwd=site)
     assert (code, err) == (0, "") and out.startswith("OK site.yaml: 1 devices")
+
+
+# --- item 11: config diff names what changed -------------------------------------------
+
+OLD_SITE = """\
+site: {id: st-marys}
+gateway: {id: plant-b2}
+uplink: {endpoints: [{host: broker-1}], keepalive: 30s}
+store: {disk_budget: 2GiB}
+links: [{id: bus-1}]
+devices:
+  - id: chiller-1
+    driver: modbus
+    poll_interval: 5s
+    connection: {transport: tcp, host: 10.0.4.21}
+    points:
+      - {id: kw, modbus: {table: input, address: 0, type: float32}}
+      - {id: chws_temp, scale: 0.1, modbus: {table: input, address: 2}}
+  - id: ahu-1
+    driver: fake
+    points: [{id: sat}, {id: rat}]
+  - id: ahu-2
+    driver: fake
+    points: [{id: sat}]
+  - id: meter
+    driver: fake
+    points: [{id: kw}]
+alarms:
+  - {id: chws-high, type: high, point: chiller-1.chws_temp, limit: 9, on_delay: 1m}
+"""
+
+NEW_SITE = """\
+site: {id: st-marys}
+gateway: {id: plant-b2}
+uplink: {endpoints: [{host: broker-1}], keepalive: 1m, tls: {ca: /etc/ca.pem}}
+store: {disk_budget: 500MB}
+links: [{id: bus-1, gap: 5ms}]
+devices:
+  - id: chiller-1
+    driver: modbus
+    poll_interval: 10s
+    connection: {transport: tcp, host: 10.0.4.22}
+    points:
+      - {id: chws_sp, writable: true, limits: {min: 5, max: 12},
+         modbus: {table: holding, address: 0}}
+      - {id: kw, modbus: {table: input, address: 0, type: float32}}
+      - {id: chws_temp, scale: 0.01, modbus: {table: input, address: 2}}
+  - id: ahu-2
+    driver: fake
+    points: [{id: sat}]
+  - id: ahu-1
+    driver: fake
+    link: bus-1
+    points: [{id: sat}, {id: rat}]
+  - id: meter
+    driver: modbus
+    connection: {transport: rtu, port: /dev/ttyUSB0}
+    points: [{id: kw, modbus: {address: 30001}}]
+alarms:
+  - {id: chws-high, type: high, point: chiller-1.chws_temp, limit: 9.5, on_delay: 90s}
+"""
+
+
+def test_config_diff_names_each_change_by_device_point_and_key(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text(OLD_SITE)
+    new.write_text(NEW_SITE)
+    result = run_cli("config", "diff", str(new), "--against", str(old))
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        "uplink.tls none -> {ca: /etc/ca.pem, cert: null, insecure: false, key: null}",
+        "uplink.keepalive 30s -> 1m",
+        "store.disk_budget 2GiB -> 500MB",
+        "links.bus-1.gap 0s -> 5ms",
+        "chiller-1.poll_interval 5s -> 10s",
+        "chiller-1.chws_sp added (point)",
+        "chiller-1.chws_temp.scale 0.1 -> 0.01",
+        "chiller-1.connection.host 10.0.4.21 -> 10.0.4.22",
+        "ahu-1.link none -> bus-1",
+        "meter replaced (fake device, 1 point(s) -> modbus device, 1 point(s))",
+        "devices: order changed",
+        "alarms.chws-high.limit 9 -> 9.5",
+        "alarms.chws-high.on_delay 1m -> 90s",
+        f"13 change(s) from {old} to {new}",
+    ]
+    # A removed device, and no difference at all.
+    fewer = tmp_path / "fewer.yaml"
+    fewer.write_text(
+        OLD_SITE.replace("  - id: ahu-2\n    driver: fake\n    points: [{id: sat}]\n", "")
+    )
+    result = run_cli("config", "diff", str(fewer), "--against", str(old))
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0] == "ahu-2 removed (fake device, 1 point(s))"
+    result = run_cli("config", "diff", str(old), "--against", str(old))
+    assert (result.returncode, result.stdout) == (
+        0,
+        f"no difference: {old} is the configuration of {old}\n",
+    )

@@ -17,6 +17,7 @@ from edge_agent.cli.common import config_option, socket_option
 from edge_agent.config.errors import ConfigError, ordered
 from edge_agent.config.loader import Loaded, load_config, load_with_warnings
 from edge_agent.config.models import AgentConfig
+from edge_agent.config.schema import PARTS
 from edge_agent.i18n import _
 
 config = click.Group(
@@ -165,3 +166,29 @@ def diff(
 
 def _yaml(data: object) -> str:
     return yaml.safe_dump(_finite(data), sort_keys=True, allow_unicode=True)
+
+
+@config.command("schema")
+@click.argument(
+    "part", type=click.Choice(list(PARTS)), default="site", required=False, metavar="[PART]"
+)
+def schema_command(part: str) -> None:
+    """Print a JSON Schema (draft-07) of the configuration, for completion and checks as you
+    type in an editor (the YAML language server: see docs/configuration.md). `config
+    validate` still has the last word: cross-checks are not in the schema.
+
+    PART is what the file holds (default: site):
+
+    \b
+      site            the top-level file
+      devices         included devices (one, or a list of them)
+      points-modbus   included Modbus points (a map in configs/maps/)
+      points-bacnet   included BACnet points
+      points-fake     included points of the fake driver
+      alarms          included alarm rules
+      loops           included control loops
+      protection      included equipment protection
+    """
+    from edge_agent.config.schema import schema
+
+    click.echo(json.dumps(schema(part), indent=2, ensure_ascii=False, allow_nan=False))

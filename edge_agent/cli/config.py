@@ -32,8 +32,13 @@ def _load_or_exit(file: str, code: int = 1) -> AgentConfig:
         for issue in exc.issues:
             click.echo(str(issue), err=True)
     except Exception as exc:  # a bug in the loader must still not print a traceback
-        click.echo(f"{file}: internal error while loading ({type(exc).__name__}: {exc})", err=True)
+        _internal_error(file, exc)
     raise click.exceptions.Exit(code)
+
+
+def _internal_error(file: str, exc: Exception) -> None:
+    text = _("{file}: internal error while loading ({error})")
+    click.echo(text.format(file=file, error=f"{type(exc).__name__}: {exc}"), err=True)
 
 
 @config.command("validate")
@@ -60,7 +65,7 @@ def _validate_one(file: str, strict: bool) -> bool:
             click.echo(str(issue), err=True)
         return False
     except Exception as exc:  # a bug in the loader must still not print a traceback
-        click.echo(f"{file}: internal error while loading ({type(exc).__name__}: {exc})", err=True)
+        _internal_error(file, exc)
         return False
     for issue in loaded.warnings:
         click.echo(str(issue), err=True)

@@ -260,3 +260,14 @@ def test_an_included_file_is_checked_as_its_part_where_the_loader_reports_it(
     # One point alone in a file is a point too (an included mapping becomes one item).
     one = yaml.safe_load("{id: kw, modbus: {table: input, address: 0}}")
     assert schema_paths(validators["points-modbus"], one) == set()
+
+
+def test_the_documented_parts_are_the_commands() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    section = doc.split("## Editor completion: `config schema`")[1].split("\n## ")[0]
+    table = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| `")]
+    assert [cell.split("`")[1] for cell in table] == list(PARTS)
+    loop = next(line for line in section.splitlines() if line.startswith("for part in"))
+    assert loop.split(" in ")[1].split(";")[0].split() == list(PARTS)[1:]
+    help_text = run_cli("config", "schema", "--help").stdout
+    assert all(f"\n    {part} " in help_text for part in PARTS), help_text

@@ -171,6 +171,11 @@ def test_status_finds_the_socket_in_a_file_with_a_mistake_elsewhere(tmp_path, br
     result = run_cli("status", "-c", str(typo), "--json")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert json.loads(result.stdout)["devices"]["pump-7"]["up"] is True
+    # As the technician reads it: the status table, piped, at 80 columns.
+    result = run_cli("status", "-c", str(typo), env={**os.environ, "COLUMNS": "80"})
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert "pump-7" in result.stdout, result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
     # A YAML syntax error (a tab) spoils the whole file: the local: section still names it.
     tab = tmp_path / "tab.yaml"
     tab.write_text(text.replace("  poll_interval: 0.1", "\tpoll_interval: 0.1"))

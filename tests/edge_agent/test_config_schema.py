@@ -230,6 +230,14 @@ def assert_flagged_at(flagged: set[str], path: str) -> None:
     assert all(p == "" or path.startswith((p + ".", p + "[")) for p in others), flagged
 
 
+def test_the_schema_is_stricter_only_about_quoted_numbers(validators: dict) -> None:
+    """The documented difference: the loader converts `"502"`, the schema wants a number."""
+    text = SITE.replace("host: 10.0.4.21}", "host: 10.0.4.21, port: '502'}")
+    assert load_config_text(text, name="site.yaml").devices[0].connection.port == 502
+    flagged = schema_paths(validators["site"], yaml.safe_load(text))
+    assert_flagged_at(flagged, "devices[0].connection.port")
+
+
 def test_an_included_file_is_checked_as_its_part_where_the_loader_reports_it(
     validators: dict, tmp_path: Path
 ) -> None:

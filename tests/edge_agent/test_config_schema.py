@@ -230,12 +230,22 @@ def assert_flagged_at(flagged: set[str], path: str) -> None:
     assert all(p == "" or path.startswith((p + ".", p + "[")) for p in others), flagged
 
 
-def test_the_schema_is_stricter_only_about_quoted_numbers(validators: dict) -> None:
-    """The documented difference: the loader converts `"502"`, the schema wants a number."""
-    text = SITE.replace("host: 10.0.4.21}", "host: 10.0.4.21, port: '502'}")
-    assert load_config_text(text, name="site.yaml").devices[0].connection.port == 502
-    flagged = schema_paths(validators["site"], yaml.safe_load(text))
-    assert_flagged_at(flagged, "devices[0].connection.port")
+@pytest.mark.parametrize(
+    ("edit", "path"),
+    [
+        (("host: 10.0.4.21}", "host: 10.0.4.21, port: '502'}"), "devices[0].connection.port"),
+        (("driver: fake", "driver: fake\n    enabled: 1"), "devices[1].enabled"),
+        (("driver: fake", "driver: fake\n    enabled: 'yes'"), "devices[1].enabled"),
+    ],
+)
+def test_the_schema_is_stricter_only_about_values_the_loader_converts(
+    validators: dict, edit: tuple[str, str], path: str
+) -> None:
+    """The documented difference: the loader converts `"502"` and `1` for true, the schema
+    wants them written as what they are."""
+    text = SITE.replace(*edit)
+    load_config_text(text, name="site.yaml")
+    assert_flagged_at(schema_paths(validators["site"], yaml.safe_load(text)), path)
 
 
 def test_an_included_file_is_checked_as_its_part_where_the_loader_reports_it(

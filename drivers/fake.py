@@ -66,6 +66,16 @@ class FakeDevice(DeviceBase):
     points: list[FakePoint] = Field(min_length=1)
     poll_interval: Duration = 5.0
 
+    def poll_floor(self) -> tuple[str, float, str]:
+        """(what, seconds, why): the shortest poll_interval a config may give (the config
+        checks refuse less). Tests and the pipeline benchmark poll fakes every 20-40 ms."""
+        return (
+            "the fake driver",
+            0.01,
+            "it answers from memory, but below 10ms the agent spends its time scheduling "
+            "and storing polls rather than reading",
+        )
+
 
 class FakeDriver(Driver[FakeDevice, FakePoint]):
     name = "fake"

@@ -106,3 +106,14 @@ class BacnetDevice(DeviceBase):
     connection: BacnetConnection
     points: list[BacnetPoint] = Field(min_length=1)
     timeout: Duration = 2.0
+
+    def poll_floor(self) -> tuple[str, float, str]:
+        """(what, seconds, why): the shortest poll_interval a config may give (the config
+        checks refuse less; docs/configuration.md)."""
+        return (
+            "BACnet",
+            1.0,
+            "BACnet controllers refresh present values on a program cycle of about a second "
+            "and serve every client (the BMS too) from one small stack: faster polling reads "
+            "the same values again and delays the others",
+        )

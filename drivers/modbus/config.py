@@ -169,6 +169,25 @@ class ModbusDevice(DeviceBase):
     max_block_bits: int = Field(2000, ge=1, le=2000)
     fc16_only: bool = False  # the device refuses FC6: single registers go with FC16
 
+    def poll_floor(self) -> tuple[str, float, str]:
+        """(what, seconds, why): the shortest poll_interval a config may give (the config
+        checks refuse less; docs/configuration.md)."""
+        if self.connection.transport == "tcp":
+            return (
+                "Modbus TCP",
+                0.1,
+                "a Modbus device answers one request at a time and refreshes its registers "
+                "every 100ms or more (PLC scan, meter cycle): faster polling reads the same "
+                "values again and crowds out the other masters (BMS, vendor tools)",
+            )
+        return (
+            "Modbus RTU" if self.connection.transport == "rtu" else "Modbus RTU over TCP",
+            0.2,
+            "a serial bus carries one request at a time (at 9600 baud a short read takes "
+            "about 30ms, a full one 300ms): faster polling leaves no time for the other "
+            "devices on the bus",
+        )
+
     @model_validator(mode="after")
     def _blocks_fit(self) -> ModbusDevice:
         for point in self.points:

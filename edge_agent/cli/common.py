@@ -111,20 +111,25 @@ socket_option = click.option(
 
 
 def socket_path(socket: Path | None, config_path: Path | None) -> Path:
+    """--socket, else the configuration's `local.socket` (read even from a file with a
+    mistake elsewhere: a bad edit must not lock the technician out of `status`), else
+    $EDGE_AGENT_SOCKET, else the default."""
     if socket is not None:
         return socket
-    if config_path is not None:
-        from edge_agent.config.errors import ConfigError
-        from edge_agent.config.loader import load_config
+    fallback = Path(os.environ.get("EDGE_AGENT_SOCKET", DEFAULT_SOCKET))
+    if config_path is None:
+        return fallback
+    from edge_agent.config.loader import read_local_socket
 
-        try:
-            return load_config(config_path).local.socket
-        except ConfigError as exc:
-            fail(
-                f"{config_path}: invalid configuration ({len(exc.issues)} problems); "
-                f"run 'edge-agent config validate {config_path}'"
-            )
-    return Path(os.environ.get("EDGE_AGENT_SOCKET", DEFAULT_SOCKET))
+    found = read_local_socket(config_path)
+    if found.socket is not None:
+        if found.problem is not None:
+            note = _("note: {problem}; the socket is taken from its local: section")
+            click.echo(note.format(problem=found.problem), err=True)
+        return found.socket
+    note = _("note: cannot read local.socket ({problem}); trying {socket}")
+    click.echo(note.format(problem=found.problem, socket=fallback), err=True)
+    return fallback
 
 
 def ask_agent(path: Path, cmd: str, timeout: float = 2.0, **args: object) -> dict:

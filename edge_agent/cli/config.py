@@ -13,35 +13,83 @@ from pathlib import Path
 import click
 import yaml
 
-from edge_agent.config.errors import ConfigError
-from edge_agent.config.loader import load_config
+from edge_agent.cli.common import config_option, socket_option
+from edge_agent.config.errors import ConfigError, ordered
+from edge_agent.config.loader import Loaded, load_config, load_with_warnings
 from edge_agent.config.models import AgentConfig
+from edge_agent.config.schema import PARTS
+from edge_agent.i18n import _
 
 config = click.Group(
     "config", help="Check and inspect site configuration files (YAML, with !include)."
 )
 
 
-def _load_or_exit(file: str) -> AgentConfig:
+def _load_or_exit(file: str, code: int = 1) -> AgentConfig:
     try:
         return load_config(file)
     except ConfigError as exc:
         for issue in exc.issues:
             click.echo(str(issue), err=True)
     except Exception as exc:  # a bug in the loader must still not print a traceback
-        click.echo(f"{file}: internal error while loading ({type(exc).__name__}: {exc})", err=True)
-    raise click.exceptions.Exit(1)
+        _internal_error(file, exc)
+    raise click.exceptions.Exit(code)
+
+
+def _internal_error(file: str, exc: Exception) -> None:
+    text = _("{file}: internal error while loading ({error})")
+    click.echo(text.format(file=file, error=f"{type(exc).__name__}: {exc}"), err=True)
 
 
 @config.command("validate")
-@click.argument("file", type=click.Path(dir_okay=True))
-def validate(file: str) -> None:
-    """Check FILE (and every file it includes); list all problems found."""
-    cfg = _load_or_exit(file)
-    points = sum(len(device.points) for device in cfg.devices)
-    click.echo(
-        f"OK {file}: {len(cfg.devices)} devices, {points} points, config hash {cfg.config_hash}"
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on warnings too.")
+def validate(files: tuple[str, ...], strict: bool) -> None:
+    """Check each FILE (and every file it includes); list all problems found.
+
+    Errors make a file unusable (exit 1). Warnings are legal but suspicious (overlapping
+    registers, a timeout that leaves no time to poll): they are printed, and fail the
+    check only with --strict."""
+    failed = False
+    for file in files:
+        failed |= not _validate_one(file, strict)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _validate_one(file: str, strict: bool) -> bool:
+    try:
+        loaded = load_with_warnings(file)
+    except ConfigError as exc:
+        for issue in ordered([*exc.issues, *exc.warnings]):
+            click.echo(str(issue), err=True)
+        return False
+    except Exception as exc:  # a bug in the loader must still not print a traceback
+        _internal_error(file, exc)
+        return False
+    for issue in loaded.warnings:
+        click.echo(str(issue), err=True)
+    if strict and loaded.warnings:
+        n = len(loaded.warnings)
+        click.echo(
+            _("{file}: {n} warning(s), failing with --strict").format(file=file, n=n), err=True
+        )
+        return False
+    click.echo(_summary(file, loaded))
+    return True
+
+
+def _summary(file: str, loaded: Loaded) -> str:
+    cfg = loaded.config
+    text = _("OK {file}: {devices} devices, {points} points, config hash {hash}").format(
+        file=file,
+        devices=len(cfg.devices),
+        points=sum(len(device.points) for device in cfg.devices),
+        hash=cfg.config_hash,
     )
+    if loaded.warnings:
+        text += _(" ({n} warning(s))").format(n=len(loaded.warnings))
+    return text
 
 
 @config.command("show")
@@ -69,6 +117,10 @@ def _finite(value: object) -> object:
     return value
 
 
+EXIT_DIFFERENT = 1
+EXIT_CANNOT_COMPARE = 2  # as diff(1): an invalid or unreadable file
+
+
 @config.command("diff")
 @click.argument("file", type=click.Path(dir_okay=True))
 @click.option(
@@ -77,30 +129,71 @@ def _finite(value: object) -> object:
     default=None,
     help="Compare with this file instead of the running agent's configuration.",
 )
-@click.option("--socket", type=click.Path(), default=None, help="The running agent's socket.")
-def diff(file: str, against: str | None, socket: str | None) -> None:
-    """What would change if FILE replaced the running configuration (effective values,
-    includes resolved and defaults filled in). Exit 0: same, 1: different."""
-    import difflib
-
-    new = _load_or_exit(file).model_dump(mode="json")
+@socket_option
+@config_option(required=False, help="Site configuration, to find the agent's socket.")
+@click.option("--unified", is_flag=True, help="A unified diff of the effective YAML instead.")
+def diff(
+    file: str, against: str | None, socket: Path | None, config_path: Path | None, unified: bool
+) -> None:
+    """What would change if FILE replaced the running configuration (effective values:
+    includes resolved, defaults filled in), one line per change: `chiller-1.poll_interval
+    5s -> 10s`. Exit 0: the same, 1: different, 2: a file is invalid, 3: no agent."""
+    new = _load_or_exit(file, EXIT_CANNOT_COMPARE).model_dump(mode="json")
     if against is not None:
-        old, label = _load_or_exit(against).model_dump(mode="json"), against
+        old, label = _load_or_exit(against, EXIT_CANNOT_COMPARE).model_dump(mode="json"), against
     else:
-        from edge_agent.cli.common import DEFAULT_SOCKET, ask_agent
+        from edge_agent.cli.common import ask_agent, socket_path
 
-        answer = ask_agent(Path(socket) if socket else DEFAULT_SOCKET, "config")
-        old, label = answer["config"], f"running agent ({answer['config_hash']})"
-    lines = difflib.unified_diff(
-        _yaml(old).splitlines(), _yaml(new).splitlines(), label, file, lineterm=""
-    )
-    output = "\n".join(lines)
-    if not output:
-        click.echo(f"no difference: {file} is the configuration of the {label}")
+        answer = ask_agent(socket_path(socket, config_path), "config")
+        old = answer["config"]
+        label = _("the running agent ({hash})").format(hash=answer["config_hash"])
+    if old == new:
+        text = _("no difference: {file} is the configuration of {label}")
+        click.echo(text.format(file=file, label=label))
         return
-    click.echo(output)
-    raise click.exceptions.Exit(1)
+    if unified:
+        import difflib
+
+        lines = difflib.unified_diff(
+            _yaml(old).splitlines(), _yaml(new).splitlines(), label, file, lineterm=""
+        )
+        click.echo("\n".join(lines))
+        raise click.exceptions.Exit(EXIT_DIFFERENT)
+    from edge_agent.config.changes import changes
+
+    found = changes(old, new)
+    for line in found:
+        click.echo(line)
+    text = _("{n} change(s) from {label} to {file}")
+    click.echo(text.format(n=len(found), label=label, file=file))
+    raise click.exceptions.Exit(EXIT_DIFFERENT)
 
 
 def _yaml(data: object) -> str:
     return yaml.safe_dump(_finite(data), sort_keys=True, allow_unicode=True)
+
+
+@config.command("schema")
+@click.argument(
+    "part", type=click.Choice(list(PARTS)), default="site", required=False, metavar="[PART]"
+)
+def schema_command(part: str) -> None:
+    """Print a JSON Schema (draft-07) of the configuration, for completion and checks as you
+    type in an editor (the YAML language server: see docs/configuration.md). `config
+    validate` still has the last word: cross-checks are not in the schema.
+
+    PART is what the file holds (default: site):
+
+    \b
+      site            the top-level file
+      devices         included devices (one, or a list of them)
+      points-modbus   included Modbus points (a map in configs/maps/)
+      points-bacnet   included BACnet points
+      points-fake     included points of the fake driver
+      alarms          included alarm rules
+      loops           included control loops
+      protection      included equipment protection
+    """
+    from edge_agent.config.schema import schema
+
+    click.echo(json.dumps(schema(part), indent=2, ensure_ascii=False, allow_nan=False))

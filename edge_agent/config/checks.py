@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from control_loops.config import LoopBase
+from drivers.bacnet.config import BacnetDevice, BacnetPoint
 from drivers.fake import FakeDevice
+from drivers.modbus.config import BIT_TABLES, ModbusDevice, ModbusPoint
 from edge_agent.alarms.rules import rule_problems
 from edge_agent.config.base import DeviceBase
-from edge_agent.config.errors import Loc
-from edge_agent.config.models import AgentConfig
+from edge_agent.config.errors import Level, Loc
+from edge_agent.config.models import AgentConfig, Device
+from edge_agent.i18n import _
 
 T = TypeVar("T")
 
@@ -28,6 +31,7 @@ class Finding:
     path: Loc
     message: str
     first: Loc | None = None  # the earlier item a duplicate collides with
+    level: Level = "error"
 
 
 def cross_check(config: AgentConfig) -> list[Finding]:
@@ -48,6 +52,9 @@ def cross_check(config: AgentConfig) -> list[Finding]:
         *_duplicates(config.loops, lambda lp: lp.id, ("loops",), ("id",), "loop id"),
         *_duplicates(config.protection, lambda p: p.id, ("protection",), ("id",), "protection id"),
         *_loops(config),
+        *_same_device_twice(config),
+        *_never_polled(config),
+        *_comm_loss(config),
     ]
     known_links = list(dict.fromkeys(link.id for link in config.links))
     for index, device in enumerate(config.devices):
@@ -56,6 +63,7 @@ def cross_check(config: AgentConfig) -> list[Finding]:
             device.points, lambda p: p.id, (*path, "points"), ("id",), "point id"
         )
         findings += _device(device, path, known_links)
+        findings += _poll_interval(device, path)
     return findings
 
 
@@ -77,13 +85,16 @@ def _device(device: DeviceBase, path: Loc, known_links: list[str]) -> Iterator[F
     if device.link is not None and device.link not in known_links:
         defined = ", ".join(known_links) if known_links else "none are defined under links:"
         yield Finding((*path, "link"), f"unknown link {device.link!r} (links: {defined})")
-    yield from _timeout(device, path)
     for index, point in enumerate(device.points):
         if point.writable and point.kind in _BOUNDED_KINDS and point.limits is None:
             message = f"a writable {point.kind} point needs limits (min and max) to check commands"
             yield Finding((*path, "points", index, "writable"), message)
     if isinstance(device, FakeDevice):
         yield from _signals(device, path)
+    if isinstance(device, ModbusDevice):
+        yield from _registers(device, path)
+    if isinstance(device, BacnetDevice):
+        yield from _properties(device, path)
 
 
 def _timeout(device: DeviceBase, path: Loc) -> Iterator[Finding]:
@@ -97,6 +108,264 @@ def _timeout(device: DeviceBase, path: Loc) -> Iterator[Finding]:
     yield Finding(
         (*path, key), f"timeout ({timeout}) must be shorter than poll_interval ({interval})"
     )
+
+
+def _poll_interval(device: Device, path: Loc) -> Iterator[Finding]:
+    """Below its driver's floor, a poll_interval is refused (a `1ms` typo for `1m` would
+    poll 720 times a second); a timeout over half of it is a warning."""
+    what, floor, why = device.poll_floor()
+    interval = device.poll_interval
+    if interval < floor:
+        limit = _seconds(floor, True)
+        ms = interval * 1000
+        if 1 <= ms < 60 and abs(ms - round(ms)) < 1e-6:  # `5ms` where `5s` or `5m` was meant
+            limit += _("; did you mean {n}s or {n}m?").format(n=round(ms))
+        message = _("poll_interval {interval} is shorter than {what} allows ({limit}): {why}")
+        message = message.format(
+            interval=_seconds(interval, True), what=what, limit=limit, why=_(why)
+        )
+        yield Finding((*path, "poll_interval"), message)
+        return  # the timeout checks would only repeat it
+    yield from _timeout(device, path)
+    if interval / 2 < device.timeout < interval:  # at or over the interval: an error
+        given = device.model_fields_set
+        key = "timeout" if "timeout" in given or "poll_interval" not in given else "poll_interval"
+        message = _(
+            "timeout ({timeout}) is more than half of poll_interval ({interval}): an "
+            "unanswered request (and its retries) takes up most of the interval, so polls "
+            "start late or are skipped"
+        ).format(
+            timeout=_seconds(device.timeout, "timeout" in given),
+            interval=_seconds(interval, "poll_interval" in given),
+        )
+        yield Finding((*path, key), message, level="warning")
+
+
+_TABLE_WORDS = {
+    "coil": ("coil", "coils"),
+    "discrete": ("discrete input", "discrete inputs"),
+    "holding": ("holding register", "holding registers"),
+    "input": ("input register", "input registers"),
+}
+
+
+def _span(point: ModbusPoint) -> str:
+    """'input registers 0-1', 'holding register 7', 'coil 3'."""
+    spec = point.modbus
+    one, many = _TABLE_WORDS[spec.table]
+    if spec.count == 1 or spec.table in BIT_TABLES:
+        return f"{one} {spec.address}"
+    return f"{many} {spec.address}-{spec.address + spec.count - 1}"
+
+
+def _registers(device: ModbusDevice, path: Loc) -> Iterator[Finding]:
+    """Points of one table whose registers overlap (docs/configuration.md, Warnings).
+
+    A value read twice from the same registers may be meant (a raw and a scaled view): a
+    warning. Two multi-register values that overlap partially cannot both be right (an
+    address off by one: a float32 takes two registers): an error. One register of a larger
+    value read on its own is rarely meant: a warning. `type: bit` points share their
+    register with anything but the same bit. A second reading of the same registers is
+    compared with the first only, so that one slip is reported once."""
+
+    def at(index: int) -> Loc:
+        return (*path, "points", index, "modbus", "address")
+
+    tables: dict[str, list[tuple[int, ModbusPoint]]] = {}
+    for index, point in enumerate(device.points):
+        tables.setdefault(point.modbus.table, []).append((index, point))
+    for items in tables.values():
+        items.sort(key=lambda item: item[1].modbus.address)  # stable: file order within one
+        firsts: dict[tuple[int, int, int | None], tuple[int, ModbusPoint]] = {}
+        reaching: list[tuple[int, ModbusPoint]] = []  # earlier starts whose span is still open
+        for index, point in items:
+            spec = point.modbus
+            key = (spec.address, spec.count, spec.bit)  # bit: None but for `type: bit`
+            if key in firsts:
+                first_index, first = firsts[key]
+                finding = _overlap(first, point)
+                if finding is not None:
+                    yield Finding(at(index), finding[0], at(first_index), finding[1])
+                continue
+            firsts[key] = (index, point)
+            if spec.type == "bit":
+                continue  # shares its register with the word and the other bits
+            reaching = [
+                (i, p) for i, p in reaching if p.modbus.address + p.modbus.count > spec.address
+            ]
+            for other_index, other in reaching:
+                (i, a), (j, b) = sorted([(other_index, other), (index, point)], key=lambda x: x[0])
+                finding = _overlap(a, b)
+                if finding is not None:
+                    yield Finding(at(j), finding[0], at(i), finding[1])
+            reaching.append((index, point))
+
+
+def _overlap(first: ModbusPoint, second: ModbusPoint) -> tuple[str, Level] | None:
+    """What to say of `second` (later in the file), whose registers overlap `first`'s."""
+    a, b = first.modbus, second.modbus
+    if a.type == "bit" or b.type == "bit":  # the bits of a status word, or the word itself
+        if a.type == b.type == "bit" and a.address == b.address and a.bit == b.bit:
+            message = _("reads the same bit ({bit} of {span}) as {other!r}")
+            return message.format(bit=b.bit, span=_span(second), other=first.id), "warning"
+        return None
+    same_way = (a.type, a.word_order, a.byte_order, first.scale, first.offset) == (
+        b.type,
+        b.word_order,
+        b.byte_order,
+        second.scale,
+        second.offset,
+    )
+    if a.address == b.address and a.count == b.count:
+        if same_way:
+            message = _(
+                "reads {span} as {other!r} does, the same way (a copied point whose address "
+                "was not changed?)"
+            )
+        else:
+            message = _(
+                "reads {span} as {other!r} does (fine for a second view of one value, e.g. raw "
+                "and scaled; otherwise check the address)"
+            )
+        return message.format(span=_span(second), other=first.id), "warning"
+    if a.count > 1 and b.count > 1:
+        message = _(
+            "{type} at {span} overlaps {other!r} ({other_type} at {other_span}): two values "
+            "cannot share registers; check the address ({type} takes {n} registers)"
+        )
+        return message.format(
+            type=b.type,
+            span=_span(second),
+            other=first.id,
+            other_type=a.type,
+            other_span=_span(first),
+            n=b.count,
+        ), "error"
+    message = _(
+        "{span} is part of {other!r} ({other_type} at {other_span}): one register of a larger "
+        "value is rarely meant on its own; check the address"
+    )
+    return message.format(
+        span=_span(second), other=first.id, other_type=a.type, other_span=_span(first)
+    ), "warning"
+
+
+def _properties(device: BacnetDevice, path: Loc) -> Iterator[Finding]:
+    """Two points of one BACnet device reading one property: a warning, as in Modbus."""
+    first: dict[tuple[str, int, str], int] = {}
+    for index, point in enumerate(device.points):
+        ref = point.bacnet
+        key = (ref.object, ref.instance, ref.property)
+        if key not in first:
+            first[key] = index
+            continue
+        other: BacnetPoint = device.points[first[key]]
+        same_way = (other.scale, other.offset) == (point.scale, point.offset)
+        if same_way:
+            text = _(
+                "reads {ref} as {other!r} does, the same way (a copied point whose instance "
+                "was not changed?)"
+            )
+        else:
+            text = _(
+                "reads {ref} as {other!r} does (fine for a second view of one value, e.g. raw "
+                "and scaled; otherwise check the instance)"
+            )
+        message = text.format(ref=f"{ref.object} {ref.instance} {ref.property}", other=other.id)
+        leaf = ("points", index, "bacnet", "instance")
+        yield Finding(
+            (*path, *leaf), message, (*path, "points", first[key], "bacnet", "instance"), "warning"
+        )
+
+
+def _endpoint(device: Device) -> tuple[str, str] | None:
+    """(what, text) naming the physical device a device polls, if two can be compared."""
+    if isinstance(device, ModbusDevice):
+        c = device.connection
+        if c.transport == "rtu":
+            return "connection", f"rtu {c.port} unit {c.unit}"
+        return "connection", f"{c.transport} {c.host.lower()}:{c.port} unit {c.unit}"
+    if isinstance(device, BacnetDevice):
+        host, _sep, port = device.connection.address.partition(":")
+        return "connection", f"bacnet {host}:{port or 47808}"
+    return None
+
+
+def _same_device_twice(config: AgentConfig) -> Iterator[Finding]:
+    """Two devices polling one physical device: a copied device whose unit id or address was
+    not changed reads the wrong equipment under the right name. A warning: one device polled
+    at two rates (fast and slow points) is done this way. Disabled devices are not polled."""
+    seen: dict[str, int] = {}
+    for index, device in enumerate(config.devices):
+        found = _endpoint(device) if device.enabled else None
+        if found is None:
+            continue
+        key, text = found
+        if text not in seen:
+            seen[text] = index
+            continue
+        other = config.devices[seen[text]].id
+        message = _(
+            "polls the same device as {other!r} ({endpoint}): a copied device whose unit or "
+            "address was not changed? (fine if one device is polled at two rates)"
+        ).format(other=other, endpoint=text)
+        yield Finding(("devices", index, key), message, ("devices", seen[text], key), "warning")
+
+
+def _never_polled(config: AgentConfig) -> Iterator[Finding]:
+    """An alarm rule, loop or protection on a device with `enabled: false` sees no value."""
+    disabled = {d.id for d in config.devices if not d.enabled}
+    if not disabled:
+        return
+    message = _("{device} is not polled (enabled: false): {what} never sees a value of {ref}")
+    for index, rule in enumerate(config.alarms):
+        if not rule.enabled:
+            continue
+        refs: list[tuple[Loc, str]] = [(("point",), rule.point)]
+        if rule.when is not None:
+            refs.append((("when", "point"), rule.when.point))
+        for where, ref in refs:
+            device = ref.partition(".")[0]
+            if device in disabled:
+                text = message.format(device=device, what=_("this alarm rule"), ref=ref)
+                yield Finding(("alarms", index, *where), text, level="warning")
+    groups = (("loops", config.loops, _("this loop")), ("protection", config.protection, None))
+    for key, items, what in groups:
+        for index, item in enumerate(items):
+            if isinstance(item, LoopBase) and not item.enabled:
+                continue
+            for where, ref, _written in item.refs():
+                device = ref.partition(".")[0]
+                if device in disabled:
+                    text = message.format(device=device, what=what or _("this protection"), ref=ref)
+                    yield Finding((key, index, *where), text, level="warning")
+
+
+def _comm_loss(config: AgentConfig) -> Iterator[Finding]:
+    """A comm_loss rule that a single late poll, or every gap between polls, sets off."""
+    intervals = {d.id: d.poll_interval for d in config.devices}
+    for index, rule in enumerate(config.alarms):
+        if rule.type != "comm_loss" or not rule.enabled:
+            continue
+        interval = intervals.get(rule.device)
+        if interval is None or rule.duration >= 2 * interval:
+            continue
+        if rule.duration <= interval:
+            text = _(
+                "duration ({duration}) is not longer than the poll interval of {device} "
+                "({interval}): the alarm is raised between every two polls"
+            )
+        else:
+            text = _(
+                "duration ({duration}) is shorter than two poll intervals of {device} "
+                "({interval} each): one late poll raises the alarm"
+            )
+        message = text.format(
+            duration=_seconds(rule.duration, "duration" in rule.model_fields_set),
+            device=rule.device,
+            interval=_seconds(interval, True),
+        )
+        yield Finding(("alarms", index, "duration"), message, level="warning")
 
 
 def _signals(device: FakeDevice, path: Loc) -> Iterator[Finding]:

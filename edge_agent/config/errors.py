@@ -19,8 +19,12 @@ from pydantic_core import ErrorDetails
 
 from edge_agent.config.base import Id
 from edge_agent.config.models import Uplink
+from edge_agent.i18n import _
 
 Loc = tuple[str | int, ...]
+# An error makes the configuration unusable; a warning is legal but suspicious (printed by
+# `config validate`, which fails on it only with --strict).
+Level = Literal["error", "warning"]
 
 
 @dataclass(frozen=True)
@@ -29,20 +33,31 @@ class ConfigIssue:
     line: int | None  # 1-based line of the offending key/value (of the parent for a missing key)
     path: str  # key path like "devices[3].points[7].scale" ("" for file-level errors)
     message: str  # what was expected, e.g. "expected a number, got 'x'"
+    level: Level = "error"
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        message = self.message
+        if self.level == "warning":
+            message = _("warning: {message}").format(message=message)
+        return f"{where} {self.path}: {message}" if self.path else f"{where}: {message}"
+
+
+def ordered(issues: Iterable[ConfigIssue]) -> list[ConfigIssue]:
+    """Sorted by file then line, each once (an included file can be reached twice: one point
+    list for two chillers)."""
+    return sorted(set(issues), key=lambda i: (i.file, i.line or 0, i.path, i.message, i.level))
 
 
 class ConfigError(Exception):
-    """Every problem found in a configuration, sorted by file then line."""
+    """Every problem found in a configuration, sorted by file then line; `warnings` are
+    what else was found (legal but suspicious), for a caller that shows them too."""
 
-    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
-        # The same included file can be reached twice (one point list for two chillers).
-        ordered = sorted(set(issues), key=lambda i: (i.file, i.line or 0, i.path, i.message))
-        super().__init__(ordered)
-        self.issues: list[ConfigIssue] = ordered
+    def __init__(self, issues: Iterable[ConfigIssue], warnings: Iterable[ConfigIssue] = ()) -> None:
+        errors = ordered(issues)
+        super().__init__(errors)
+        self.issues: list[ConfigIssue] = errors
+        self.warnings: list[ConfigIssue] = ordered(warnings)
 
     def __str__(self) -> str:
         return "\n".join(str(issue) for issue in self.issues)

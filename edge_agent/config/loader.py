@@ -9,6 +9,7 @@ collected and raised at once as one `ConfigError`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,10 +26,12 @@ from edge_agent.config.errors import (
     ConfigIssue,
     Loc,
     format_path,
+    ordered,
     problems_from,
     show,
 )
-from edge_agent.config.models import AgentConfig
+from edge_agent.config.models import AgentConfig, Local
+from edge_agent.i18n import _
 
 INCLUDE_TAG = "!include"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -66,9 +69,19 @@ class Where:
 
 
 @dataclass(frozen=True)
+class _Root:
+    """The folder a configuration's includes must stay within: the top-level file's own
+    (for a pushed config, the running file's). Nothing outside it is ever read."""
+
+    name: str  # as shown in messages
+    real: Path | None  # symlinks and ".." resolved; None: it cannot be resolved
+
+
+@dataclass(frozen=True)
 class _Source:
     name: str  # as shown in messages
     base_dir: Path | None  # includes are relative to this; None: includes are not possible
+    root: _Root | None = None  # includes must resolve to a file within it
 
 
 class _Unreadable(Exception):
@@ -122,6 +135,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.issues: list[ConfigIssue] = []
+        self.warnings: list[ConfigIssue] = []  # legal but suspicious (the cross-checks')
         # Paths whose model errors only repeat an include failure already reported.
         self.quiet_at: set[Loc] = set()
         self.quiet_under: set[Loc] = set()
@@ -298,26 +312,36 @@ class _Reader:
         if src.base_dir is None:
             self.issue(*site, "!include is not possible in a configuration given as text")
             return False
-        # Read the path as joined (a lexical "a/../" is wrong across symlinks); show it tidied.
+        # Resolve the path as joined (a lexical "a/../" is wrong across symlinks); show it
+        # tidied. What is read is the resolved path, once it is known to be in the root.
         path_as_joined = Path(src.base_dir, target)
         name = os.path.normpath(path_as_joined)
         resolved = _resolve(path_as_joined)
         if resolved is None:
             self.issue(*site, f"included file {name!r} is not a valid path")
             return False
+        root = src.root
+        if root is None or root.real is None or not resolved.is_relative_to(root.real):
+            folder = root.name if root is not None else os.path.normpath(src.base_dir)
+            message = _(
+                "included file {name!r} is outside the configuration's folder {folder!r}: an "
+                "!include must stay within it (through '..' and symbolic links too)"
+            )
+            self.issue(*site, message.format(name=name, folder=folder))
+            return False
         if any(resolved == seen for seen, _ in self._including):
             chain = " -> ".join([*(seen_name for _, seen_name in self._including), name])
             self.issue(*site, f"include cycle: {chain}")
             return False
         if resolved not in self._parsed:
-            self._parsed[resolved] = self._parse_file(path_as_joined, name)
-        root = self._parsed[resolved]
-        if isinstance(root, str):
-            self.issue(*site, root)  # reported at every include of the file
-        if not isinstance(root, Node):
+            self._parsed[resolved] = self._parse_file(resolved, name)
+        content = self._parsed[resolved]
+        if isinstance(content, str):
+            self.issue(*site, content)  # reported at every include of the file
+        if not isinstance(content, Node):
             return False
         with self.reading(resolved, name):
-            convert(root, _Source(name, path_as_joined.parent))
+            convert(content, _Source(name, path_as_joined.parent, root))
         return True
 
     def _parse_file(self, path: Path, name: str) -> Node | str | None:
@@ -381,33 +405,113 @@ def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
 # --- public API --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A valid configuration and what is legal but suspicious in it (sorted by file, line)."""
+
+    config: AgentConfig
+    warnings: list[ConfigIssue]
+
+
 def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     """Load and validate a configuration file; raise ConfigError listing every problem."""
-    name = os.fspath(path)
-    try:
-        text = _read_text(Path(name))
-    except _Unreadable as exc:
-        raise ConfigError([ConfigIssue(name, exc.line, "", f"file {exc.reason}")]) from None
-    return _load(text, _Source(name, Path(name).parent), _resolve(Path(name)))
+    return load_with_warnings(path).config
 
 
 def load_config_text(
     text: str, name: str = "<string>", base_dir: Path | None = None
 ) -> AgentConfig:
     """Validate configuration text (e.g. pushed over MQTT); includes are relative to base_dir."""
-    return _load(text, _Source(name, base_dir), None)
+    return load_text_with_warnings(text, name, base_dir).config
 
 
-def _load(text: str, src: _Source, resolved: Path | None) -> AgentConfig:
+def load_with_warnings(path: str | os.PathLike[str]) -> Loaded:
+    """`load_config`, and the warnings (ConfigError carries them too, beside the errors)."""
+    name = os.fspath(path)
+    try:
+        text = _read_text(Path(name))
+    except _Unreadable as exc:
+        raise ConfigError([ConfigIssue(name, exc.line, "", f"file {exc.reason}")]) from None
+    folder = Path(name).parent
+    return _load(text, _Source(name, folder, _root(folder)), _resolve(Path(name)))
+
+
+def load_text_with_warnings(
+    text: str, name: str = "<string>", base_dir: Path | None = None
+) -> Loaded:
+    """`load_config_text`, and the warnings."""
+    root = _root(base_dir) if base_dir is not None else None
+    return _load(text, _Source(name, base_dir, root), None)
+
+
+@dataclass(frozen=True)
+class SocketLookup:
+    """Where a configuration file says the technician's socket is (`local.socket`), read
+    without validating the rest: a file with a mistake elsewhere still names it."""
+
+    socket: Path | None  # None: the file does not say (unreadable, or not a path there)
+    problem: str | None = None  # why not, or what else was wrong (a YAML syntax error)
+
+
+def read_local_socket(path: str | os.PathLike[str]) -> SocketLookup:
+    """`local.socket` of a configuration file (its default if the file has no `local:`
+    section), even when the file is invalid elsewhere or a YAML syntax error spoils it."""
+    name = os.fspath(path)
+    try:
+        text = _read_text(Path(name))
+    except _Unreadable as exc:
+        return SocketLookup(None, str(ConfigIssue(name, exc.line, "", f"file {exc.reason}")))
+    folder = Path(name).parent
+    reader = _Reader()
+    data, _where = _read_document(reader, text, _Source(name, folder, _root(folder)), None)
+    if data is None:  # a YAML syntax error: the `local:` section may still be readable
+        problem = str(reader.issues[0]) if reader.issues else f"{name}: unreadable"
+        local = _local_section(text)
+        if local is None:
+            return SocketLookup(None, problem)
+        return _socket_of(local, name, problem)
+    return _socket_of(data.get("local", {}), name, None)
+
+
+def _local_section(text: str) -> object:
+    """The top-level `local:` section parsed on its own (None: none there, or unreadable)."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if re.match(r"local\s*:", line):
+            end = index + 1
+            while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t#"):
+                end += 1
+            try:
+                section = yaml.safe_load("\n".join(lines[index:end]))
+            except yaml.YAMLError:
+                return None
+            return section.get("local") if isinstance(section, dict) else None
+    return None
+
+
+def _socket_of(local: object, name: str, problem: str | None) -> SocketLookup:
+    if local is None or (isinstance(local, dict) and "socket" not in local):
+        return SocketLookup(Local().socket, problem)  # what the agent uses without one
+    socket = local.get("socket") if isinstance(local, dict) else None
+    if not isinstance(socket, str) or not socket:
+        return SocketLookup(None, problem or f"{name}: local.socket is not a path")
+    return SocketLookup(Path(socket), problem)
+
+
+def _root(folder: Path) -> _Root:
+    return _Root(os.path.normpath(folder), _resolve(folder))
+
+
+def _load(text: str, src: _Source, resolved: Path | None) -> Loaded:
     reader = _Reader()
     data, where = _read_document(reader, text, src, resolved)
     if data is not None:
         config = _validate(reader, data, where)
         if config is not None and not reader.issues:
-            return config
+            return Loaded(config, ordered(reader.warnings))
     if not reader.issues:  # unreachable unless a step forgot to report why it stopped
         reader.issue(src.name, None, (), "configuration could not be loaded")
-    raise ConfigError(reader.issues)
+    raise ConfigError(reader.issues, reader.warnings)
 
 
 def _read_document(
@@ -458,7 +562,10 @@ def _validate(reader: _Reader, data: dict, where: Where) -> AgentConfig | None:
             first = where.find(finding.first)
             at = f"line {first.line}" if first.file == place.file else f"{first.file}:{first.line}"
             message += f" (first at {at})"
-        reader.issue(place.file, place.line, finding.path, message)
+        found = ConfigIssue(
+            place.file, place.line, format_path(finding.path), message, finding.level
+        )
+        (reader.warnings if finding.level == "warning" else reader.issues).append(found)
     return config
 
 

@@ -722,7 +722,7 @@ def test_cli_survives_a_loader_bug(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(path: str) -> AgentConfig:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("edge_agent.cli.config.load_config", broken)
+    monkeypatch.setattr("edge_agent.cli.config.load_with_warnings", broken)
     code, out, err = run_cli("validate", "x.yaml")
     assert (code, out) == (1, "")
     assert err == "x.yaml: internal error while loading (RuntimeError: boom)\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 
@@ -107,7 +108,9 @@ def test_a_taken_socket_does_not_stop_the_agent(tmp_path, broker, platform, agen
     assert second.stop() == 0 and first.stop() == 0
 
 
-def test_config_diff_against_the_running_agent_and_a_file(tmp_path, broker, agents):
+def test_config_diff_against_the_running_agent_and_a_file(tmp_path, broker, agents, monkeypatch):
+    import yaml
+
     config = site_config(tmp_path, broker.port, [fake_device("pump-7")])
     agent = AgentProcess(tmp_path, config).start()
     agents.append(agent)
@@ -116,14 +119,79 @@ def test_config_diff_against_the_running_agent_and_a_file(tmp_path, broker, agen
     assert same.returncode == 0 and "no difference" in same.stdout, same.stderr
     changed = tmp_path / "changed.yaml"
     edited = {**config, "devices": [fake_device("pump-7", interval=0.5)]}
-    import yaml
-
+    edited["devices"][0]["points"][1]["unit"] = "kPa"
+    edited["devices"][0]["points"].append({"id": "trip", "kind": "binary"})
     changed.write_text(yaml.safe_dump(edited))
     diff = run_cli("config", "diff", str(changed), "--socket", str(agent.socket))
-    assert diff.returncode == 1
-    assert "-  poll_interval: 0.1" in diff.stdout and "+  poll_interval: 0.5" in diff.stdout
+    assert diff.returncode == 1, diff.stderr
+    hash_ = agent.status()["config_hash"]
+    assert diff.stdout.splitlines() == [
+        "pump-7.poll_interval 100ms -> 500ms",
+        "pump-7.timeout 50ms -> 250ms",
+        'pump-7.a0.unit "" -> kPa',
+        "pump-7.trip added (point)",
+        f"4 change(s) from the running agent ({hash_}) to {changed}",
+    ]
+    # The socket from -c (read from the file's local.socket), and from $EDGE_AGENT_SOCKET.
+    by_config = run_cli("config", "diff", str(changed), "-c", str(agent.config_path))
+    assert by_config.returncode == 1 and by_config.stdout == diff.stdout, by_config.stderr
+    env = {**os.environ, "EDGE_AGENT_SOCKET": str(agent.socket)}
+    by_env = run_cli("config", "diff", str(changed), env=env)
+    assert by_env.returncode == 1 and by_env.stdout == diff.stdout, by_env.stderr
+    unified = run_cli("config", "diff", str(changed), "--unified", "--socket", str(agent.socket))
+    assert unified.returncode == 1
+    assert "-  poll_interval: 0.1" in unified.stdout and "+  poll_interval: 0.5" in unified.stdout
     offline = run_cli("config", "diff", str(changed), "--against", str(agent.config_path))
-    assert offline.returncode == 1 and "+  poll_interval: 0.5" in offline.stdout
+    assert offline.returncode == 1
+    assert offline.stdout.splitlines()[0] == "pump-7.poll_interval 100ms -> 500ms"
+    assert offline.stdout.splitlines()[-1] == (f"4 change(s) from {agent.config_path} to {changed}")
+    invalid = tmp_path / "invalid.yaml"
+    invalid.write_text(changed.read_text().replace("poll_interval: 0.5", "poll_interval: often"))
+    refused = run_cli("config", "diff", str(invalid), "--socket", str(agent.socket))
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert (
+        f"{invalid}:" in refused.stderr and "poll_interval: expected a duration" in refused.stderr
+    )
     assert agent.stop() == 0
     gone = run_cli("config", "diff", str(changed), "--socket", str(agent.socket))
     assert gone.returncode == 3 and "not running" in gone.stderr
+
+
+def test_status_finds_the_socket_in_a_file_with_a_mistake_elsewhere(tmp_path, broker, agents):
+    agent = AgentProcess(
+        tmp_path / "a", site_config(tmp_path / "a", broker.port, [fake_device("pump-7")])
+    ).start()
+    agents.append(agent)
+    agent.wait_ready()
+    text = agent.config_path.read_text()
+    assert f"socket: {agent.socket}" in text
+    # A type error elsewhere: the socket is read without validating the rest, no note.
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(text.replace("poll_interval: 0.1", "poll_interval: often"))
+    result = run_cli("status", "-c", str(typo), "--json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert json.loads(result.stdout)["devices"]["pump-7"]["up"] is True
+    # As the technician reads it: the status table, piped, at 80 columns.
+    result = run_cli("status", "-c", str(typo), env={**os.environ, "COLUMNS": "80"})
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert "pump-7" in result.stdout, result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    # A YAML syntax error (a tab) spoils the whole file: the local: section still names it.
+    tab = tmp_path / "tab.yaml"
+    tab.write_text(text.replace("  poll_interval: 0.1", "\tpoll_interval: 0.1"))
+    result = run_cli("status", "-c", str(tab), "--json")
+    assert result.returncode == 0, result.stderr
+    line = next(n for n, t in enumerate(tab.read_text().splitlines(), 1) if "\t" in t)
+    assert result.stderr == (
+        f"note: {tab}:{line}: YAML syntax error: found character '\\t' that cannot start any "
+        "token; indent with spaces, not tabs; the socket is taken from its local: section\n"
+    )
+    # Nothing to read: the default (or $EDGE_AGENT_SOCKET), with a note.
+    env = {**os.environ, "EDGE_AGENT_SOCKET": str(agent.socket)}
+    result = run_cli("status", "-c", str(tmp_path / "missing.yaml"), "--json", env=env)
+    assert result.returncode == 0
+    assert result.stderr == (
+        f"note: cannot read local.socket ({tmp_path / 'missing.yaml'}: file not found); "
+        f"trying {agent.socket}\n"
+    )
+    assert agent.stop() == 0

@@ -343,6 +343,26 @@ def test_an_invalid_config_is_rejected_and_nothing_changes(agent, platform):
     assert agent.config_path.read_text() == before
 
 
+def test_a_pushed_config_includes_nothing_outside_the_agents_folder(agent, platform, tmp_path):
+    # The agent's file is tmp_path/site.yaml: a push resolves includes in tmp_path only.
+    secret = tmp_path.parent / f"{tmp_path.name}-secret.yaml"
+    secret.write_text("top secret\n")
+    (tmp_path / "link.yaml").symlink_to(secret)
+    before = agent.config_path.read_text()
+    text = yaml.safe_dump(agent.config, sort_keys=False)
+    targets = [str(secret), f"../{secret.name}", "link.yaml", "/etc/hostname"]
+    for n, target in enumerate(targets):
+        pushed = text.replace("  id: test-site\n", f"  id: test-site\n  name: !include {target}\n")
+        assert pushed != text
+        _send(platform, f"cfg-out-{n}", type="config_apply", config=pushed)
+        rejected = _final(platform, f"cfg-out-{n}")[-1]
+        assert rejected["stage"] == "rejected" and rejected["reason"] == "config_invalid", target
+        assert "site.name: included file " in rejected["message"]
+        assert "is outside the configuration's folder" in rejected["message"], rejected
+        assert "top secret" not in rejected["message"]
+    assert agent.config_path.read_text() == before
+
+
 def test_a_config_that_loses_the_broker_is_rolled_back(agent, platform, broker):
     from edge_agent.broker_tools import free_port
 

@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 
 from drivers.base import DeviceUnavailable, Driver, DriverError, Link
 from edge_agent.config.base import DeviceBase, Duration, Gap, Model, PointBase
+from edge_agent.i18n import N_
 from edge_agent.points import Reading, Value, wall_ms
 
 FailMode = Literal["timeout", "exception", "decode"]
@@ -70,10 +71,12 @@ class FakeDevice(DeviceBase):
         """(what, seconds, why): the shortest poll_interval a config may give (the config
         checks refuse less). Tests and the pipeline benchmark poll fakes every 20-40 ms."""
         return (
-            "the fake driver",
+            N_("the fake driver"),
             0.01,
-            "it answers from memory, but below 10ms the agent spends its time scheduling "
-            "and storing polls rather than reading",
+            N_(
+                "it answers from memory, but below 10ms the agent spends its time scheduling "
+                "and storing polls rather than reading"
+            ),
         )
 
 

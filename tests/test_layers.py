@@ -21,6 +21,7 @@ PACKAGES = ("edge_agent", "drivers", "control_loops", "simulators")
 VOCABULARY = {
     "edge_agent",  # the package itself: its version and default paths
     "edge_agent.logs",
+    "edge_agent.i18n",  # the texts people read, in their language
     "edge_agent.points",
     "edge_agent.cache",
     "edge_agent.envelope",

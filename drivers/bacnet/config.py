@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from edge_agent.config.base import DeviceBase, Duration, Model, PointBase
+from edge_agent.i18n import N_
 
 ObjectTypeName = Literal[
     "analog-input",
@@ -113,7 +114,9 @@ class BacnetDevice(DeviceBase):
         return (
             "BACnet",
             1.0,
-            "BACnet controllers refresh present values on a program cycle of about a second "
-            "and serve every client (the BMS too) from one small stack: faster polling reads "
-            "the same values again and delays the others",
+            N_(
+                "BACnet controllers refresh present values on a program cycle of about a second "
+                "and serve every client (the BMS too) from one small stack: faster polling reads "
+                "the same values again and delays the others"
+            ),
         )

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from edge_agent.config.base import DeviceBase, Duration, Model, PointBase
+from edge_agent.i18n import N_
 
 Table = Literal["coil", "discrete", "holding", "input"]
 DataType = Literal[
@@ -176,16 +177,21 @@ class ModbusDevice(DeviceBase):
             return (
                 "Modbus TCP",
                 0.1,
-                "a Modbus device answers one request at a time and refreshes its registers "
-                "every 100ms or more (PLC scan, meter cycle): faster polling reads the same "
-                "values again and crowds out the other masters (BMS, vendor tools)",
+                N_(
+                    "a Modbus device answers one request at a time and refreshes its "
+                    "registers every 100ms or more (PLC scan, meter cycle): faster polling "
+                    "reads the same values again and crowds out the other masters (BMS, "
+                    "vendor tools)"
+                ),
             )
         return (
             "Modbus RTU" if self.connection.transport == "rtu" else "Modbus RTU over TCP",
             0.2,
-            "a serial bus carries one request at a time (at 9600 baud a short read takes "
-            "about 30ms, a full one 300ms): faster polling leaves no time for the other "
-            "devices on the bus",
+            N_(
+                "a serial bus carries one request at a time (at 9600 baud a short read takes "
+                "about 30ms, a full one 300ms): faster polling leaves no time for the other "
+                "devices on the bus"
+            ),
         )
 
     @model_validator(mode="after")

@@ -28,17 +28,17 @@ from pydantic import BaseModel, BeforeValidator, ByteSize
 
 from edge_agent.config.base import parse_duration
 from edge_agent.config.models import AgentConfig
-from edge_agent.i18n import _
+from edge_agent.i18n import N_, _
 
 _ABSENT = object()  # a key that one side does not have
 # What an added or removed item is, by the list it is in.
 _WHAT = {
-    "devices": "device",
-    "points": "point",
-    "links": "link",
-    "alarms": "alarm rule",
-    "loops": "loop",
-    "protection": "protection",
+    "devices": N_("device"),
+    "points": N_("point"),
+    "links": N_("link"),
+    "alarms": N_("alarm rule"),
+    "loops": N_("loop"),
+    "protection": N_("protection"),
 }
 _DISCRIMINATORS = ("driver", "type")  # a changed one replaces the item
 
@@ -85,7 +85,7 @@ def _items(old: list[dict], new: list[dict], name: tuple[str, ...], tp: Any) -> 
     base = name[:-1] if section in ("devices", "points") and len(name) <= 2 else name
     before = {item["id"]: item for item in old}
     after = {item["id"]: item for item in new}
-    what = _(_WHAT.get(section, "item"))
+    what = _(_WHAT[section]) if section in _WHAT else _("item")
     for item_id, item in after.items():
         here = (*base, item_id)
         if item_id not in before:

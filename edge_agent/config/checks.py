@@ -122,7 +122,7 @@ def _poll_interval(device: Device, path: Loc) -> Iterator[Finding]:
             limit += _("; did you mean {n}s or {n}m?").format(n=round(ms))
         message = _("poll_interval {interval} is shorter than {what} allows ({limit}): {why}")
         message = message.format(
-            interval=_seconds(interval, True), what=what, limit=limit, why=_(why)
+            interval=_seconds(interval, True), what=_(what), limit=limit, why=_(why)
         )
         yield Finding((*path, "poll_interval"), message)
         return  # the timeout checks would only repeat it

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from edge_agent import exit_codes
+from edge_agent import SITE_CONFIG, exit_codes, i18n
 from edge_agent.i18n import _
 
 DEFAULT_SOCKET = Path("/run/edge-agent/agent.sock")
@@ -28,8 +28,40 @@ def config_option(*, required: bool, help: str) -> Callable:
         type=click.Path(path_type=Path),
         required=required,
         default=None,
+        callback=_site_language,
         help=help,
     )
+
+
+def _site_language(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """The texts of the command in `site.locale` of the configuration given (else the
+    installed one), where the technician's environment has no choice of its own."""
+    i18n.use_site_locale(site_locale_of(value if value is not None else Path(SITE_CONFIG)))
+    return value
+
+
+def site_locale_of(path: Path) -> str | None:
+    """`site.locale` of a configuration file, read leniently (a file with a mistake
+    elsewhere, or none at all, still answers); None when it has none."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    for index, line in enumerate(lines):
+        if re.match(r"site\s*:", line):
+            end = index + 1
+            while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t#"):
+                end += 1
+            import yaml
+
+            try:
+                section = yaml.safe_load("\n".join(lines[index:end]))
+            except yaml.YAMLError:
+                return None
+            site = section.get("site") if isinstance(section, dict) else None
+            locale = site.get("locale") if isinstance(site, dict) else None
+            return locale if isinstance(locale, str) else None
+    return None
 
 
 def fail(message: str, code: int = exit_codes.ERROR) -> NoReturn:

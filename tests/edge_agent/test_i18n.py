@@ -82,3 +82,24 @@ def test_a_locale_without_texts_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(site)
     assert "site.yaml:1 site.locale: expected a locale of en, zh_CN" in str(error.value.issues[0])
+
+
+def test_the_cli_reads_the_site_locale_of_its_config(tmp_path):
+    """A file with a mistake elsewhere still gives its language (and its socket)."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site:\n  id: s\n  locale: zh_CN.UTF-8\ngateway: {id: g}\n"
+        f"local: {{socket: {tmp_path / 'agent.sock'}}}\nuplink: {{endpoints: [}}\n"
+    )
+    env = {"PATH": "/usr/bin", "LANG": "C.UTF-8"}
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "status", "-c", str(site)],
+        capture_output=True, text=True, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1].startswith("错误："), result.stderr
+    english = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "status", "-c", str(site)],
+        capture_output=True, text=True, cwd=REPO, env={**env, "LANG": "en_US.UTF-8"},
+    )  # fmt: skip
+    assert english.stderr.splitlines()[-1].startswith("error: "), english.stderr

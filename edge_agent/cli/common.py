@@ -15,6 +15,7 @@ import click
 from edge_agent.i18n import _
 
 DEFAULT_SOCKET = Path("/run/edge-agent/agent.sock")
+EXIT_USAGE = 2  # click's own code for a bad option or argument
 EXIT_NOT_RUNNING = 3
 
 
@@ -33,6 +34,22 @@ def config_option(*, required: bool, help: str) -> Callable:
 def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(_("error: {message}").format(message=message), err=True)
     sys.exit(code)
+
+
+class OneLineErrors(click.Command):
+    """Usage errors (a bad number, a missing option, a time that is none) as one line,
+    like every other error, with click's exit code 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            fail(
+                _("{problem} (see '{command} -h')").format(
+                    problem=exc.format_message(), command=ctx.command_path
+                ),
+                exc.exit_code,
+            )
 
 
 class LazyGroup(click.Group):

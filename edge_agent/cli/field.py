@@ -109,18 +109,19 @@ def discover_bacnet(
     if not found:
         click.echo(f"No BACnet device answered within {timeout:g} s.")
         return
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=f"BACnet devices ({len(found)})", title_justify="left")
+    from edge_agent.cli.status_view import show
+    from edge_agent.cli.status_view import table as cli_table
+
+    table = cli_table(f"BACnet devices ({len(found)})")
     table.add_column("Instance", justify="right")
     table.add_column("Address")
     table.add_column("Vendor", justify="right")
     table.add_column("Name")
     for d in found:
         table.add_row(str(d.instance), d.address, str(d.vendor), escape(d.name or ""))
-    Console().print(table)
+    show(table)
 
 
 def _check_address(address: str) -> str:
@@ -330,19 +331,20 @@ def _scan_json(result: Any, elapsed: float) -> dict[str, Any]:
 
 
 def _print_scan(result: Any, elapsed: float) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from edge_agent.cli.status_view import Fitted
+    from edge_agent.cli.status_view import console as cli_console
+    from edge_agent.cli.status_view import table as cli_table
 
-    console = Console()
+    console = cli_console()
     present = result.present
     absent = [u.unit for u in result.units if not u.present]
     if present:
-        table = Table(title=f"Modbus units on {result.target}", title_justify="left")
+        table = cli_table(f"Modbus units on {result.target}")
         table.add_column("Unit", justify="right")
         table.add_column("Table")
         table.add_column("Readable addresses")
         table.add_column("Count", justify="right")
-        table.add_column("Notes")
+        table.add_column("Notes", overflow="fold")
         for u in present:
             for i, t in enumerate(u.tables):
                 notes = []
@@ -362,7 +364,7 @@ def _print_scan(result: Any, elapsed: float) -> None:
                     "; ".join(notes),
                     end_section=i == len(u.tables) - 1,
                 )
-        console.print(table)
+        console.print(Fitted(table))
     else:
         console.print(f"No unit answered on {result.target}.")
     if absent:
@@ -383,9 +385,9 @@ def _compact(numbers: list[int]) -> str:
 
 
 def _stderr_console() -> Any:
-    from rich.console import Console
+    from edge_agent.cli.status_view import console
 
-    return Console(stderr=True)
+    return console(stderr=True)
 
 
 # -- logs ---------------------------------------------------------------------------------

@@ -460,7 +460,6 @@ def _plot_terminal(point: str, xs: list[float], ys: list[float], meta: PointMeta
 
 
 def _plot_png(point: str, xs: list[float], ys: list[float], path: Path, meta: PointMeta) -> None:
-    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     stamps = [datetime.fromtimestamp(x).astimezone() for x in xs]
@@ -474,12 +473,12 @@ def _plot_png(point: str, xs: list[float], ys: list[float], path: Path, meta: Po
     if meta.unit:
         axes.set_ylabel(meta.unit)
     axes.grid(True, alpha=0.3)
-    # Ticks as precise as the span needs, each label once (a fixed "%m-%d %H:%M" repeated
-    # the same minute over a short range); the offset text above the axis gives the date.
+    # The terminal chart's ticks: as precise as the span needs, each label once (a fixed
+    # "%m-%d %H:%M" repeated the same minute over a short range; matplotlib's concise
+    # labels repeat "10" for every minute's tenth second).
+    ticks, labels = time_ticks(xs, 7)
     zone = stamps[0].tzinfo
-    locator = mdates.AutoDateLocator(tz=zone)
-    axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=zone))
+    axes.set_xticks([datetime.fromtimestamp(t, zone) for t in ticks], labels)  # type: ignore[arg-type]
     figure.tight_layout()
     try:
         figure.savefig(path, format="png")

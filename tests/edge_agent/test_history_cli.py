@@ -257,3 +257,31 @@ def test_commands_are_registered() -> None:
     done = run("--help")
     assert done.returncode == 0
     assert "export" in done.stdout and "trend" in done.stdout
+
+
+@pytest.mark.parametrize("span_s", [90, 1800, 3 * 86400])
+def test_chart_ticks_are_labelled_once_and_the_axis_has_the_unit(
+    span_s: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Short spans once showed "11-24 08:00" five times (the label had no seconds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edge_agent.cli.history import _plot_png, time_ticks
+    from edge_agent.cli.status_view import PointMeta
+
+    start = 1764892800.0
+    xs = [start + span_s * i / 29 for i in range(30)]
+    ys = [7.0 + 0.1 * i for i in range(30)]
+    _ticks, labels = time_ticks(xs)  # the terminal chart's
+    assert len(labels) == len(set(labels)) >= 2
+    figures: list = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at it
+    _plot_png("ch-1.t", xs, ys, tmp_path / "t.png", PointMeta("degC", 1))
+    axes = figures[0].axes[0]
+    shown = [t.get_text() for t in axes.get_xticklabels() if t.get_text()]
+    assert len(shown) == len(set(shown)) >= 2, shown
+    assert axes.get_ylabel() == "degC"
+    figures[0].clf()

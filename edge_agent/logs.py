@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import sys
 from collections import deque
 from typing import Any
@@ -21,7 +22,7 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
     renderer = (
         structlog.processors.JSONRenderer()
         if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(colors=colours())
     )
     structlog.configure(
         processors=[
@@ -38,6 +39,11 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def colours() -> bool:
+    """Colour in console logs: on a terminal only, never with NO_COLOR (no-color.org)."""
+    return sys.stderr.isatty() and not os.environ.get("NO_COLOR")
 
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:

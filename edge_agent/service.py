@@ -389,7 +389,9 @@ class Runtime:
             "file": str(self.config_path) if self.config_path else None,
         }
 
-    async def alarm_list(self, _request: dict[str, Any]) -> dict[str, Any]:
+    async def alarm_list(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("history"):
+            return {"alarms": self.alarms.active(), "history": self.alarms.history()}
         return {"alarms": self.alarms.active()}
 
     def _on_command(self, payload: bytes, retained: bool) -> None:

@@ -51,6 +51,7 @@ from edge_agent.store.outbox import Record, TrafficClass
 log = logs.get("alarms")
 
 STATE_VERSION = 1
+ENDED_KEPT = 200  # ended occurrences kept for `edge-agent alarms --history`, newest
 AlarmState = Literal["active", "acknowledged", "cleared"]
 ACTIVE: Final = "active"
 ACKNOWLEDGED: Final = "acknowledged"
@@ -93,6 +94,7 @@ class Alarm:
 
 
 _STORED = TypeAdapter(list[Alarm])
+_ENDED = TypeAdapter(list[dict[str, Any]])
 
 
 def _number(value: Value) -> float | None:
@@ -323,6 +325,8 @@ class AlarmEngine:
         self._timed: list[_Watch] = []
         self._pending: set[_Watch] = set()
         self._alarms: dict[str, Alarm] = {}  # rule id -> its listed occurrence
+        # Occurrences that left the list, oldest first: as listed, with why and when.
+        self._ended: deque[dict[str, Any]] = deque(maxlen=ENDED_KEPT)
         disabled = set()
         for rule in rules:
             if rule.id in self._watches or rule.id in disabled:
@@ -450,6 +454,7 @@ class AlarmEngine:
             if previous.id == occurrence:
                 occurrence += "-2"
             self._emit(previous, "superseded", now, closed=True, superseded_by=occurrence)
+            self._end(previous, "superseded", now)
         alarm = Alarm(
             id=occurrence,
             rule=rule.id,
@@ -482,6 +487,7 @@ class AlarmEngine:
         closed = alarm.acked
         if closed:
             del self._alarms[alarm.rule]
+            self._end(alarm, "cleared", now)
         log.info("alarm cleared", rule=alarm.rule, id=alarm.id, acknowledged=alarm.acked)
         self._emit(alarm, "cleared", now, closed=closed)
         self._save()
@@ -499,6 +505,7 @@ class AlarmEngine:
         closed = alarm.state == CLEARED
         if closed:
             del self._alarms[alarm.rule]
+            self._end(alarm, "acknowledged", now)
         else:
             alarm.state = ACKNOWLEDGED
         log.info("alarm acknowledged", rule=alarm.rule, id=alarm.id, by=by)
@@ -517,6 +524,10 @@ class AlarmEngine:
                 f"alarm {alarm.id} was already acknowledged by {alarm.ack_by}"
             )
         return alarm
+
+    def _end(self, alarm: Alarm, why: str, now: int) -> None:
+        """`alarm` left the list (`why`: the transition that closed it, or the reason)."""
+        self._ended.append({**asdict(alarm), "closed": why, "closed_ts": now})
 
     def _find(self, target: str) -> Alarm | None:
         alarm = self._alarms.get(target)
@@ -563,6 +574,12 @@ class AlarmEngine:
         )
         return [self._view(a) for a in alarms]
 
+    def history(self) -> list[dict[str, Any]]:
+        """The occurrences that left the list (cleared and acknowledged, superseded, or
+        their rule removed), newest first: each as listed, with `closed` (why) and
+        `closed_ts`; the last `ENDED_KEPT` of them, across restarts."""
+        return [dict(ended) for ended in reversed(self._ended)]
+
     def summary(self) -> dict[str, int]:
         """Counts for a status line."""
         alarms = self._alarms.values()
@@ -593,6 +610,7 @@ class AlarmEngine:
                     alarm.state, alarm.cleared_ts = CLEARED, now
                 log.info("alarm dropped", rule=alarm.rule, id=alarm.id, reason=reason)
                 self._emit(alarm, "cleared", now, closed=True, reason=reason)
+                self._end(alarm, reason, now)
                 changed = True
                 continue
             self._alarms[alarm.rule] = alarm
@@ -614,7 +632,9 @@ class AlarmEngine:
             document = json.loads(data)
             if not isinstance(document, dict) or document.get("v") != STATE_VERSION:
                 raise ValueError(f"not an alarm state file of version {STATE_VERSION}")
-            return _STORED.validate_python(document.get("alarms"))
+            alarms = _STORED.validate_python(document.get("alarms"))
+            self._ended.extend(_ENDED.validate_python(document.get("ended") or []))
+            return alarms
         except (ValueError, ValidationError) as exc:  # JSON, UTF-8 and schema errors
             aside = self._path.with_name(f"{self._path.name}.corrupt-{now}")
             try:
@@ -634,7 +654,11 @@ class AlarmEngine:
 
     def _save(self) -> None:
         """Atomic replace: a power cut leaves the old list or the new one, never half."""
-        document = {"v": STATE_VERSION, "alarms": [asdict(a) for a in self._alarms.values()]}
+        document = {
+            "v": STATE_VERSION,
+            "alarms": [asdict(a) for a in self._alarms.values()],
+            "ended": list(self._ended),  # optional: a file of an older version has none
+        }
         data = json.dumps(document, separators=(",", ":"), default=str).encode()
         path = self._path
         tmp = path.with_name(f"{path.name}.tmp")

@@ -67,11 +67,9 @@ def status(socket: Path | None, config_path: Path | None, as_json: bool) -> None
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return
-    from rich.console import Console
+    from edge_agent.cli.status_view import console, render_status
 
-    from edge_agent.cli.status_view import render_status
-
-    Console().print(render_status(answer))
+    console().print(render_status(answer))
 
 
 @click.command()

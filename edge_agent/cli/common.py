@@ -17,6 +17,7 @@ from edge_agent import SITE_CONFIG, exit_codes, i18n
 from edge_agent.i18n import _
 
 DEFAULT_SOCKET = Path("/run/edge-agent/agent.sock")
+EXIT_USAGE = exit_codes.USAGE
 EXIT_NOT_RUNNING = exit_codes.NOT_RUNNING
 
 
@@ -75,6 +76,22 @@ def usage(message: str) -> NoReturn:
     fail(message, exit_codes.USAGE)
 
 
+class OneLineErrors(click.Command):
+    """Usage errors (a bad number, a missing option, a time that is none) as one line,
+    like every other error, with click's exit code 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            fail(
+                _("{problem} (see '{command} -h')").format(
+                    problem=exc.format_message(), command=ctx.command_path
+                ),
+                exc.exit_code,
+            )
+
+
 class LazyGroup(click.Group):
     """Subcommands imported only when used: `edge-agent status` must not pay for numpy,
     pydantic or the history reader (a technician's status answers within 0.3 s)."""
@@ -111,7 +128,7 @@ class LazyGroup(click.Group):
 _NEGATIVE = re.compile(r"-(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
-class NegativeNumbers(click.Command):
+class NegativeNumbers(OneLineErrors):
     """A command whose arguments may be negative numbers without `--`: `write plant.x -5`
     (click would take -5 for an option). A number after an option that takes a value
     stays that option's; a mistyped option (--bogus) is still an error, not a value."""

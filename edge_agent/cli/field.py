@@ -21,21 +21,19 @@ from typing import Any, Literal, NoReturn
 
 import click
 
-from edge_agent.cli.common import EXIT_NOT_RUNNING, config_option, fail, socket_option, socket_path
+from edge_agent.cli.common import (
+    EXIT_NOT_RUNNING,
+    OneLineErrors,
+    config_option,
+    fail,
+    socket_option,
+    socket_path,
+)
+from edge_agent.cli.when import when_callback
 
 EXIT_INTERRUPTED = 130
 FOLLOW_PERIOD_S = 0.5
 JOURNAL_UNIT = "edge-agent"
-
-
-class _OneLineErrors(click.Command):
-    """Usage errors (a bad number, a missing option) as one line, like every other error."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            fail(f"{exc.format_message()} (see '{ctx.command_path} -h')", exc.exit_code)
 
 
 # -- discover -------------------------------------------------------------------------------
@@ -46,7 +44,7 @@ def discover() -> None:
     """Find field devices: BACnet (Who-Is) and Modbus (unit ids and register ranges)."""
 
 
-@discover.command("bacnet", cls=_OneLineErrors)
+@discover.command("bacnet", cls=OneLineErrors)
 @click.option(
     "--address",
     help="Local address to bind, with its prefix (it gives the broadcast address), "
@@ -111,18 +109,19 @@ def discover_bacnet(
     if not found:
         click.echo(f"No BACnet device answered within {timeout:g} s.")
         return
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=f"BACnet devices ({len(found)})", title_justify="left")
+    from edge_agent.cli.status_view import show
+    from edge_agent.cli.status_view import table as cli_table
+
+    table = cli_table(f"BACnet devices ({len(found)})")
     table.add_column("Instance", justify="right")
     table.add_column("Address")
     table.add_column("Vendor", justify="right")
     table.add_column("Name")
     for d in found:
         table.add_row(str(d.instance), d.address, str(d.vendor), escape(d.name or ""))
-    Console().print(table)
+    show(table)
 
 
 def _check_address(address: str) -> str:
@@ -170,7 +169,7 @@ def _bind_problem(exc: OSError, port: int) -> str:
 # -- discover modbus ----------------------------------------------------------------------
 
 
-@discover.command("modbus", cls=_OneLineErrors)
+@discover.command("modbus", cls=OneLineErrors)
 @click.option("--host", help="Modbus TCP device or gateway.")
 @click.option("--port", type=click.IntRange(1, 65535), default=502, show_default=True)
 @click.option("--serial", "serial_port", help="Serial port of an RTU bus, e.g. /dev/ttyUSB0.")
@@ -332,19 +331,20 @@ def _scan_json(result: Any, elapsed: float) -> dict[str, Any]:
 
 
 def _print_scan(result: Any, elapsed: float) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from edge_agent.cli.status_view import Fitted
+    from edge_agent.cli.status_view import console as cli_console
+    from edge_agent.cli.status_view import table as cli_table
 
-    console = Console()
+    console = cli_console()
     present = result.present
     absent = [u.unit for u in result.units if not u.present]
     if present:
-        table = Table(title=f"Modbus units on {result.target}", title_justify="left")
+        table = cli_table(f"Modbus units on {result.target}")
         table.add_column("Unit", justify="right")
         table.add_column("Table")
         table.add_column("Readable addresses")
         table.add_column("Count", justify="right")
-        table.add_column("Notes")
+        table.add_column("Notes", overflow="fold")
         for u in present:
             for i, t in enumerate(u.tables):
                 notes = []
@@ -364,7 +364,7 @@ def _print_scan(result: Any, elapsed: float) -> None:
                     "; ".join(notes),
                     end_section=i == len(u.tables) - 1,
                 )
-        console.print(table)
+        console.print(Fitted(table))
     else:
         console.print(f"No unit answered on {result.target}.")
     if absent:
@@ -385,15 +385,15 @@ def _compact(numbers: list[int]) -> str:
 
 
 def _stderr_console() -> Any:
-    from rich.console import Console
+    from edge_agent.cli.status_view import console
 
-    return Console(stderr=True)
+    return console(stderr=True)
 
 
 # -- logs ---------------------------------------------------------------------------------
 
 
-@click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @socket_option
 @config_option(required=False, help="Site configuration, to find the agent's socket.")
 @click.option(
@@ -401,13 +401,25 @@ def _stderr_console() -> Any:
 )
 @click.option("--level", help="Only records at this level or above (debug ... critical).")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new records (Ctrl-C stops).")
+@click.option(
+    "--since",
+    "since_ms",
+    default=None,
+    metavar="WHEN",
+    callback=when_callback,
+    help="Only records from then on: 10m, 2h30m, today, yesterday, 08:00, 2026-11-24 08:00, "
+    "@EPOCH (with it, -n defaults to every record kept).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per record.")
+@click.pass_context
 def logs(
+    ctx: click.Context,
     socket: Path | None,
     config_path: Path | None,
     lines: int,
     level: str | None,
     follow: bool,
+    since_ms: int | None,
     as_json: bool,
 ) -> None:
     """The running agent's recent log records (or the journal's, when it is not running)."""
@@ -420,17 +432,21 @@ def logs(
         except ValueError as exc:
             fail(f"--level: {exc}")
         level = level.lower()
+    # With --since, every record from then on (journalctl's way), unless -n says how many.
+    counted = ctx.get_parameter_source("lines") is not click.core.ParameterSource.DEFAULT
+    if since_ms is not None and not counted:
+        lines = 2000
     path = socket_path(socket, config_path)
     try:
-        answer = request(path, "logs", n=lines, level=level)
+        answer = request(path, "logs", n=2000 if since_ms is not None else lines, level=level)
     except (FileNotFoundError, ConnectionRefusedError):
-        _journal(path, lines, level, follow, as_json)
+        _journal(path, lines, level, follow, as_json, since_ms, counted)
     except PermissionError:
         fail(f"no permission to talk to the agent at {path} (are you in the agent's group?)")
     except OSError as exc:
         fail(f"the agent is not answering on {path}: {exc.strerror or exc}", EXIT_NOT_RUNNING)
     _check(answer)
-    for record in answer["records"]:
+    for record in _recent(answer["records"], since_ms)[-lines:]:
         _echo_record(record, as_json)
     after = answer["last"]
     if not follow:
@@ -443,11 +459,28 @@ def logs(
             except OSError:
                 fail(f"the agent stopped (no answer on {path})", EXIT_NOT_RUNNING)
             _check(answer)
-            for record in answer["records"]:
+            for record in _recent(answer["records"], since_ms):
                 _echo_record(record, as_json)
             after = answer["last"]
     except KeyboardInterrupt:
         return
+
+
+def _recent(records: list[dict[str, Any]], since_ms: int | None) -> list[dict[str, Any]]:
+    """The records logged at or after `since_ms` (all without it; a record whose time
+    cannot be read is kept: better shown than lost)."""
+    if since_ms is None:
+        return records
+    return [r for r in records if (_record_ms(r) or since_ms) >= since_ms]
+
+
+def _record_ms(record: dict[str, Any]) -> int | None:
+    from datetime import datetime
+
+    try:
+        return round(datetime.fromisoformat(str(record.get("timestamp"))).timestamp() * 1000)
+    except ValueError:
+        return None
 
 
 def _check(answer: dict[str, Any]) -> None:
@@ -479,7 +512,15 @@ def _format(record: dict[str, Any], as_json: bool) -> str:
     )
 
 
-def _journal(path: Path, lines: int, level: str | None, follow: bool, as_json: bool) -> NoReturn:
+def _journal(
+    path: Path,
+    lines: int,
+    level: str | None,
+    follow: bool,
+    as_json: bool,
+    since_ms: int | None = None,
+    counted: bool = True,
+) -> NoReturn:
     """The agent is not running: its earlier records are in the systemd journal."""
     journalctl = shutil.which("journalctl")
     if journalctl is None:
@@ -494,9 +535,14 @@ def _journal(path: Path, lines: int, level: str | None, follow: bool, as_json: b
         f"from the journal (journalctl -u {JOURNAL_UNIT}):",
         err=True,
     )
-    # With a level filter, ask for more lines: the filter drops some.
+    # With a level filter, ask for more lines: the filter drops some. With --since and no
+    # -n, every line from then on.
+    every = since_ms is not None and not counted
     wanted = 2000 if level else lines
-    command = [journalctl, "-u", JOURNAL_UNIT, "-n", str(wanted), "--no-pager", "-o", "cat"]
+    command = [journalctl, "-u", JOURNAL_UNIT, *([] if every else ["-n", str(wanted)])]
+    command += ["--no-pager", "-o", "cat"]
+    if since_ms is not None:
+        command.append(f"--since=@{since_ms / 1000:.3f}")  # journalctl's epoch form
     if follow:
         command.append("-f")
     least = _level_of(level) if level else 0
@@ -504,7 +550,7 @@ def _journal(path: Path, lines: int, level: str | None, follow: bool, as_json: b
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, errors="replace")
     except OSError as exc:
         fail(f"cannot run journalctl: {exc.strerror or exc}", EXIT_NOT_RUNNING)
-    kept: collections.deque[str] = collections.deque(maxlen=lines)
+    kept: collections.deque[str] = collections.deque(maxlen=None if every else lines)
     interrupted = False
     try:
         assert proc.stdout is not None

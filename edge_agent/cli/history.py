@@ -2,11 +2,14 @@
 
 Both read the store file directly (read-only, no lock; `edge_agent.store.history`), so they work
 whether the agent runs or not. Every error is one line and exit code 1, never a traceback.
+Times are read by `edge_agent.cli.when` (today, 2h30m, 2026-11-24 08:00, ...); units and
+resolutions come from the site configuration, when there is one.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import sys
@@ -19,8 +22,11 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from edge_agent import SITE_CONFIG
-from edge_agent.cli.common import fail
-from edge_agent.points import Value, wall_ms
+from edge_agent.cli.common import EXIT_USAGE, OneLineErrors, fail
+from edge_agent.cli.status_view import NO_META, PointMeta, colour_off, with_unit
+from edge_agent.cli.when import when_callback
+from edge_agent.i18n import _
+from edge_agent.points import Value
 from edge_agent.store.history import HistoryError, HistoryReader, Reading
 
 if TYPE_CHECKING:
@@ -51,71 +57,59 @@ def store_options(fn: Callable) -> Callable:
 def since_option(fn: Callable) -> Callable:
     fn = click.option(
         "--until",
+        "end",
         default="now",
         show_default=True,
-        help="End (excluded): 'now', a duration ago or an ISO time.",
+        callback=when_callback,
+        help="End (excluded), in the forms of --since.",
     )(fn)
     return click.option(
         "--since",
+        "start",
         default="1h",
         show_default=True,
-        help="Start: a duration ago (30m, 2h, 7d) or an ISO time (2026-11-24T08:00 is local "
-        "time; add Z or +01:00 for another zone).",
+        callback=when_callback,
+        help="Start: a duration ago (30m, 2h30m, 7d), today, yesterday, a local time "
+        "(08:00, 2026-11-24, 2026-11-24 08:00; add Z or +08:00 for another zone) or "
+        "@EPOCH (seconds or ms).",
     )(fn)
 
 
-def _store_path(config_path: Path | None, store_path: Path | None) -> Path:
-    if store_path is not None:
-        return store_path
+def _source(config_path: Path | None, store_path: Path | None) -> tuple[Path, dict[str, PointMeta]]:
+    """The store file, and the units and resolutions of the site configuration's points
+    (none without a configuration: a store given alone may come from another gateway)."""
+    if store_path is not None and config_path is None:
+        return store_path, {}
+    from edge_agent.cli.status_view import point_meta
     from edge_agent.config.errors import ConfigError
     from edge_agent.config.loader import load_config
 
     path = config_path or DEFAULT_CONFIG
     if config_path is None and not path.exists():
-        fail(f"no configuration at {path}: give --config FILE or --store PATH")
+        fail(_("no configuration at {path}: give --config FILE or --store PATH").format(path=path))
     try:
-        return load_config(path).store.path
+        config = load_config(path)
     except ConfigError as exc:
         if len(exc.issues) == 1:
             fail(str(exc.issues[0]))
         fail(
-            f"{path}: invalid configuration ({len(exc.issues)} problems); "
-            f"run 'edge-agent config validate {path}'"
+            _(
+                "{path}: invalid configuration ({n} problems); run 'edge-agent config validate "
+                "{path}'"
+            ).format(path=path, n=len(exc.issues))
         )
+    meta = point_meta(config.model_dump(mode="json"))
+    return (store_path if store_path is not None else config.store.path), meta
 
 
-def parse_when(text: str, now_ms: int, option: str) -> int:
-    """'now', a duration ago ('90s', '2h', '7d') or an ISO time -> wall ms."""
-    from edge_agent.config.base import parse_duration
-
-    text = text.strip()
-    if text == "now":
-        return now_ms
-    try:
-        seconds = parse_duration(text)
-    except ValueError:
-        pass
-    else:
-        assert isinstance(seconds, float)
-        return now_ms - int(seconds * 1000)
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        fail(
-            f"{option} {text!r}: expected 'now', a duration such as 30m, 2h, 7d, "
-            "or an ISO time such as 2026-11-24T08:00"
-        )
-    if when.tzinfo is None:
-        when = when.astimezone()  # local time, as on the plant room's clock
-    return int(when.timestamp() * 1000)
-
-
-def _range(since: str, until: str) -> tuple[int, int]:
-    now = wall_ms()
-    start, end = parse_when(since, now, "--since"), parse_when(until, now, "--until")
+def _check_range(start: int, end: int) -> None:
     if start >= end:
-        fail(f"--since ({_iso(start)}) must be before --until ({_iso(end)})")
-    return start, end
+        fail(
+            _("--since ({start}) must be before --until ({end})").format(
+                start=_iso(start), end=_iso(end)
+            ),
+            EXIT_USAGE,
+        )
 
 
 def _iso(ms: int) -> str:
@@ -133,23 +127,30 @@ def _open(path: Path) -> HistoryReader:
 def _nothing(reader: HistoryReader, start: int, end: int) -> str:
     oldest, newest = reader.span()
     if oldest is None or newest is None:  # both, or neither
-        held = "it holds nothing"
+        held = _("it holds nothing")
     else:
-        held = f"it holds {_iso(oldest)} to {_iso(newest)}"
-    return f"no readings between {_iso(start)} and {_iso(end)} in {reader.path} ({held})"
+        held = _("it holds {oldest} to {newest}").format(oldest=_iso(oldest), newest=_iso(newest))
+    return _("no readings between {start} and {end} in {path} ({held})").format(
+        start=_iso(start), end=_iso(end), path=reader.path, held=held
+    )
 
 
 # -- export --------------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=OneLineErrors)
 @since_option
 @click.option(
     "--points", "points", default=None, help="DEVICE.POINT list, comma-separated (default: all)."
 )
 @click.option("--device", "devices", multiple=True, help="Every point of this device (repeatable).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True, help="Format."
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    default="csv",
+    show_default=True,
+    help="csv (a heading line; for spreadsheets) or jsonl (one JSON object per line; for scripts).",
 )
 @click.option(
     "--output",
@@ -160,8 +161,8 @@ def _nothing(reader: HistoryReader, start: int, end: int) -> str:
 )
 @store_options
 def export(
-    since: str,
-    until: str,
+    start: int,
+    end: int,
     points: str | None,
     devices: tuple[str, ...],
     fmt: str,
@@ -169,63 +170,107 @@ def export(
     config_path: Path | None,
     store_path: Path | None,
 ) -> None:
-    """Stored readings as CSV: ts (ISO, UTC), point, value, quality."""
+    """Stored readings: ts (ISO, UTC), point, value, quality, unit; CSV or JSON lines."""
     refs = [p.strip() for p in points.split(",") if p.strip()] if points else []
-    start, end = _range(since, until)
-    with _open(_store_path(config_path, store_path)) as reader:
+    _check_range(start, end)
+    path, meta = _source(config_path, store_path)
+    write = _csv_writer if fmt == "csv" else _jsonl_writer
+    with _open(path) as reader:
         try:
             reader.check(refs, devices)
         except HistoryError as exc:
             fail(str(exc))
         readings = reader.readings(start, end, refs or None, devices=list(devices) or None)
         with closing(readings):  # ends the read transaction before the reader closes
-            count = _write(readings, output, start, end)
+            count = _write(readings, output, start, end, write(meta))
         if reader.damaged:
-            click.echo(f"warning: {reader.damaged} damaged rows skipped", err=True)
+            click.echo(_("warning: {n} damaged rows skipped").format(n=reader.damaged), err=True)
         if count == 0:
             click.echo(_nothing(reader, start, end), err=True)
         elif output is not None:
-            click.echo(f"exported {count} readings to {output}", err=True)
+            click.echo(_("exported {n} readings to {path}").format(n=count, path=output), err=True)
 
 
-def _write(readings: Iterator[Reading], output: Path | None, start: int, end: int) -> int:
+# A format: given the units, a function that writes the readings to a file (the count).
+Writer = Callable[[Iterator[Reading], TextIO, Callable[[int], None]], int]
+
+
+def _write(
+    readings: Iterator[Reading], output: Path | None, start: int, end: int, write: Writer
+) -> int:
     if output is None:
         try:
-            return _write_csv(readings, sys.stdout, start, end)
+            with _progress(end - start) as advance:
+                return write(readings, sys.stdout, lambda ts: advance(ts - start))
         except BrokenPipeError:  # `| head`: the reader has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
     part = output.with_name(output.name + ".part")
     try:
-        with part.open("w", newline="", encoding="utf-8") as file:
-            count = _write_csv(readings, file, start, end)
+        with (
+            part.open("w", newline="", encoding="utf-8") as file,
+            _progress(end - start) as advance,
+        ):
+            count = write(readings, file, lambda ts: advance(ts - start))
         part.replace(output)
     except OSError as exc:
         part.unlink(missing_ok=True)
-        fail(f"cannot write {output}: {exc.strerror or exc}")
+        fail(_("cannot write {path}: {problem}").format(path=output, problem=exc.strerror or exc))
     except BaseException:
         part.unlink(missing_ok=True)
         raise
     return count
 
 
-def _write_csv(readings: Iterator[Reading], file: TextIO, start: int, end: int) -> int:
-    writer = csv.writer(file, lineterminator="\n")
-    writer.writerow(["ts", "point", "value", "quality"])
-    count = 0
-    last_ts, last_iso = None, ""
-    with _progress(end - start) as advance:
+CSV_COLUMNS = ["ts", "point", "value", "quality", "unit"]  # machine names: never translated
+
+
+def _csv_writer(meta: dict[str, PointMeta]) -> Writer:
+    def write(readings: Iterator[Reading], file: TextIO, advance: Callable[[int], None]) -> int:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        count = 0
+        last_ts, last_iso = None, ""
         try:
             for ref, ts, value, quality in readings:
                 if ts != last_ts:
                     last_ts, last_iso = ts, _iso(ts)
-                writer.writerow([last_iso, ref, _csv_value(value), quality])
+                unit = meta.get(ref, NO_META).unit
+                writer.writerow([last_iso, ref, _csv_value(value), quality, unit])
                 count += 1
                 if count % 1000 == 0:
-                    advance(ts - start)
+                    advance(ts)
         except HistoryError as exc:
             fail(str(exc))
-    return count
+        return count
+
+    return write
+
+
+def _jsonl_writer(meta: dict[str, PointMeta]) -> Writer:
+    """One object per reading: ts (ISO, UTC) and ts_ms, point, value (JSON's own types; a
+    value that is no finite number is null), quality, unit."""
+
+    def write(readings: Iterator[Reading], file: TextIO, advance: Callable[[int], None]) -> int:
+        count = 0
+        last_ts, last_iso = None, ""
+        try:
+            for ref, ts, value, quality in readings:
+                if ts != last_ts:
+                    last_ts, last_iso = ts, _iso(ts)
+                if isinstance(value, float) and not math.isfinite(value):
+                    value = None
+                record = {"ts": last_iso, "ts_ms": ts, "point": ref, "value": value,
+                          "quality": quality, "unit": meta.get(ref, NO_META).unit}  # fmt: skip
+                file.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+                count += 1
+                if count % 1000 == 0:
+                    advance(ts)
+        except HistoryError as exc:
+            fail(str(exc))
+        return count
+
+    return write
 
 
 def _csv_value(value: Value) -> str:
@@ -271,7 +316,7 @@ class _progress:
 # -- trend ---------------------------------------------------------------------------------
 
 
-@click.command()
+@click.command(cls=OneLineErrors)
 @click.argument("point")
 @since_option
 @click.option(
@@ -283,8 +328,8 @@ class _progress:
 @store_options
 def trend(
     point: str,
-    since: str,
-    until: str,
+    start: int,
+    end: int,
     png: Path | None,
     config_path: Path | None,
     store_path: Path | None,
@@ -294,10 +339,12 @@ def trend(
         try:
             import matplotlib
         except ImportError:
-            fail("--png needs matplotlib: pip install edge-agent[charts]")
+            fail(_("--png needs matplotlib: pip install edge-agent[charts]"))
         matplotlib.use("Agg")
-    start, end = _range(since, until)
-    with _open(_store_path(config_path, store_path)) as reader:
+    _check_range(start, end)
+    path, metas = _source(config_path, store_path)
+    meta = metas.get(point, NO_META)
+    with _open(path) as reader:
         try:
             reader.check([point])
             series = [(ts, value) for _, ts, value, _ in reader.readings(start, end, [point])]
@@ -307,23 +354,41 @@ def trend(
             fail(_nothing(reader, start, end))
     texts = [v for _, v in series if isinstance(v, str)]
     if texts:
-        fail(f"{point} has text values ({texts[0]!r}...): it cannot be plotted; use export")
+        fail(
+            _("{point} has text values ({value!r}...): it cannot be plotted; use export").format(
+                point=point, value=texts[0]
+            )
+        )
+    values = [v for _, v in series if v is not None and _finite(v)]
     xs = [ts / 1000 for ts, v in series if v is not None and _finite(v)]
-    ys = [float(v) for _, v in series if v is not None and _finite(v)]
+    ys = [float(v) for v in values]  # binaries plot as 0/1
     missing = len(series) - len(ys)
     if not ys:
-        fail(f"{point}: all {len(series)} readings in the range are bad (no value to plot)")
-    summary = (
-        f"{point}: {len(series)} readings from {_local(xs[0])} to {_local(xs[-1])} "
-        f"(local time); min {min(ys):g}, max {max(ys):g}, last {ys[-1]:g}"
-        + (f"; {missing} without a value" if missing else "")
+        fail(
+            _("{point}: all {n} readings in the range are bad (no value to plot)").format(
+                point=point, n=len(series)
+            )
+        )
+    summary = _(
+        "{point}: {n} readings from {first} to {last} (local time); "
+        "min {low}, max {high}, last {latest}"
+    ).format(
+        point=point,
+        n=len(series),
+        first=_local(xs[0]),
+        last=_local(xs[-1]),
+        low=with_unit(min(values), meta),
+        high=with_unit(max(values), meta),
+        latest=with_unit(values[-1], meta),
     )
+    if missing:
+        summary += _("; {n} without a value").format(n=missing)
     if png is not None:
-        _plot_png(point, xs, ys, png)
+        _plot_png(point, xs, ys, png, meta)
         click.echo(summary, err=True)
-        click.echo(f"wrote {png}", err=True)
+        click.echo(_("wrote {path}").format(path=png), err=True)
     else:
-        _plot_terminal(point, xs, ys)
+        _plot_terminal(point, xs, ys, meta)
         click.echo(summary)
 
 
@@ -353,27 +418,48 @@ def _envelope(xs: list[float], ys: list[float], buckets: int) -> tuple[list[floa
     return out_x, out_y
 
 
-def _plot_terminal(point: str, xs: list[float], ys: list[float]) -> None:
+def time_ticks(xs: list[float], count: int = 5) -> tuple[list[float], list[str]]:
+    """About `count` ticks over the span of `xs` (seconds), labelled as precisely as the
+    span needs (seconds under 10 minutes, the date past a day), no label twice."""
+    span = xs[-1] - xs[0]
+    ticks = [xs[0] + span * i / (count - 1) for i in range(count)] if span > 0 else xs[:1]
+    if span < 600:
+        form = "%H:%M:%S"
+    elif span < 86400:
+        form = "%H:%M"
+    else:
+        form = "%m-%d %H:%M"
+    kept: list[float] = []
+    labels: list[str] = []
+    for tick in ticks:
+        label = datetime.fromtimestamp(tick).strftime(form)
+        if label not in labels:
+            kept.append(tick)
+            labels.append(label)
+    return kept, labels
+
+
+def _plot_terminal(point: str, xs: list[float], ys: list[float], meta: PointMeta) -> None:
     try:
         import plotext as plt
     except ImportError:
-        fail("the terminal plot needs plotext: pip install plotext")
+        fail(_("the terminal plot needs plotext: pip install plotext"))
     xs, ys = _envelope(xs, ys, TERMINAL_POINTS // 2)
     plt.clear_figure()
-    plt.plot(xs, ys, marker="braille")
-    ticks = [xs[0] + (xs[-1] - xs[0]) * i / 4 for i in range(5)] if xs[-1] > xs[0] else xs[:1]
-    span = xs[-1] - xs[0]
-    form = "%H:%M" if span < 86400 else "%m-%d %H:%M"
-    plt.xticks(ticks, [datetime.fromtimestamp(t).strftime(form) for t in ticks])
-    plt.title(point)
+    # No background, frame and labels in the terminal's own colour: visible on a dark
+    # terminal as on a light one (plotext's default theme paints a white canvas).
+    plt.theme("clear")
+    plt.plot(xs, ys, marker="braille", color="green")
+    ticks, labels = time_ticks(xs)
+    plt.xticks(ticks, labels)
+    plt.title(f"{point} ({meta.unit})" if meta.unit else point)
     chart = plt.build()
-    if not sys.stdout.isatty():
-        chart = plt.uncolorize(chart)  # no colour codes in a file or a pipe
+    if not sys.stdout.isatty() or colour_off():
+        chart = plt.uncolorize(chart)  # no colour codes in a file, a pipe, or with NO_COLOR
     click.echo(chart)
 
 
-def _plot_png(point: str, xs: list[float], ys: list[float], path: Path) -> None:
-    import matplotlib.dates as mdates
+def _plot_png(point: str, xs: list[float], ys: list[float], path: Path, meta: PointMeta) -> None:
     import matplotlib.pyplot as plt
 
     stamps = [datetime.fromtimestamp(x).astimezone() for x in xs]
@@ -382,14 +468,21 @@ def _plot_png(point: str, xs: list[float], ys: list[float], path: Path) -> None:
     # does not say so.
     axes.plot(stamps, ys, linewidth=1)  # type: ignore[arg-type]
     axes.set_title(point)
+    # The axis labels stay English: matplotlib's default fonts have no Chinese glyphs.
     axes.set_xlabel("local time")
+    if meta.unit:
+        axes.set_ylabel(meta.unit)
     axes.grid(True, alpha=0.3)
-    axes.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=stamps[0].tzinfo))
-    figure.autofmt_xdate()
+    # The terminal chart's ticks: as precise as the span needs, each label once (a fixed
+    # "%m-%d %H:%M" repeated the same minute over a short range; matplotlib's concise
+    # labels repeat "10" for every minute's tenth second).
+    ticks, labels = time_ticks(xs, 7)
+    zone = stamps[0].tzinfo
+    axes.set_xticks([datetime.fromtimestamp(t, zone) for t in ticks], labels)  # type: ignore[arg-type]
     figure.tight_layout()
     try:
         figure.savefig(path, format="png")
     except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}")
+        fail(_("cannot write {path}: {problem}").format(path=path, problem=exc.strerror or exc))
     finally:
         plt.close(figure)

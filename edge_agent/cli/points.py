@@ -25,7 +25,7 @@ from edge_agent.cli.common import (
     socket_path,
     usage,
 )
-from edge_agent.config.base import parse_duration
+from edge_agent.i18n import _
 
 DEFAULT_OVERRIDE = "1h"
 COMMAND_TIMEOUT_S = 30.0  # a write waits for the device and its read-back
@@ -33,12 +33,17 @@ EXIT_REJECTED = exit_codes.REJECTED
 EXIT_FAILED = exit_codes.FAILED
 
 
-def _command(socket: Path | None, config_path: Path | None, body: dict[str, Any]) -> list[dict]:
+def _command(path: Path, body: dict[str, Any]) -> list[dict]:
     command = {"v": 1, "id": f"cli-{uuid.uuid4().hex[:16]}", **body}
-    answer = ask_agent(
-        socket_path(socket, config_path), "command", timeout=COMMAND_TIMEOUT_S, command=command
-    )
+    answer = ask_agent(path, "command", timeout=COMMAND_TIMEOUT_S, command=command)
     return answer.get("stages", [])
+
+
+def _shown(path: Path, point: str, value: object) -> str:
+    """`value` of `point` with its unit, at its resolution (from the agent's config)."""
+    from edge_agent.cli.status_view import NO_META, agent_meta, with_unit
+
+    return with_unit(value, agent_meta(path).get(point, NO_META))
 
 
 def _report(stages: list[dict], as_json: bool, describe) -> None:
@@ -50,11 +55,21 @@ def _report(stages: list[dict], as_json: bool, describe) -> None:
         click.echo(describe(final.get("result") or {}))
     if final["stage"] == "rejected":
         if not as_json:
-            click.echo(f"rejected ({final.get('reason')}): {final.get('message')}", err=True)
+            click.echo(
+                _("rejected ({reason}): {message}").format(
+                    reason=final.get("reason"), message=final.get("message")
+                ),
+                err=True,
+            )
         raise SystemExit(EXIT_REJECTED)
     if final["stage"] == "failed":
         if not as_json:
-            click.echo(f"failed ({final.get('reason')}): {final.get('message')}", err=True)
+            click.echo(
+                _("failed ({reason}): {message}").format(
+                    reason=final.get("reason"), message=final.get("message")
+                ),
+                err=True,
+            )
         raise SystemExit(EXIT_FAILED)
 
 
@@ -75,14 +90,14 @@ def parse_value(text: str) -> bool | int | float | str:
 
 def _held_until(hold: dict) -> str:
     if hold.get("ending"):
-        return "ending when protection allows"
+        return _("ending when protection allows")
     return _until(hold.get("until_ms"))
 
 
 def _until(ms: int | None) -> str:
     if ms is None:
-        return "until released"
-    return "until " + time.strftime("%H:%M:%S", time.localtime(ms / 1000))
+        return _("until released")
+    return _("until {time}").format(time=time.strftime("%H:%M:%S", time.localtime(ms / 1000)))
 
 
 @click.command(cls=NegativeNumbers)
@@ -113,28 +128,35 @@ def write(
     config_path: Path | None,
 ) -> None:
     """Override POINT with VALUE (a manual override, source 'manual')."""
+    from edge_agent.config.base import parse_duration
+
     if permanent and duration:
-        usage("--for and --permanent exclude each other")
+        usage(_("--for and --permanent exclude each other"))
     body: dict[str, Any] = {"type": "write", "point": point, "value": parse_value(value)}
     if not permanent:
         try:
             body["duration"] = parse_duration(duration or DEFAULT_OVERRIDE)
         except ValueError as exc:
-            usage(f"--for: {exc}")
+            usage(_("--for: {problem}").format(problem=exc))
     if priority is not None:
         body["priority"] = priority
     if dry_run:
         body["dry_run"] = True
 
+    path = socket_path(socket, config_path)
+
     def describe(result: dict) -> str:
         if result.get("dry_run"):
-            return f"{point} = {result.get('value')!r} would be accepted (dry run, nothing written)"
-        return (
-            f"{point} = {result.get('readback')!r} (read back), overridden by you "
-            f"{_until(result.get('until'))}"
+            return _("{point} = {value} would be accepted (dry run, nothing written)").format(
+                point=point, value=_shown(path, point, result.get("value"))
+            )
+        return _("{point} = {value} (read back), overridden by you {until}").format(
+            point=point,
+            value=_shown(path, point, result.get("readback")),
+            until=_until(result.get("until")),
         )
 
-    _report(_command(socket, config_path, body), as_json, describe)
+    _report(_command(path, body), as_json, describe)
 
 
 @click.command()
@@ -144,21 +166,29 @@ def write(
 @config_option(required=False, help="Site configuration, to find the agent's socket.")
 def release(point: str, as_json: bool, socket: Path | None, config_path: Path | None) -> None:
     """End your manual override of POINT."""
+    path = socket_path(socket, config_path)
 
     def describe(result: dict) -> str:
         if result.get("pending"):
-            return (
-                f"{point}: your override stays in force until equipment protection allows "
-                f"the change, then ends by itself ({result.get('protection')})"
-            )
+            return _(
+                "{point}: your override stays in force until equipment protection allows "
+                "the change, then ends by itself ({protection})"
+            ).format(point=point, protection=result.get("protection"))
         if result.get("effective") == "unchanged":
-            return f"{point} released (a higher source was in force; nothing changed)"
+            return _("{point} released (a higher source was in force; nothing changed)").format(
+                point=point
+            )
         effective = result.get("effective")
-        now = "the device's own control" if effective == "device" else f"the {effective} value"
-        readback = f" (reads {result['readback']!r})" if "readback" in result else ""
-        return f"{point} released; now follows {now}{readback}"
+        if effective == "device":
+            now = _("{point} released; now follows the device's own control")
+        else:
+            now = _("{point} released; now follows the {source} value")
+        text = now.format(point=point, source=effective)
+        if "readback" in result:
+            text += _(" (reads {value})").format(value=_shown(path, point, result["readback"]))
+        return text
 
-    _report(_command(socket, config_path, {"type": "release", "point": point}), as_json, describe)
+    _report(_command(path, {"type": "release", "point": point}), as_json, describe)
 
 
 @click.command()
@@ -167,14 +197,17 @@ def release(point: str, as_json: bool, socket: Path | None, config_path: Path | 
 @socket_option
 @config_option(required=False, help="Site configuration, to find the agent's socket.")
 def read(point: str, as_json: bool, socket: Path | None, config_path: Path | None) -> None:
-    """Read POINT from its device now."""
+    """Read POINT from its device now (with its unit, at its resolution)."""
+    path = socket_path(socket, config_path)
 
     def describe(result: dict) -> str:
         quality = result.get("quality")
-        note = "" if quality == "good" else f"  [{quality}: {result.get('quality_reason', '')}]"
-        return f"{point} = {result.get('value')!r}{note}"
+        shown = f"{point} = {_shown(path, point, result.get('value'))}"
+        if quality == "good":
+            return shown
+        return f"{shown}  [{_(str(quality))}: {result.get('quality_reason', '')}]"
 
-    _report(_command(socket, config_path, {"type": "read", "point": point}), as_json, describe)
+    _report(_command(path, {"type": "read", "point": point}), as_json, describe)
 
 
 @click.command()
@@ -185,30 +218,51 @@ def read(point: str, as_json: bool, socket: Path | None, config_path: Path | Non
 @config_option(required=False, help="Site configuration, to find the agent's socket.")
 def points(device: str | None, watch: bool, as_json: bool, socket: Path | None,
            config_path: Path | None) -> None:  # fmt: skip
-    """Latest value, quality and age of every point."""
+    """Latest value, unit, quality and age of every point.
+
+    On a terminal, a table that fits its width; piped, one tab-separated line per point
+    (a heading line first), or JSON with --json."""
     path = socket_path(socket, config_path)
 
     def ask() -> dict:
-        return ask_agent(path, "points", device=device) if device else ask_agent(path, "points")
+        answer = ask_agent(path, "points", device=device) if device else ask_agent(path, "points")
+        if device and not answer["points"]:
+            fail(
+                _("no points for device {device!r} (see 'edge-agent status' for device ids)")
+                .format(device=device)
+            )  # fmt: skip
+        return answer
 
     if as_json:
-        answer = ask()
-        click.echo(json.dumps(answer["points"], indent=2))
+        click.echo(json.dumps(ask()["points"], indent=2))
         return
-    from rich.console import Console
-    from rich.live import Live
+    from edge_agent.cli.status_view import Fitted, Sized, agent_meta, console, echo_lines, piped
 
-    def table():
+    meta = agent_meta(path)
+    if piped():
+        while True:
+            answer = ask()
+            echo_lines(_points_lines(answer["points"], answer.get("holds", {}), meta))
+            if not watch:
+                return
+            try:
+                time.sleep(1.0)
+            except KeyboardInterrupt:
+                return
+    out = console()
+
+    def table() -> Fitted:
         answer = ask()
-        if device and not answer["points"]:
-            fail(f"no points for device {device!r} (see 'edge-agent status' for device ids)")
-        return _points_table(answer["points"], answer.get("holds", {}))
+        values, holds = answer["points"], answer.get("holds", {})
+        return Fitted(Sized(lambda width: _points_table(values, holds, meta, width)))
 
     if not watch:
-        Console().print(table())
+        out.print(table())
         return
+    from rich.live import Live
+
     try:
-        with Live(table(), refresh_per_second=2, screen=False) as live:
+        with Live(table(), console=out, refresh_per_second=2, screen=False) as live:
             while True:
                 time.sleep(1.0)
                 live.update(table())
@@ -216,26 +270,99 @@ def points(device: str | None, watch: bool, as_json: bool, socket: Path | None,
         pass
 
 
-def _points_table(values: dict[str, dict], holds: dict[str, dict]):
-    from rich.markup import escape
-    from rich.table import Table
+def _point_rows(
+    values: dict[str, dict], holds: dict[str, dict], meta: dict
+) -> list[tuple[str, str, str, str, str, str, str]]:
+    """(ref, value, unit, quality, quality style, read, held by) of every point, by ref."""
+    from edge_agent.cli.status_view import NO_META, age, format_value
 
-    from edge_agent.cli.status_view import age
-
-    table = Table(padding=(0, 1))
-    for column in ("point", "value", "quality", "read", "held by"):
-        table.add_column(column, no_wrap=column != "value")
-    styles = {"good": "", "bad": "red", "stale": "yellow", "overridden": "cyan"}
+    rows = []
     for ref, p in sorted(values.items()):
+        point = meta.get(ref, NO_META)
         quality = p["quality"]
-        # Device strings and error reasons are text: a "[" in them is not markup.
-        shown = escape(quality if not p.get("reason") else f"{quality}: {p['reason']}")
+        shown = _(quality) if not p.get("reason") else f"{_(quality)}: {p['reason']}"
         hold = holds.get(ref)
-        table.add_row(
+        rows.append((
             ref,
-            "-" if p["value"] is None else escape(repr(p["value"])),
-            f"[{styles.get(quality, '')}]{shown}[/]" if styles.get(quality) else shown,
+            format_value(p["value"], point),
+            point.unit if p["value"] is not None else "",
+            shown,
+            QUALITY_STYLE.get(quality, ""),
             age(p["ts"]),
             "" if hold is None else f"{hold['source']} {_held_until(hold)}",
+        ))  # fmt: skip
+    return rows
+
+
+QUALITY_STYLE = {"bad": "red", "stale": "yellow", "overridden": "cyan"}
+
+
+def _headings() -> tuple[str, ...]:
+    return (_("point"), _("value"), _("unit"), _("quality"), _("read"), _("held by"))
+
+
+def _points_lines(values: dict[str, dict], holds: dict[str, dict], meta: dict) -> list[str]:
+    """For a pipe: a heading line, then one tab-separated line per point."""
+    from edge_agent.cli.status_view import tsv_line
+
+    rows = _point_rows(values, holds, meta)
+    return [tsv_line(_headings())] + [tsv_line(r[:4] + r[5:]) for r in rows]
+
+
+def _points_table(
+    values: dict[str, dict],
+    holds: dict[str, dict],
+    meta: dict | None = None,
+    width: int | None = None,
+):
+    """The table for `width` cells (None: as wide as it needs). Value, unit and age never
+    shrink: they are what the technician came for. What gives way, where it costs the
+    fewest lines: the hold and the quality's reason wrap, the point's name breaks after
+    its device."""
+    from rich.markup import escape
+
+    from edge_agent.cli.status_view import (
+        fit_widths,
+        ref_lines,
+        split_ref,
+        table,
+        text_width,
+        word_floor,
+        wrapped_lines,
+    )
+
+    rows = _point_rows(values, holds, meta or {})
+    headings = _headings()
+    columns = [
+        [h, *(row[i] for row in rows)] for h, i in zip(headings, (0, 1, 2, 3, 5, 6), strict=True)
+    ]
+    natural = [max(text_width(cell) for cell in cells) for cells in columns]
+    widths = (
+        natural
+        if width is None
+        else fit_widths(
+            columns,
+            {5: wrapped_lines, 3: wrapped_lines, 0: ref_lines},
+            {0: 12, 3: word_floor(columns[3], 8, 16), 5: word_floor(columns[5], 8, 16)},
+            width,
         )
-    return table
+    )
+    shown = table()
+    point, value, unit, quality, read, held = headings
+    shown.add_column(point, overflow="fold", max_width=widths[0])
+    shown.add_column(value, no_wrap=True, justify="right")
+    shown.add_column(unit, no_wrap=True)
+    shown.add_column(quality, overflow="fold", max_width=widths[3])
+    shown.add_column(read, no_wrap=True)
+    shown.add_column(held, overflow="fold", max_width=widths[5])
+    # Device strings and error reasons are text: a "[" in them is not markup.
+    for ref, text, units, state, style, age, hold in rows:
+        shown.add_row(
+            escape(split_ref(ref, widths[0])),
+            escape(text),
+            escape(units),
+            f"[{style}]{escape(state)}[/]" if style else escape(state),
+            age,
+            escape(hold),
+        )
+    return shown

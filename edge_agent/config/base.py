@@ -33,21 +33,51 @@ class Model(BaseModel):
 
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
 
-_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*")  # ASCII digits
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+# One duration: a number of seconds, or terms with units from the largest to the smallest,
+# each unit once: 500ms, 5s, 2m, 1h30m, 1d12h, 2h 30m, 1.5h. ASCII digits only.
+_TERM = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_LARGEST_FIRST = ("d", "h", "m", "s", "ms")
 
 
 def parse_duration(value: object) -> object:
-    """'500ms', '5s', '2m', '1h', '7d' or a plain number of seconds -> seconds (float)."""
+    """'500ms', '5s', '2m', '1h30m', '7d' or a plain number of seconds -> seconds (float)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 5s, 500ms, 2m")
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
-        match = _DURATION.fullmatch(value)
-        if match:
-            return float(match.group(1)) * _UNIT_S[match.group(2)]
+        seconds = duration_seconds(value)
+        if seconds is not None:
+            return seconds
     raise ValueError(f"expected a duration such as 5s, 500ms, 2m, got {value!r}")
+
+
+def duration_seconds(text: str) -> float | None:
+    """Seconds, or None if `text` is no duration. Raises ValueError for units out of order
+    (30m1h, 1h1h): more likely a slip than meant, and said as such."""
+    stripped = text.strip()
+    terms: list[tuple[str, str | None]] = []
+    position = 0
+    while position < len(stripped):
+        match = _TERM.match(stripped, position)
+        if match is None:
+            return None
+        terms.append((match.group(1), match.group(2)))
+        position = match.end()
+    if not terms:
+        return None
+    if len(terms) == 1 and terms[0][1] is None:
+        return float(terms[0][0])  # a plain number of seconds
+    if any(unit is None for _, unit in terms):
+        return None  # 1m30: every term of a compound duration has its unit
+    ranks = [_LARGEST_FIRST.index(unit) for _, unit in terms if unit is not None]
+    if ranks != sorted(set(ranks)):
+        raise ValueError(
+            f"{text!r}: write the units from the largest to the smallest, each once "
+            "(1h30m, not 30m1h)"
+        )
+    return sum(float(number) * _UNIT_S[unit] for number, unit in terms if unit is not None)
 
 
 # Seconds. Accepts numbers or strings with a unit. Finite: `.inf` would silently mean never.

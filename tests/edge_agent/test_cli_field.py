@@ -305,6 +305,23 @@ async def test_logs_from_the_running_agent(agent: Path) -> None:
     assert "unknown level 'loud'" in one_error_line(done)
 
 
+async def test_logs_since(agent: Path) -> None:
+    log = logs.get("test")
+    for i in range(150):
+        log.info("since test", n=i)
+    # With --since and no -n: every record from then on (more than -n's default of 100).
+    done = await cli("logs", "--socket", str(agent), "--since", "10m")
+    assert done.returncode == 0, done.stderr
+    assert sum("since test" in line for line in done.stdout.splitlines()) == 150
+    done = await cli("logs", "--socket", str(agent), "--since", "1h30m", "-n", "2")
+    assert [line.split("n=")[-1] for line in done.stdout.splitlines()] == ["148", "149"]
+    done = await cli("logs", "--socket", str(agent), "--since", "tomorrow")
+    assert done.returncode == 0 and done.stdout == ""
+    done = await cli("logs", "--socket", str(agent), "--since", "90")
+    assert done.returncode == 2
+    assert "'--since': '90': a bare number is ambiguous" in one_error_line(done)
+
+
 async def test_logs_from_an_agent_without_the_logs_request(tmp_path: Path) -> None:
     async def status(request: dict[str, Any]) -> dict[str, Any]:
         return {"uplink": "up"}
@@ -395,6 +412,10 @@ async def test_logs_without_an_agent_reads_the_journal(tmp_path: Path) -> None:
     assert argv_file.read_text() == "-u edge-agent -n 2000 --no-pager -o cat"
     shown = done.stdout.splitlines()
     assert len(shown) == 2 and "uplink down" in shown[0] and "boom" in shown[1]
+
+    done = await cli("logs", "--socket", str(sock), "--since", "@1764892800", env=env)
+    assert done.returncode == 0, done.stderr
+    assert argv_file.read_text() == "-u edge-agent --no-pager -o cat --since=@1764892800.000"
 
     sock.touch()  # a socket file left behind by a dead agent: also "not running"
     done = await cli("logs", "--socket", str(sock), "-n", "1", env=env)

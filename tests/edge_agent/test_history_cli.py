@@ -20,17 +20,20 @@ from edge_agent import SITE_CONFIG
 from edge_agent.points import Batch, Quality, Reading, wall_ms
 from edge_agent.store.outbox import Lane, Outbox, Record, TrafficClass
 from tests.edge_agent.store.writer import WRITER
+from tests.harness import REPO
 
-EDGE_AGENT = Path(sys.executable).parent / "edge-agent"
 MINUTE = 60_000
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI's entry point as `run_cli` runs it: this checkout's code, whichever
+    interpreter's `edge-agent` script is installed (a worktree has none of its own)."""
     return subprocess.run(
-        [str(EDGE_AGENT), *args],
+        [sys.executable, "-m", "edge_agent", *args],
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=REPO,
         env={**os.environ, **(env or {})},
     )
 
@@ -39,9 +42,9 @@ def iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def one_error(done: subprocess.CompletedProcess[str], text: str) -> None:
-    """Exit 1 with one line on stderr, containing `text`; no traceback."""
-    assert done.returncode == 1, (done.stdout, done.stderr)
+def one_error(done: subprocess.CompletedProcess[str], text: str, code: int = 1) -> None:
+    """Exit `code` with one line on stderr, containing `text`; no traceback."""
+    assert done.returncode == code, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert text in lines[0], lines[0]
@@ -81,13 +84,13 @@ def test_export_csv_of_points_to_stdout(store) -> None:
     done = run("export", "--store", str(path), "--since", "2h", "--points", "ahu-1.t,ahu-1.kwh")
     assert done.returncode == 0, done.stderr
     rows = list(csv.reader(io.StringIO(done.stdout)))
-    assert rows[0] == ["ts", "point", "value", "quality"]
+    assert rows[0] == ["ts", "point", "value", "quality", "unit"]
     expected = []
     for i in range(30):
         ts = start + i * MINUTE
         t = ["", "bad"] if i == 4 else [repr(round(20 + 0.1 * i, 1)), "good"]
-        expected.append([iso(ts), "ahu-1.t", *t])
-        expected.append([iso(ts - 1500), "ahu-1.kwh", str(10**6 + i), "stale"])
+        expected.append([iso(ts), "ahu-1.t", *t, ""])  # no config: no unit known
+        expected.append([iso(ts - 1500), "ahu-1.kwh", str(10**6 + i), "stale", ""])
     assert rows[1:] == expected  # delivered and waiting rows alike, in time order
     assert done.stderr == ""
 
@@ -134,7 +137,7 @@ def test_an_empty_range_is_said_on_stderr(store) -> None:
     path, start = store
     done = run("export", "--store", str(path), "--since", "5d", "--until", "4d")
     assert done.returncode == 0
-    assert done.stdout == "ts,point,value,quality\n"
+    assert done.stdout == "ts,point,value,quality,unit\n"
     assert "no readings between" in done.stderr
     assert f"it holds {iso(start)} to {iso(start + 29 * MINUTE)}" in done.stderr
 
@@ -166,13 +169,27 @@ def test_export_while_the_agent_writes(tmp_path: Path) -> None:
         (["--points", "ahu-1.nope"], "device 'ahu-1' has no point 'nope' (points: t, run, mode"),
         (["--points", "boiler.t"], "no device 'boiler'"),
         (["--device", "boiler"], "devices: ahu-1, ch-1"),
-        (["--since", "yesterday"], "--since 'yesterday': expected 'now', a duration"),
-        (["--since", "1h", "--until", "2h"], "must be before --until"),
     ],
 )
 def test_export_errors_are_one_line(store, args: list[str], message: str) -> None:
     path, _ = store
     one_error(run("export", "--store", str(path), *args), message)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterdy"], "'--since': 'yesterdy': expected now, today, yesterday, a"),
+        (["--until", "90"], "'--until': '90': a bare number is ambiguous: write 90s or 90m"),
+        (["--since", "30m1h"], "'--since': '30m1h': write the units from the largest to"),
+        (["--since", "1h", "--until", "2h"], "must be before --until"),
+    ],
+)
+def test_a_time_that_is_none_is_a_usage_error(store, args: list[str], message: str) -> None:
+    """Exit 2 (click's usage error), one line, for export and trend alike."""
+    path, _ = store
+    for command in (["export"], ["trend", "ahu-1.t"]):
+        one_error(run(*command, "--store", str(path), *args), message, code=2)
 
 
 def test_store_errors_are_one_line(store, tmp_path: Path) -> None:
@@ -200,7 +217,7 @@ def test_trend_in_the_terminal(store) -> None:
     assert "ch-1.t" in done.stdout and "\x1b[" not in done.stdout  # no colour in a pipe
     summary = done.stdout.strip().splitlines()[-1]
     assert summary.startswith("ch-1.t: 30 readings from ")
-    assert "min 20, max 22.9, last 22.9" in summary
+    assert "min 20.0, max 22.9, last 22.9" in summary  # 4 significant digits, one decimal
     bad = run("trend", "ahu-1.t", "--store", str(path), "--since", "2h")
     assert "; 1 without a value" in bad.stdout
 
@@ -240,3 +257,31 @@ def test_commands_are_registered() -> None:
     done = run("--help")
     assert done.returncode == 0
     assert "export" in done.stdout and "trend" in done.stdout
+
+
+@pytest.mark.parametrize("span_s", [90, 1800, 3 * 86400])
+def test_chart_ticks_are_labelled_once_and_the_axis_has_the_unit(
+    span_s: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Short spans once showed "11-24 08:00" five times (the label had no seconds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edge_agent.cli.history import _plot_png, time_ticks
+    from edge_agent.cli.status_view import PointMeta
+
+    start = 1764892800.0
+    xs = [start + span_s * i / 29 for i in range(30)]
+    ys = [7.0 + 0.1 * i for i in range(30)]
+    _ticks, labels = time_ticks(xs)  # the terminal chart's
+    assert len(labels) == len(set(labels)) >= 2
+    figures: list = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at it
+    _plot_png("ch-1.t", xs, ys, tmp_path / "t.png", PointMeta("degC", 1))
+    axes = figures[0].axes[0]
+    shown = [t.get_text() for t in axes.get_xticklabels() if t.get_text()]
+    assert len(shown) == len(set(shown)) >= 2, shown
+    assert axes.get_ylabel() == "degC"
+    figures[0].clf()

@@ -50,7 +50,7 @@ def test_device_strings_and_reasons_in_the_points_table_are_text() -> None:
     console = Console(width=200, record=True)
     console.print(_points_table(values, {}))
     text = console.export_text()
-    assert "'[/] [ALARM] [mg/L]'" in text
+    assert "[/] [ALARM] [mg/L]" in text
     assert "bad: timeout [unit 3]" in text
 
 
@@ -68,4 +68,4 @@ def test_a_full_disk_and_a_pending_hold_end_are_shown() -> None:
     assert "the disk is too small to keep anything useful" in text
     assert "1967 points never stored" in text
     assert "acknowledgements not recorded (12 waiting): database or disk is full" in text
-    assert "chiller-3.enable held by platform = True, ending: minimum on time" in text
+    assert "chiller-3.enable held by platform = true, ending: minimum on time" in text

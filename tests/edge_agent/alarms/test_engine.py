@@ -456,3 +456,30 @@ def test_message_placeholders_and_a_template_that_does_not_fit(rig: Rig) -> None
     engine.observe("d", [good("p", 2.25), good("s", "on")], T0)
     messages = {a["rule"]: a["message"] for a in engine.active()}
     assert messages == {"f": "f major: 2.2", "w": "{value:.1f} (value on)"}
+
+
+def test_ended_occurrences_are_kept_newest_first_across_a_restart(rig: Rig) -> None:
+    engine = rig.engine(HIGH)
+    first = raise_high(engine)
+    engine.ack("chw-warm", by="li.wei", note="chiller 2 tripped", now_ms=T0 + 20 * S)
+    clear_high(engine, T0 + 30 * S)  # acknowledged, then cleared: ended by the clear
+    second = raise_high(engine, T0 + 60 * S)
+    clear_high(engine, T0 + 90 * S)
+    third = raise_high(engine, T0 + 120 * S)  # the second, never acknowledged: superseded
+    assert [(a["id"], a["closed"]) for a in engine.history()] == [
+        (second, "superseded"),
+        (first, "cleared"),
+    ]
+    ended = engine.history()[1]
+    assert (ended["ack_by"], ended["ack_note"], ended["closed_ts"]) == (
+        "li.wei",
+        "chiller 2 tripped",
+        T0 + 35 * S,
+    )
+    engine.ack(third, by="zhang.min", now_ms=T0 + 150 * S)
+    clear_high(engine, T0 + 160 * S)
+    assert engine.history()[0]["id"] == third
+    again = rig.engine(HIGH, now=T0 + 200 * S)  # a restart: the history is on disk
+    assert [a["id"] for a in again.history()] == [third, second, first]
+    gone = rig.engine(now=T0 + 300 * S)  # the rule removed: its listed alarm ends too
+    assert gone.history()[0]["id"] == third  # nothing was listed: nothing new ended

@@ -151,4 +151,6 @@ def test_every_transition_is_saved(rig: Rig) -> None:
     engine.ack("hot", by="li.wei", now_ms=T0 + S)
     assert rig.saved()["alarms"][0]["state"] == "acknowledged"
     hot(engine, 100.0, T0 + 2 * S)
-    assert rig.saved() == {"v": 1, "alarms": []}
+    saved = rig.saved()
+    assert (saved["v"], saved["alarms"]) == (1, [])
+    assert [(a["rule"], a["closed"]) for a in saved["ended"]] == [("hot", "cleared")]

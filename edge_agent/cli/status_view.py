@@ -443,7 +443,7 @@ def render_status(status: dict[str, Any]) -> Group:
     state_style = "green" if up["state"] == "connected" else "red"
     row(
         _("uplink"),
-        f"[{state_style}]{escape(up['state'])}[/] {escape(up['endpoint'] or '')}".rstrip(),
+        f"[{state_style}]{escape(_(up['state']))}[/] {escape(up['endpoint'] or '')}".rstrip(),
         _("published {n}").format(n=up["published"]),
         _("in flight {n}").format(n=up["in_flight"]),
         _("connects {n}").format(n=up["connects"]),

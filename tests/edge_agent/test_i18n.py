@@ -103,3 +103,28 @@ def test_the_cli_reads_the_site_locale_of_its_config(tmp_path):
         capture_output=True, text=True, cwd=REPO, env={**env, "LANG": "en_US.UTF-8"},
     )  # fmt: skip
     assert english.stderr.splitlines()[-1].startswith("error: "), english.stderr
+
+
+def test_the_words_shown_cover_the_vocabulary_of_the_code():
+    """Each state the agent can report has its entry in cli.words (and so its Chinese)."""
+    import re
+    import typing
+
+    from edge_agent.alarms.engine import AlarmState
+    from edge_agent.alarms.rules import SEVERITY_RANK
+    from edge_agent.cli import words
+    from edge_agent.points import Quality
+
+    assert set(words.SEVERITIES) == set(SEVERITY_RANK)
+    assert set(words.ALARM_STATES) == set(typing.get_args(AlarmState))
+    assert set(words.QUALITIES) == {q.value for q in Quality}
+    source = lambda *parts: (REPO.joinpath(*parts)).read_text()  # noqa: E731
+    modes = set(re.findall(r'\.mode(?:, [\w.]+)? = "(\w+)"', source("control_loops", "runner.py")))
+    modes |= set(re.findall(r'mode = "(\w+)" if', source("control_loops", "runner.py")))
+    assert modes and modes <= set(words.LOOP_MODES), modes - set(words.LOOP_MODES)
+    states = set(
+        re.findall(r'self\.state(?:, [\w.]+)? = "(\w+)"', source("edge_agent", "uplink.py"))
+    )
+    assert states == set(words.UPLINK_STATES)
+    endings = set(re.findall(r'"(rule \w+)"', source("edge_agent", "alarms", "engine.py")))
+    assert endings | {"superseded"} == set(words.ALARM_ENDINGS)

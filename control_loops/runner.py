@@ -46,6 +46,7 @@ from edge_agent.commands import messages as m
 from edge_agent.commands.context import CommandPath, Context, Execution
 from edge_agent.commands.messages import Reason, Rejected, Source
 from edge_agent.events import EventSink
+from edge_agent.i18n import _
 from edge_agent.points import Quality, Value, wall_ms
 from edge_agent.recent import Recent
 
@@ -181,7 +182,7 @@ class LoopRunner:
                 self._step(lp, now)
             except Exception as exc:  # one broken loop must not stop the others
                 log.exception("loop step failed", loop=lp.id)
-                lp.result = f"step failed: {type(exc).__name__}: {exc}"
+                lp.result = _("step failed: {error}").format(error=f"{type(exc).__name__}: {exc}")
             us = (time.perf_counter() - started) * 1e6
             lp.step_us, lp.step_us_max, lp.steps = us, max(lp.step_us_max, us), lp.steps + 1
             self.timings_us.add(us)
@@ -219,7 +220,7 @@ class LoopRunner:
             # that taking over again is bumpless.
             lp.mode, lp.safe_reason = "standby", None
             lp.written.clear()
-            lp.result = f"standing by: {leader.id} in control"
+            lp.result = _("standing by: {leader} in control").format(leader=leader.id)
             lp.track(self._actual(lp.cfg.outputs()[0]), values, dt)
             return
         problems = lp.bad(problems)
@@ -289,15 +290,21 @@ class LoopRunner:
         for name, ref in lp.cfg.inputs().items():
             reading = self.cache.get(ref)
             if reading is None:
-                problems[name] = f"{ref} has no reading"
+                problems[name] = _("{point} has no reading").format(point=ref)
             elif reading.quality not in (Quality.GOOD, Quality.OVERRIDDEN):
                 why = f" ({reading.reason})" if reading.reason else ""
-                problems[name] = f"{ref} is {reading.quality.value}{why}"
+                problems[name] = _("{point} is {quality}{why}").format(
+                    point=ref, quality=_(reading.quality.value), why=why
+                )
             elif stale_after is not None and now_ms - reading.ts > stale_after * 1000:
                 age = (now_ms - reading.ts) / 1000
-                problems[name] = f"{ref} is {age:.0f} s old (stale_after {stale_after:g} s)"
+                problems[name] = _("{point} is {age} s old (stale_after {limit} s)").format(
+                    point=ref, age=f"{age:.0f}", limit=f"{stale_after:g}"
+                )
             elif (value := finite(reading.value)) is None:
-                problems[name] = f"{ref} is not a number ({reading.value!r})"
+                problems[name] = _("{point} is not a number ({value!r})").format(
+                    point=ref, value=reading.value
+                )
             else:
                 values[name] = value
         lp.inputs = {name: values.get(name) for name in lp.cfg.inputs()}
@@ -371,7 +378,7 @@ class LoopRunner:
         stage, reason = final["stage"], final.get("reason")
         if stage == "done":
             lp.written[ref] = value
-            lp.result = f"wrote {ref} = {value}"
+            lp.result = _("wrote {point} = {value}").format(point=ref, value=value)
             lp.retry_at.pop(ref, None)
             return
         lp.result = f"{stage}: {reason}: {final.get('message')}"

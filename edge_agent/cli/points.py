@@ -183,7 +183,7 @@ def release(point: str, as_json: bool, socket: Path | None, config_path: Path | 
             now = _("{point} released; now follows the device's own control")
         else:
             now = _("{point} released; now follows the {source} value")
-        text = now.format(point=point, source=effective)
+        text = now.format(point=point, source=_(str(effective)))
         if "readback" in result:
             text += _(" (reads {value})").format(value=_shown(path, point, result["readback"]))
         return text
@@ -289,7 +289,7 @@ def _point_rows(
             shown,
             QUALITY_STYLE.get(quality, ""),
             age(p["ts"]),
-            "" if hold is None else f"{hold['source']} {_held_until(hold)}",
+            "" if hold is None else f"{_(hold['source'])} {_held_until(hold)}",
         ))  # fmt: skip
     return rows
 

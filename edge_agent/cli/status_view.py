@@ -412,7 +412,7 @@ def _commands_state(state: str | None) -> str:
     if state in (None, "off"):
         return ""
     colour = "green" if state == "subscribed" else "red"
-    return _("commands {state}").format(state=f"[{colour}]{escape(str(state))}[/]")
+    return _("commands {state}").format(state=f"[{colour}]{escape(_(str(state)))}[/]")
 
 
 SEVERITY_STYLE = {"critical": "bold red", "major": "red", "minor": "yellow"}
@@ -497,7 +497,7 @@ def render_status(status: dict[str, Any]) -> Group:
                 continue
             severity = alarm["severity"]
             colour = SEVERITY_STYLE.get(severity, "")
-            shown = escape(severity)
+            shown = escape(_(severity))
             head.add_row(
                 "",
                 f"[{colour}]{shown}[/] {escape(alarm['message'])}"
@@ -518,7 +518,7 @@ def render_status(status: dict[str, Any]) -> Group:
         for hold in commands["holds"]:
             if hold["source"] in ("manual", "platform"):
                 held = _("{point} held by {source} = {value}").format(
-                    point=hold["point"], source=hold["source"], value=format_value(hold["value"])
+                    point=hold["point"], source=_(hold["source"]), value=format_value(hold["value"])
                 )
                 if hold.get("ending"):
                     held += _(", ending: {why}").format(why=hold["ending"])

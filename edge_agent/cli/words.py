@@ -19,3 +19,5 @@ LOOP_MODES = (
 UPLINK_STATES = (
     N_("starting"), N_("connecting"), N_("connected"), N_("disconnected"), N_("stopped"),
 )  # fmt: skip
+COMMAND_STATES = (N_("off"), N_("subscribing"), N_("subscribed"), N_("refused"))
+SOURCES = (N_("safety"), N_("manual"), N_("platform"), N_("auto"))

@@ -113,6 +113,7 @@ def test_the_words_shown_cover_the_vocabulary_of_the_code():
     from edge_agent.alarms.engine import AlarmState
     from edge_agent.alarms.rules import SEVERITY_RANK
     from edge_agent.cli import words
+    from edge_agent.commands.messages import Source
     from edge_agent.points import Quality
 
     assert set(words.SEVERITIES) == set(SEVERITY_RANK)
@@ -126,5 +127,8 @@ def test_the_words_shown_cover_the_vocabulary_of_the_code():
         re.findall(r'self\.state(?:, [\w.]+)? = "(\w+)"', source("edge_agent", "uplink.py"))
     )
     assert states == set(words.UPLINK_STATES)
+    commands = set(re.findall(r'self\.commands = "(\w+)"', source("edge_agent", "uplink.py")))
+    assert commands | {"off"} == set(words.COMMAND_STATES)
+    assert set(words.SOURCES) == {s.name.lower() for s in Source}
     endings = set(re.findall(r'"(rule \w+)"', source("edge_agent", "alarms", "engine.py")))
     assert endings | {"superseded"} == set(words.ALARM_ENDINGS)

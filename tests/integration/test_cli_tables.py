@@ -264,3 +264,38 @@ def test_export_and_trend_with_units(agent: AgentProcess, tmp_path: Path) -> Non
     assert chart.splitlines()[-1].endswith("min 42.1 %, max 42.1 %, last 42.1 %")
     screen = terminal("trend", "ahu-1.valve", *config, "--since", "10m", env={"NO_COLOR": "1"})
     assert ESCAPE not in screen
+
+
+# -- in Chinese --------------------------------------------------------------------------------
+
+ZH = {"NO_COLOR": "1", "LANG": "zh_CN.UTF-8"}
+
+
+def _cell_offset(line: str, token: str) -> int:
+    return cell_len(line[: line.index(token)])
+
+
+def test_the_tables_in_chinese_fit_and_keep_their_columns(agent: AgentProcess) -> None:
+    """Wide characters take two cells: the columns still line up and 80 cells still fit."""
+    lines = fits(terminal("points", *socket(agent), env=ZH))
+    heading = lines[0]
+    assert heading.split() == ["点位", "数值", "单位", "质量", "读取", "保持者"]
+    units = [(line, unit) for line in lines[2:] for unit in (" degC ", " kPa ", " % ", " kW ")
+             if unit in line]  # fmt: skip
+    assert len(units) == 5, lines
+    assert {_cell_offset(line, unit) + 1 for line, unit in units} == {_cell_offset(heading, "单位")}
+    assert all("正常" in line for line, _unit in units)  # the quality, in Chinese too
+
+    status = "\n".join(fits(terminal("status", *socket(agent), env=ZH)))
+    for word in ("站点 / 网关", "上行", "连接中", "积压", "存储", "报警", "命令", "设备", "重要"):
+        assert word in status, (word, status)
+    assert "published" not in status and "subscribing" not in status
+    loops = "\n".join(fits(terminal("loops", *socket(agent), env=ZH)))
+    assert "控制回路" in loops and "自动" in loops and re.search(r"= \d+\.\d+ degC", loops)
+    alarms = "\n".join(fits(terminal("alarms", *socket(agent), env=ZH)))
+    assert "活动" in alarms and "（未确认）" in alarms
+
+    rows = [line.split("\t") for line in piped("points", *socket(agent), env=ZH).splitlines()]
+    assert rows[0] == ["点位", "数值", "单位", "质量", "读取", "保持者"]
+    assert ["ahu-1.supply", "1.019", "degC", "正常"] == rows[[r[0] for r in rows].index(
+        "ahu-1.supply")][:4]  # fmt: skip

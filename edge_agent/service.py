@@ -6,12 +6,12 @@ polled, publish the backlog for at most `uplink.flush_timeout`, say offline, clo
 in reverse order, exit 0.
 
 SIGHUP (and config_apply): the file is validated again; a bad config is reported and the
-running one kept. A valid one is compared with the running one (`plan`): the same
+running one kept. A valid one is compared with the running one (`reload.plan`): the same
 `config_hash` changes nothing; otherwise the runtime changes in place only what depends on
 what changed: a device whose settings or link changed is closed and opened again, every
 other device keeps its driver, its poller, its schedule and its counters. Only a change of
 the store or of the identity (site, gateway) ends the runtime and starts a new one (the
-store outlives runtimes, so even that loses nothing). docs/configuration.md, "Reload".
+store outlives runtimes, so even that loses nothing). docs/configuration.md, "Reloading".
 """
 
 from __future__ import annotations
@@ -30,16 +30,24 @@ from typing import Any
 
 from control_loops.protection import FlowInterlock, Protection
 from control_loops.runner import LoopRunner
-from drivers.base import AnyDriver, DeviceUnavailable, Driver, Keeps, Link
+from drivers.base import AnyDriver, Link
 from drivers.registry import driver_class
-from edge_agent import __version__, config_apply, logs, metrics, sd_notify, status_report, watchdog
+from edge_agent import (
+    __version__,
+    config_apply,
+    logs,
+    metrics,
+    reload,
+    sd_notify,
+    status_report,
+    watchdog,
+)
 from edge_agent.alarms.engine import AlarmEngine, AlarmError
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages
 from edge_agent.commands.audit import Audit
 from edge_agent.commands.context import Context, Execution
 from edge_agent.commands.router import CommandRouter
-from edge_agent.config.base import DeviceBase
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.models import AgentConfig
@@ -48,7 +56,7 @@ from edge_agent.events import Events
 from edge_agent.local_api import AgentAlreadyRunning, LocalServer
 from edge_agent.local_api import Handler as LocalHandler
 from edge_agent.local_logs import logs_handler
-from edge_agent.points import Batch, Reading, Value, wall_ms
+from edge_agent.points import Batch, Reading, wall_ms
 from edge_agent.scheduler import ClockWatch, Poller
 from edge_agent.store.worker import StoreWorker
 from edge_agent.uplink import Uplink
@@ -110,174 +118,17 @@ class Control:
         self.changed.set()
 
 
-# -- what a change of configuration changes ----------------------------------------------------
-
-# What the router, the loops and protection never read of a device: how it is polled and
-# reached. A device changed in these only is restarted under the command layer, which runs
-# on; any other change of a device rebuilds that layer too (it is built from the devices).
-_POLLING_ONLY = {"name", "poll_interval", "connection", "link"}
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceSpec:
-    """What a device's driver and poller are made of: the device, the key of the link it
-    shares with other devices (one `Link`: one lock, one gap) and that link's gap."""
-
-    device: DeviceBase
-    link: str
-    gap: float
-
-
-def device_specs(config: AgentConfig) -> dict[str, DeviceSpec]:
-    """The enabled devices, in the configuration's order."""
-    gaps = {link.id: link.gap for link in config.links}
-    return {
-        d.id: DeviceSpec(
-            d, d.link or driver_class(d.driver).link_key(d), gaps.get(d.link or "", 0.0)
-        )
-        for d in config.devices
-        if d.enabled
-    }
-
-
-def _command_view(config: AgentConfig) -> tuple[object, ...]:
-    """What the command layer (router, loops, protection, flow interlock) is built from."""
-    devices = [d.model_dump(exclude=_POLLING_ONLY) for d in config.devices if d.enabled]
-    return devices, config.loops, config.protection
-
-
-def restarts_runtime(old: AgentConfig, new: AgentConfig) -> bool:
-    """The store and the identity are the process's: a new runtime on a new store."""
-    return old.store != new.store or old.identity != new.identity
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What `Runtime.apply` does to go from one configuration to the next."""
-
-    stop: tuple[str, ...]  # devices whose poller stops and driver closes
-    start: tuple[str, ...]  # devices whose driver opens and poller starts (in this order)
-    control: bool  # the command layer is rebuilt: router, loops, protection, interlock
-    alarms: bool  # the alarm engine is rebuilt (its state file carries the alarms over)
-    uplink: bool  # the uplink reconnects
-    local: bool  # the local socket moves
-    metrics: bool  # the metrics port moves
-
-    @property
-    def restarted(self) -> list[str]:
-        return [d for d in self.start if d in self.stop]
-
-
-def plan(old: AgentConfig | None, new: AgentConfig) -> Plan:
-    """From `old` (None: nothing runs yet) to `new`, which `restarts_runtime` accepts.
-
-    A device restarts when its own settings or its link's changed (a `links:` gap, moving to
-    another link); devices sharing a link with it keep theirs. The uplink reconnects on any
-    change: its retained `online` status carries the config_hash, which must name the
-    configuration that runs (docs/mqtt-api.md)."""
-    before = device_specs(old) if old is not None else {}
-    after = device_specs(new)
-    stop = tuple(d for d, spec in before.items() if after.get(d) != spec)
-    start = tuple(d for d, spec in after.items() if before.get(d) != spec)
-    if old is None:  # the alarm engine and the uplink are made with the runtime
-        return Plan(stop, start, control=True, alarms=False, uplink=True, local=True,
-                    metrics=True)  # fmt: skip
-    return Plan(
-        stop,
-        start,
-        control=_command_view(old) != _command_view(new),
-        alarms=old.alarms != new.alarms,
-        uplink=old.config_hash != new.config_hash,
-        local=old.local != new.local,
-        metrics=old.metrics != new.metrics,
-    )
-
-
 # -- the pieces a runtime keeps per device ------------------------------------------------------
-
-
-class _Guard(Driver[Any, Any]):
-    """The command layer's handle on a device's driver. When the device restarts, the
-    guard is retired: what is under way on the driver finishes first (bounded), and what
-    comes then fails as the device being unavailable, never on a closed driver (which
-    would open itself again, and hold its connection for ever), until the new driver's
-    guard takes its place."""
-
-    name = "guard"
-
-    def __init__(self, driver: AnyDriver) -> None:
-        super().__init__(driver.device, driver.link)
-        self.driver = driver
-        self._calls = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._retired = False
-
-    @contextlib.asynccontextmanager
-    async def _use(self) -> AsyncIterator[AnyDriver]:
-        if self._retired:
-            raise DeviceUnavailable("restarting")
-        self._calls += 1
-        self._idle.clear()
-        try:
-            yield self.driver
-        finally:
-            self._calls -= 1
-            if not self._calls:
-                self._idle.set()
-
-    async def read(self, points: Sequence[Any]) -> list[Reading]:
-        async with self._use() as driver:
-            return await driver.read(points)
-
-    async def write(self, point: Any, value: Value, priority: int | None = None) -> Reading:
-        async with self._use() as driver:
-            return await driver.write(point, value, priority)
-
-    async def release(self, point: Any, priority: int | None = None) -> Reading:
-        async with self._use() as driver:
-            return await driver.release(point, priority)
-
-    async def released_value(self, point: Any, priority: int | None = None) -> Value | Keeps:
-        async with self._use() as driver:
-            return await driver.released_value(point, priority)
-
-    async def retire(self, timeout: float) -> None:
-        self._retired = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
-
-
-class _PrioritisedGuard(_Guard):
-    priorities = True  # the router asks the driver it holds
-
-
-def _guard(driver: AnyDriver) -> _Guard:
-    return (_PrioritisedGuard if driver.priorities else _Guard)(driver)
 
 
 @dataclass(slots=True)
 class _Running:
     """A device being polled."""
 
-    spec: DeviceSpec
+    spec: reload.DeviceSpec
     driver: AnyDriver
     poller: Poller
     task: asyncio.Task[None]
-
-
-class _Cache(PointCache):
-    """The point cache outlives reloads, so what is no longer configured must leave it.
-    (`forget` belongs to PointCache, edge_agent/cache.py, whose owner may take it over.)"""
-
-    def forget(self, device: str, keep: frozenset[str] = frozenset()) -> None:
-        """Drop `device`'s points but those in `keep` (all of them: the device is gone)."""
-        prefix = f"{device}."
-        for ref in [r for r in self._entries if r.startswith(prefix)]:
-            if ref[len(prefix) :] not in keep:
-                del self._entries[ref]
-        if not keep:
-            self._stale_after.pop(device, None)
 
 
 class _AlarmsOf:
@@ -313,7 +164,7 @@ class Runtime:
         self.store = store
         self.events = events
         self.started = started
-        self.cache = _Cache()
+        self.cache = PointCache()
         self.identity = config.identity
         self.uplink = Uplink(config, store, __version__, self._on_command, events)
         self.router: CommandRouter | None = None
@@ -370,7 +221,7 @@ class Runtime:
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
-                changes = plan(None, self.config)
+                changes = reload.plan(None, self.config)
                 await self.apply(self.config, changes)
                 for name, factory in (
                     ("clock", ClockWatch(self.events).run),
@@ -414,7 +265,7 @@ class Runtime:
             new, control.new_config = control.new_config, None
             if new is None:
                 continue
-            if restarts_runtime(self.config, new):
+            if reload.restarts_runtime(self.config, new):
                 return new
             if self._confirm is not None and not self._confirm.done():
                 self._confirm.cancel()  # a newer configuration came before it was confirmed
@@ -422,12 +273,11 @@ class Runtime:
             if new.config_hash == self.config.config_hash:
                 log.info("configuration unchanged", config_hash=new.config_hash)
             else:
-                changes = plan(self.config, new)
+                changes = reload.plan(self.config, new)
                 await self.apply(new, changes)
                 log.info("configuration applied", config_hash=new.config_hash,
                          restarted=changes.restarted,
-                         started=[d for d in changes.start if d not in changes.stop],
-                         stopped=[d for d in changes.stop if d not in changes.start],
+                         started=changes.started, stopped=changes.stopped,
                          commands_rebuilt=changes.control, alarms_rebuilt=changes.alarms,
                          uplink_reconnected=changes.uplink)  # fmt: skip
                 self.events.emit("config_applied", config_hash=new.config_hash)
@@ -449,10 +299,10 @@ class Runtime:
 
     # -- changing the configuration --------------------------------------------------------
 
-    async def apply(self, new: AgentConfig, changes: Plan) -> None:
+    async def apply(self, new: AgentConfig, changes: reload.Plan) -> None:
         """Go over to `new` as `changes` says (at start: everything starts)."""
         self.health = None
-        specs = device_specs(new)
+        specs = reload.device_specs(new)
         if changes.alarms:
             self.alarms = self._alarm_engine(new)
         if changes.control:
@@ -485,7 +335,7 @@ class Runtime:
         assert self._uplink_task is not None
         self.health = watchdog.runtime_health(self.store.stats, self._uplink_task)
 
-    async def _start_device(self, spec: DeviceSpec, phase: float) -> None:
+    async def _start_device(self, spec: reload.DeviceSpec, phase: float) -> None:
         assert self._tg is not None
         device = spec.device
         link = self._links.setdefault(spec.link, Link(spec.link, spec.gap))
@@ -506,13 +356,13 @@ class Runtime:
         name = f"poll:{device.id}"
         task = self._tg.create_task(supervise(name, poller.run, self.events), name=name)
         self._devices[device.id] = _Running(spec, driver, poller, task)
-        self._guards[device.id] = _guard(driver)
+        self._guards[device.id] = reload.guard(driver)
 
-    async def _stop_device(self, device_id: str, after: DeviceSpec | None) -> None:
+    async def _stop_device(self, device_id: str, after: reload.DeviceSpec | None) -> None:
         """Stop polling the device and close its driver; `after`: what it restarts as."""
         running = self._devices.pop(device_id)
         guard = self._guards.get(device_id)
-        if isinstance(guard, _Guard):
+        if isinstance(guard, reload.DriverGuard):
             await guard.retire(COMMAND_DRAIN_S)  # a command under way on it finishes first
         if after is None:
             self._guards.pop(device_id, None)
@@ -877,7 +727,7 @@ async def serve(
     events: Events | None = None  # once the store is open
     reloads: set[asyncio.Task[None]] = set()  # referenced until done (the loop's are weak)
 
-    def reload() -> None:
+    def on_sighup() -> None:
         if events is None:  # the store is still opening: nothing runs yet to reload
             log.warning("reload ignored: the agent is still starting")
             return
@@ -885,7 +735,7 @@ async def serve(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
     store = _store_for(config)
     await store.open()

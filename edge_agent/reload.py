@@ -72,7 +72,7 @@ class Plan:
     start: tuple[str, ...]  # devices whose driver opens and poller starts (in this order)
     control: bool  # the command layer is rebuilt: router, loops, protection, interlock
     alarms: bool  # the alarm engine is rebuilt (its state file carries the alarms over)
-    uplink: bool  # the uplink reconnects
+    uplink: bool  # the uplink reconnects (else it announces the new config_hash)
     local: bool  # the local socket moves
     metrics: bool  # the metrics port moves
 
@@ -93,9 +93,9 @@ def plan(old: AgentConfig | None, new: AgentConfig) -> Plan:
     """From `old` (None: nothing runs yet) to `new`, which `restarts_runtime` accepts.
 
     A device restarts when its own settings or its link's changed (a `links:` gap, moving to
-    another link); devices sharing a link with it keep theirs. The uplink reconnects on any
-    change: its retained `online` status carries the config_hash, which must name the
-    configuration that runs (docs/mqtt-api.md)."""
+    another link); devices sharing a link with it keep theirs. The uplink reconnects only
+    when its own settings changed; otherwise the connection stays and its retained `online`
+    status is published again with the new config_hash (docs/mqtt-api.md)."""
     before = device_specs(old) if old is not None else {}
     after = device_specs(new)
     stop = tuple(d for d, spec in before.items() if after.get(d) != spec)
@@ -108,7 +108,7 @@ def plan(old: AgentConfig | None, new: AgentConfig) -> Plan:
         start,
         control=command_view(old) != command_view(new),
         alarms=old.alarms != new.alarms,
-        uplink=old.config_hash != new.config_hash,
+        uplink=old.uplink != new.uplink,
         local=old.local != new.local,
         metrics=old.metrics != new.metrics,
     )

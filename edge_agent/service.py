@@ -323,6 +323,8 @@ class Runtime:
             self._register_commands(self.router)  # config_apply knows the running config
         if changes.uplink:
             await self._connect_uplink(new)
+        else:
+            self.uplink.announce(new.config_hash)
         assert self._tg is not None
         if changes.local:
             await _cancel(self._local_task)

@@ -57,7 +57,15 @@ def test_a_poll_interval_restarts_that_device_under_the_running_command_layer(tm
     plan = reload.plan(_load(site), _load(_changed(site, "ahu-1", poll_interval=0.3)))
     assert plan.restarted == ["ahu-1"] and not plan.started + plan.stopped
     assert not plan.control and not plan.alarms and not plan.local and not plan.metrics
-    assert plan.uplink  # the retained status names the config_hash that runs
+    assert not plan.uplink  # the connection stays (and announces the new config_hash)
+
+
+def test_new_uplink_settings_reconnect(tmp_path):
+    site = _site(tmp_path)
+    new = copy.deepcopy(site)
+    new["uplink"]["flush_timeout"] = 7
+    plan = reload.plan(_load(site), _load(new))
+    assert plan.uplink and plan.start == plan.stop == () and not plan.control
 
 
 def test_what_the_router_reads_of_a_device_rebuilds_the_command_layer(tmp_path):

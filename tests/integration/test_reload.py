@@ -254,8 +254,11 @@ def test_a_changed_device_restarts_alone_and_the_others_poll_on(plant, platform,
     assert list(after["devices"]) == ["ahu-1", "ahu-2", "meter", "chiller"]
     events = [m.body for m in platform.messages if m.body.get("type") == "config_applied"]
     assert [e["config_hash"] for e in events] == [after["config_hash"]]
+    # The connection stays; its retained status says what runs now (no offline between).
+    assert after["uplink"]["connects"] == before["uplink"]["connects"] == 1
+    assert after["uplink"]["published"] > before["uplink"]["published"]
     statuses = [m.body for m in platform.messages if m.topic.endswith("/status")]
-    assert statuses[-1]["state"] == "online"  # and says what runs now
+    assert [s["state"] for s in statuses] == ["online", "online"], statuses
     assert statuses[-1]["config_hash"] == after["config_hash"]
     assert "Address already in use" not in agent.log()
     assert any(m.startswith("READY=1") for m in _notified(notify_socket))

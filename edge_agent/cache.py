@@ -26,6 +26,16 @@ class PointCache:
     def configure_device(self, device: str, stale_after_s: float) -> None:
         self._stale_after[device] = stale_after_s
 
+    def forget(self, device: str, keep: frozenset[str] = frozenset()) -> None:
+        """Drop `device`'s points but those in `keep` (none: the device is gone). The cache
+        outlives a reload, so what is no longer configured must leave it."""
+        prefix = f"{device}."
+        for ref in [r for r in self._entries if r.startswith(prefix)]:
+            if ref[len(prefix) :] not in keep:
+                del self._entries[ref]
+        if not keep:
+            self._stale_after.pop(device, None)
+
     def update(self, device: str, readings: tuple[Reading, ...] | list[Reading]) -> None:
         now = time.monotonic()
         entries = self._entries

@@ -2,12 +2,13 @@
 a crash (docs/mqtt-api.md, docs/configuration.md).
 
 The transaction: the pushed text is validated; the journal records the command and the
-previous text; the file is replaced atomically; the agent restarts its runtime on it; the
-new runtime answers `done` once it polls and reaches the broker within
-`commands.apply_confirm`, or puts the previous file and configuration back and answers
-`failed` (`config_failed`, `rolled_back`).
+previous text; the file is replaced atomically; the runtime goes over to it as a SIGHUP
+does (edge_agent/reload.py: only the devices whose configuration changed restart); it
+answers `done` once it polls and reaches the broker within `commands.apply_confirm`, or
+puts the previous file and configuration back and answers `failed` (`config_failed`,
+`rolled_back`).
 
-The journal: a config_apply replaces the site file, then the agent restarts on it and
+The journal: a config_apply replaces the site file, then the agent applies it and
 confirms (or rolls back). If the process dies in between (the new config crashes it, a
 power cut, a stop), systemd would start it again on the new, unconfirmed file. So before
 the file is replaced, `.<name>.applying` beside it records the command id and the previous
@@ -146,7 +147,7 @@ class PendingApply:
     """A config_apply under way: confirmed (or rolled back) by the runtime it starts."""
 
     command_id: str
-    config: AgentConfig  # what the next runtime runs
+    config: AgentConfig  # what the runtime runs next
     previous_text: str  # the file as it was, to restore
     previous: AgentConfig
     rollback: str | None = None  # why the new config was abandoned
@@ -175,7 +176,7 @@ def prepare(
 ) -> Execution:
     """The `config_apply` handler's checks (raising `Rejected`), and the execution that
     writes the file and hands the new config to the service (`request_apply`); the answer
-    then comes from the next runtime (`confirm`)."""
+    then comes from the runtime once it runs the new one (`confirm`)."""
     if path is None or request_apply is None:
         raise messages.Rejected(
             messages.Reason.UNAVAILABLE, "this agent was not started from a config file"
@@ -250,7 +251,7 @@ async def confirm(
     timeout: float,
 ) -> None:
     """In the runtime the apply started: `done` once it is up; otherwise restore the old
-    file and config (the runtime after this one answers, in `rolled_back`)."""
+    file and config (answered in `rolled_back` once the previous config runs again)."""
     why = await runtime.wait_up(timeout)
     if runtime.router is None:
         return  # the journal stays: the next start rolls back

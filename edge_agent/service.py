@@ -1,10 +1,17 @@
 """The agent process: supervision, signals, orderly shutdown and config reload.
 
-One `Runtime` runs one configuration: drivers, pollers, uplink, clock watch and the local
-socket, as named tasks in a TaskGroup. The store outlives runtimes, so a reload loses
-nothing. SIGTERM/SIGINT: stop polling, commit what was polled, publish the backlog for at
-most `uplink.flush_timeout`, say offline, close drivers in reverse order, exit 0.
-SIGHUP: validate the file again; a bad config is reported and the running one kept.
+One `Runtime` runs the configuration: drivers, pollers, uplink, clock watch and the local
+socket, as named tasks in a TaskGroup. SIGTERM/SIGINT: stop polling, commit what was
+polled, publish the backlog for at most `uplink.flush_timeout`, say offline, close drivers
+in reverse order, exit 0.
+
+SIGHUP (and config_apply): the file is validated again; a bad config is reported and the
+running one kept. A valid one is compared with the running one (`reload.plan`): the same
+`config_hash` changes nothing; otherwise the runtime changes in place only what depends on
+what changed: a device whose settings or link changed is closed and opened again, every
+other device keeps its driver, its poller, its schedule and its counters. Only a change of
+the store or of the identity (site, gateway) ends the runtime and starts a new one (the
+store outlives runtimes, so even that loses nothing). docs/configuration.md, "Reloading".
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import json
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +32,22 @@ from control_loops.protection import FlowInterlock, Protection
 from control_loops.runner import LoopRunner
 from drivers.base import AnyDriver, Link
 from drivers.registry import driver_class
-from edge_agent import __version__, config_apply, logs, metrics, sd_notify, status_report, watchdog
+from edge_agent import (
+    __version__,
+    config_apply,
+    logs,
+    metrics,
+    reload,
+    sd_notify,
+    status_report,
+    watchdog,
+)
 from edge_agent.alarms.engine import AlarmEngine, AlarmError
 from edge_agent.cache import PointCache
 from edge_agent.commands import messages
 from edge_agent.commands.audit import Audit
 from edge_agent.commands.context import Context, Execution
 from edge_agent.commands.router import CommandRouter
-from edge_agent.config.base import DeviceBase
 from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.models import AgentConfig
@@ -40,7 +56,7 @@ from edge_agent.events import Events
 from edge_agent.local_api import AgentAlreadyRunning, LocalServer
 from edge_agent.local_api import Handler as LocalHandler
 from edge_agent.local_logs import logs_handler
-from edge_agent.points import Batch, wall_ms
+from edge_agent.points import Batch, Reading, wall_ms
 from edge_agent.scheduler import ClockWatch, Poller
 from edge_agent.store.worker import StoreWorker
 from edge_agent.uplink import Uplink
@@ -102,8 +118,38 @@ class Control:
         self.changed.set()
 
 
+# -- the pieces a runtime keeps per device ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Running:
+    """A device being polled."""
+
+    spec: reload.DeviceSpec
+    driver: AnyDriver
+    poller: Poller
+    task: asyncio.Task[None]
+
+
+class _AlarmsOf:
+    """The pollers' watcher: whichever alarm engine the runtime has now (a reload of the
+    rules replaces it under pollers that run on)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def observe(self, device: str, readings: Sequence[Reading], now_ms: int) -> None:
+        self._runtime.alarms.observe(device, readings, now_ms)
+
+    def device_down(self, device: str, reason: str, now_ms: int) -> None:
+        self._runtime.alarms.device_down(device, reason, now_ms)
+
+    def device_recovered(self, device: str, now_ms: int) -> None:
+        self._runtime.alarms.device_recovered(device, now_ms)
+
+
 class Runtime:
-    """Everything that depends on one configuration."""
+    """Everything that depends on the configuration, changed in place on a reload."""
 
     def __init__(
         self,
@@ -121,151 +167,295 @@ class Runtime:
         self.cache = PointCache()
         self.identity = config.identity
         self.uplink = Uplink(config, store, __version__, self._on_command, events)
-        self.pollers: list[Poller] = []
         self.router: CommandRouter | None = None
         self.loops: LoopRunner | None = None
         self.protection: Protection | None = None
         self._commands: set[asyncio.Task] = set()
         self.control: Control | None = None
         self.up = asyncio.Event()  # set once READY was reported
-        self.alarms = AlarmEngine(
-            config.alarms, store.submit, store.path.parent / "alarms.json", self.identity
-        )
-        # What the process watchdog asks while this runtime runs; None while it starts or
-        # stops (a swap or a shutdown is deliberate and bounded, not a failure).
+        self.alarms = self._alarm_engine(config)
+        # What the process watchdog asks while this runtime runs; None while it starts,
+        # changes or stops (deliberate and bounded, not a failure).
         self.health: watchdog.HealthCheck | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._audit: Audit | None = None
+        self._devices: dict[str, _Running] = {}  # in the configuration's order
+        self._links: dict[str, Link] = {}
+        self._guards: dict[str, AnyDriver] = {}  # what the router holds, by device
+        self._watcher = _AlarmsOf(self)
+        self._uplink_task: asyncio.Task[None] | None = None
+        self._control_tasks: list[asyncio.Task[None]] = []  # loops, protection, interlock
+        self._router_tasks: list[asyncio.Task[None]] = []  # holds, audit
+        self._helpers: list[asyncio.Task[None]] = []
+        self._local_task: asyncio.Task[None] | None = None
+        self._metrics_task: asyncio.Task[None] | None = None
+        self._confirm: asyncio.Task[None] | None = None
+        # Commands wait while the command layer is rebuilt, and those under way are let
+        # finish before it is: they go to one router or the other, never half to each.
+        self._commands_open = asyncio.Event()
+        self._under_way = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
-    async def run(self, control: Control) -> None:
-        self.control = control
-        devices = [d for d in self.config.devices if d.enabled]
-        async with contextlib.AsyncExitStack() as stack:
-            links: dict[str, Link] = {}
-            gaps = {link.id: link.gap for link in self.config.links}
-            drivers: dict[str, AnyDriver] = {}
-            for index, device in enumerate(devices):
-                driver = drivers[device.id] = await self._open_driver(device, links, gaps, stack)
-                stagger = device.poll_interval * index / max(1, len(devices))
-                self.pollers.append(
-                    Poller(
-                        device,
-                        driver,
-                        self.store.submit_batch,
-                        self.cache,
-                        self.events,
-                        stagger,
-                        watcher=self.alarms,
-                    )
-                )
-            audit = await self.store.call(Audit, self.store.path)
-            stack.push_async_callback(self.store.call, audit.close)
-            state_dir = self.store.path.parent
-            protection = Protection(
-                self.config.protection, self.cache, state_dir / "protection.json", self.events
-            )
-            self.router = CommandRouter(
-                devices, drivers, self.cache, self.store, audit, self.identity, protection,
-                self.events,
-            )  # fmt: skip
-            self.loops = LoopRunner(
-                self.config.loops, self.cache, self.router, self.events,
-                persist=functools.partial(self.store.call, audit.save_loop_settings),
-            )  # fmt: skip
-            self.protection = protection
-            self._register_commands(self.router)
-            await self.router.start()
-            # What loop commands changed outlives a restart, not a change of the loop.
-            for stale in self.loops.restore(await self.store.call(audit.loop_settings)):
-                await self.store.call(audit.delete_loop_settings, stale)
-            interlock = FlowInterlock(protection, self.router, self.events)
-            async with asyncio.TaskGroup() as tg:
-                uplink = tg.create_task(
-                    supervise("uplink", self.uplink.run, self.events), name="uplink"
-                )
-                polls = [
-                    tg.create_task(
-                        supervise(f"poll:{p.device.id}", p.run, self.events),
-                        name=f"poll:{p.device.id}",
-                    )
-                    for p in self.pollers
-                ]
-                helpers = [
-                    tg.create_task(
-                        supervise("clock", ClockWatch(self.events).run, self.events), name="clock"
-                    ),
-                    tg.create_task(self._local_server(), name="local-socket"),
-                    tg.create_task(
-                        supervise("backlog-report", self._report_backlog, self.events),
-                        name="backlog-report",
-                    ),
-                    tg.create_task(
-                        supervise("holds", self.router.expire_holds, self.events), name="holds"
-                    ),
-                    tg.create_task(
-                        supervise("audit", self.router.prune_audit, self.events), name="audit"
-                    ),
-                    tg.create_task(
-                        supervise("alarms", self._tick_alarms, self.events), name="alarms"
-                    ),
-                ]
-                control_tasks = [
-                    tg.create_task(supervise(name, factory, self.events), name=name)
-                    for name, factory in (
-                        ("loops", self.loops.run),
-                        ("protection", protection.run),
-                        ("flow-interlock", interlock.run),
-                    )
-                ]
-                if (port := self.config.metrics.prometheus_port) is not None:
-                    helpers.append(tg.create_task(self._metrics(port), name="metrics"))
-                self.health = watchdog.runtime_health(self.store.stats, uplink)
-                sd_notify.notify(f"READY=1\nSTATUS=polling {len(devices)} devices")
-                self.up.set()
-                log.info("agent running", devices=len(devices), config_hash=self.config.config_hash)
-                await control.changed.wait()
-                # Loops stop first: their writes in flight finish while drivers and the
-                # audit are still open.
-                for task in control_tasks:
-                    task.cancel()
-                await asyncio.gather(*control_tasks, return_exceptions=True)
-                await self._shutdown(polls, uplink, helpers)
-        log.info("drivers closed")
+    @property
+    def pollers(self) -> list[Poller]:
+        return [running.poller for running in self._devices.values()]
 
-    async def _open_driver(
+    def _alarm_engine(self, config: AgentConfig) -> AlarmEngine:
+        path = self.store.path.parent / "alarms.json"
+        return AlarmEngine(config.alarms, self.store.submit, path, self.identity)
+
+    async def run(
         self,
-        device: DeviceBase,
-        links: dict[str, Link],
-        gaps: dict[str, float],
-        stack: contextlib.AsyncExitStack,
-    ) -> AnyDriver:
-        cls = driver_class(device.driver)
-        key = device.link or cls.link_key(device)
-        link = links.setdefault(key, Link(key, gaps.get(device.link or "", 0.0)))
-        driver = cls(device, link)
+        control: Control,
+        pending: PendingApply | None = None,
+        interrupted: InterruptedApply | None = None,
+    ) -> AgentConfig | None:
+        """Run until asked to stop (None), or until a configuration comes that needs a new
+        runtime (returned; `restarts_runtime`). Every other change is applied in place.
+        `pending`: the config_apply this runtime confirms; `interrupted`: one the last run
+        of the agent left unfinished, still to be answered."""
+        self.control = control
+        restart = None
+        self._audit = await self.store.call(Audit, self.store.path)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                changes = reload.plan(None, self.config)
+                await self.apply(self.config, changes)
+                for name, factory in (
+                    ("clock", ClockWatch(self.events).run),
+                    ("backlog-report", self._report_backlog),
+                    ("alarms", self._tick_alarms),
+                ):
+                    self._helpers.append(
+                        tg.create_task(supervise(name, factory, self.events), name=name)
+                    )
+                self._ready()
+                self.up.set()
+                log.info("agent running", devices=len(self._devices),
+                         config_hash=self.config.config_hash)  # fmt: skip
+                if pending is not None:
+                    self._start_confirm(pending)
+                elif interrupted is not None:
+                    self._confirm = asyncio.get_running_loop().create_task(
+                        self.report_interrupted(interrupted, self.config.commands.apply_confirm),
+                        name="report-interrupted-apply",
+                    )
+                restart = await self._follow(control)
+                if self._confirm is not None and not self._confirm.done():
+                    self._confirm.cancel()
+                await self._shutdown()
+        finally:
+            if self._audit is not None:
+                await self.store.call(self._audit.close)
+            for running in reversed(self._devices.values()):
+                await _close_driver(running.driver)
+            log.info("drivers closed")
+        return restart
+
+    async def _follow(self, control: Control) -> AgentConfig | None:
+        """Apply the configurations asked for, one after the other, until a stop (None) or
+        one that needs a new runtime (returned, its config_apply left in `control`)."""
+        while True:
+            await control.changed.wait()
+            control.changed.clear()
+            if control.stop:
+                return None
+            new, control.new_config = control.new_config, None
+            if new is None:
+                continue
+            if reload.restarts_runtime(self.config, new):
+                return new
+            if self._confirm is not None and not self._confirm.done():
+                self._confirm.cancel()  # a newer configuration came before it was confirmed
+            pending, control.pending_apply = control.pending_apply, None
+            if new.config_hash == self.config.config_hash:
+                log.info("configuration unchanged", config_hash=new.config_hash)
+            else:
+                changes = reload.plan(self.config, new)
+                await self.apply(new, changes)
+                log.info("configuration applied", config_hash=new.config_hash,
+                         restarted=changes.restarted,
+                         started=changes.started, stopped=changes.stopped,
+                         commands_rebuilt=changes.control, alarms_rebuilt=changes.alarms,
+                         uplink_reconnected=changes.uplink)  # fmt: skip
+                self.events.emit("config_applied", config_hash=new.config_hash)
+            self._ready()
+            if pending is not None:
+                self._start_confirm(pending)
+
+    def _ready(self) -> None:
+        sd_notify.notify(f"READY=1\nSTATUS=polling {len(self._devices)} devices")
+
+    def _start_confirm(self, pending: PendingApply) -> None:
+        """Confirm (or roll back) the config_apply that the running configuration came from.
+        Not in the task group: what goes wrong there must not end the runtime."""
+        assert self.control is not None
+        timeout = self.config.commands.apply_confirm
+        self._confirm = asyncio.get_running_loop().create_task(
+            self.confirm_apply(pending, self.control, timeout), name="confirm-apply"
+        )
+
+    # -- changing the configuration --------------------------------------------------------
+
+    async def apply(self, new: AgentConfig, changes: reload.Plan) -> None:
+        """Go over to `new` as `changes` says (at start: everything starts)."""
+        self.health = None
+        specs = reload.device_specs(new)
+        if changes.alarms:
+            self.alarms = self._alarm_engine(new)
+        if changes.control:
+            await self._stop_control()
+        # Together: a device waits for no other's driver to let go (up to 5 s each).
+        await asyncio.gather(*(self._stop_device(d, specs.get(d)) for d in changes.stop))
+        used = {running.spec.link for running in self._devices.values()}
+        self._links = {key: link for key, link in self._links.items() if key in used}
+        for index, device_id in enumerate(changes.start):
+            # Spread over one interval the devices that start together (all of them at
+            # start), so that they do not all poll at the same instant.
+            await self._start_device(specs[device_id], index / len(changes.start))
+        self._devices = {d: self._devices[d] for d in specs}
+        self.config = new
+        if changes.control:
+            await self._start_control(new)
+        elif self.router is not None:
+            self._register_commands(self.router)  # config_apply knows the running config
+        if changes.uplink:
+            await self._connect_uplink(new)
+        else:
+            self.uplink.announce(new.config_hash)
+        assert self._tg is not None
+        if changes.local:
+            await _cancel(self._local_task)
+            self._local_task = self._tg.create_task(self._local_server(), name="local-socket")
+        if changes.metrics:
+            await _cancel(self._metrics_task)
+            self._metrics_task = None
+            if (port := new.metrics.prometheus_port) is not None:
+                self._metrics_task = self._tg.create_task(self._metrics(port), name="metrics")
+        assert self._uplink_task is not None
+        self.health = watchdog.runtime_health(self.store.stats, self._uplink_task)
+
+    async def _start_device(self, spec: reload.DeviceSpec, phase: float) -> None:
+        assert self._tg is not None
+        device = spec.device
+        link = self._links.setdefault(spec.link, Link(spec.link, spec.gap))
+        driver = driver_class(device.driver)(device, link)
         try:
             await driver.open()
         except Exception as exc:
             log.warning("driver open failed", device=device.id, error=str(exc))
-        stack.push_async_callback(_close_driver, driver)
-        return driver
+        poller = Poller(
+            device,
+            driver,
+            self.store.submit_batch,
+            self.cache,
+            self.events,
+            device.poll_interval * phase,
+            watcher=self._watcher,
+        )
+        name = f"poll:{device.id}"
+        task = self._tg.create_task(supervise(name, poller.run, self.events), name=name)
+        self._devices[device.id] = _Running(spec, driver, poller, task)
+        self._guards[device.id] = reload.guard(driver)
 
-    async def _shutdown(
-        self, polls: list[asyncio.Task], uplink: asyncio.Task, helpers: list[asyncio.Task]
-    ) -> None:
+    async def _stop_device(self, device_id: str, after: reload.DeviceSpec | None) -> None:
+        """Stop polling the device and close its driver; `after`: what it restarts as."""
+        running = self._devices.pop(device_id)
+        guard = self._guards.get(device_id)
+        if isinstance(guard, reload.DriverGuard):
+            await guard.retire(COMMAND_DRAIN_S)  # a command under way on it finishes first
+        if after is None:
+            self._guards.pop(device_id, None)
+        await _cancel(running.task)
+        await _close_driver(running.driver)
+        keep = frozenset(p.id for p in after.device.points) if after is not None else frozenset()
+        self.cache.forget(device_id, keep)
+
+    async def _start_control(self, config: AgentConfig) -> None:
+        """The command layer: protection, router, loops, flow interlock, and their tasks."""
+        assert self._tg is not None and self._audit is not None
+        audit = self._audit
+        devices = [d for d in config.devices if d.enabled]
+        state = self.store.path.parent / "protection.json"
+        protection = Protection(config.protection, self.cache, state, self.events)
+        self.router = router = CommandRouter(
+            devices, self._guards, self.cache, self.store, audit, self.identity, protection,
+            self.events,
+        )  # fmt: skip
+        self.loops = LoopRunner(
+            config.loops, self.cache, router, self.events,
+            persist=functools.partial(self.store.call, audit.save_loop_settings),
+        )  # fmt: skip
+        self.protection = protection
+        self._register_commands(router)
+        await router.start()
+        # What loop commands changed outlives a restart, not a change of the loop.
+        for stale in self.loops.restore(await self.store.call(audit.loop_settings)):
+            await self.store.call(audit.delete_loop_settings, stale)
+        interlock = FlowInterlock(protection, router, self.events)
+        tg = self._tg
+        self._control_tasks = [
+            tg.create_task(supervise(name, factory, self.events), name=name)
+            for name, factory in (
+                ("loops", self.loops.run),
+                ("protection", protection.run),
+                ("flow-interlock", interlock.run),
+            )
+        ]
+        self._router_tasks = [
+            tg.create_task(supervise(name, factory, self.events), name=name)
+            for name, factory in (("holds", router.expire_holds), ("audit", router.prune_audit))
+        ]
+        self._commands_open.set()
+
+    async def _stop_control(self) -> None:
+        """Loops stop first (their writes under way finish while drivers are open), then
+        the commands under way finish; new ones wait for the next router."""
+        self._commands_open.clear()
+        await _cancel(*self._control_tasks)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), COMMAND_DRAIN_S)
+        await _cancel(*self._router_tasks)
+        self._control_tasks, self._router_tasks = [], []
+
+    async def _connect_uplink(self, config: AgentConfig) -> None:
+        """(Re)connect with `config`. Nothing is lost meanwhile: what is not published yet
+        stays in the outbox, and the new connection publishes it."""
+        assert self._tg is not None
+        if self._uplink_task is not None:
+            await self.uplink.stop(0)
+            try:
+                await asyncio.wait_for(self._uplink_task, self.uplink.STOP_MARGIN_S)
+            except TimeoutError:
+                log.warning("uplink did not stop in time; cancelled")
+            self.uplink = Uplink(config, self.store, __version__, self._on_command, self.events)
+        factory = self.uplink.run
+        self._uplink_task = self._tg.create_task(
+            supervise("uplink", factory, self.events), name="uplink"
+        )
+
+    async def _shutdown(self) -> None:
         self.health = None  # the uplink is about to end on purpose
+        # Loops stop first: their writes in flight finish while drivers and the audit are
+        # still open.
+        await _cancel(*self._control_tasks)
         if self._commands:  # let writes under way finish (and answer) before drivers close
             await asyncio.wait(list(self._commands), timeout=COMMAND_DRAIN_S)
-        for task in polls:
-            task.cancel()
-        await asyncio.gather(*polls, return_exceptions=True)
+        await _cancel(*(running.task for running in self._devices.values()))
         await self.store.flush()  # once: what the store refuses now is counted at close
         await self.uplink.stop(self.config.uplink.flush_timeout)
         bound = self.config.uplink.flush_timeout + self.uplink.STOP_MARGIN_S
+        assert self._uplink_task is not None
         try:  # on timeout wait_for cancels it (e.g. asleep in its backoff after a crash)
-            await asyncio.wait_for(uplink, bound)
+            await asyncio.wait_for(self._uplink_task, bound)
         except TimeoutError:
             log.warning("uplink did not stop in time; cancelled")
-        for task in helpers:
-            task.cancel()
+        others = (*self._router_tasks, *self._helpers, self._local_task, self._metrics_task)
+        for other in others:
+            if other is not None:
+                other.cancel()
 
     async def _report_backlog(self) -> None:
         """A journal line a minute while data waits to be published (an outage, a slow
@@ -402,9 +592,29 @@ class Runtime:
         if len(self._commands) >= MAX_COMMANDS_IN_FLIGHT:
             router.refuse_busy(payload)
             return
-        task = asyncio.get_running_loop().create_task(router.receive(payload, retained=retained))
+        task = asyncio.get_running_loop().create_task(self._receive(payload, retained))
         self._commands.add(task)
         task.add_done_callback(self._commands.discard)
+
+    async def _receive(self, payload: bytes, retained: bool) -> None:
+        async with self._commanding() as router:
+            await router.receive(payload, retained=retained)
+
+    @contextlib.asynccontextmanager
+    async def _commanding(self) -> AsyncIterator[CommandRouter]:
+        """The router to carry out a command, once the command layer is up (it waits while
+        the layer is rebuilt); counted while under way."""
+        while not self._commands_open.is_set():  # woken, and closed again meanwhile: wait
+            await self._commands_open.wait()
+        assert self.router is not None
+        self._under_way += 1
+        self._idle.clear()
+        try:
+            yield self.router
+        finally:
+            self._under_way -= 1
+            if not self._under_way:
+                self._idle.set()
 
     async def _status_result(self) -> dict[str, Any]:
         return await self.status()
@@ -425,8 +635,7 @@ class Runtime:
 
     async def command(self, request: dict[str, Any]) -> dict[str, Any]:
         """The technician's command over the local socket (source: manual)."""
-        router = self.router
-        if router is None:
+        if self.router is None:
             return {"stages": [], "error": "starting"}
         try:
             command = messages.decode(json.dumps(request.get("command")))
@@ -435,7 +644,8 @@ class Runtime:
                                 "reason": exc.reason.value, "message": exc.message}]}  # fmt: skip
         stages: list[dict[str, Any]] = []
         context = Context(messages.Source.MANUAL, request["peer"])
-        await router.execute(command, context, stages.append)
+        async with self._commanding() as router:
+            await router.execute(command, context, stages.append)
         return {"stages": stages}
 
     async def _local_server(self) -> None:
@@ -478,6 +688,14 @@ class Runtime:
         }
 
 
+async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel the tasks and wait until they have ended."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+
+
 async def _close_driver(driver: AnyDriver) -> None:
     try:
         async with asyncio.timeout(DRIVER_CLOSE_TIMEOUT_S):
@@ -513,7 +731,7 @@ async def serve(
     events: Events | None = None  # once the store is open
     reloads: set[asyncio.Task[None]] = set()  # referenced until done (the loop's are weak)
 
-    def reload() -> None:
+    def on_sighup() -> None:
         if events is None:  # the store is still opening: nothing runs yet to reload
             log.warning("reload ignored: the agent is still starting")
             return
@@ -521,12 +739,11 @@ async def serve(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
     store = _store_for(config)
     await store.open()
-    identity = config.identity
-    events = Events(store.submit_event, identity)
+    events = Events(store.submit_event, config.identity)
     writer = loop.create_task(supervise("store-writer", store.run, events), name="store-writer")
     events.emit(
         "agent_started", version=__version__, config_hash=config.config_hash, pid=os.getpid()
@@ -543,39 +760,29 @@ async def serve(
     pending: PendingApply | None = None
     try:
         while not control.stop:  # a SIGTERM while the store opened: no runtime at all
-            control.changed.clear()
             runtime = Runtime(config, store, events, started, config_path)
-            confirm = None
-            if pending is not None:
-                confirm = loop.create_task(
-                    runtime.confirm_apply(pending, control, config.commands.apply_confirm),
-                    name="confirm-apply",
-                )
-            elif interrupted is not None:
-                confirm = loop.create_task(
-                    runtime.report_interrupted(interrupted, config.commands.apply_confirm),
-                    name="report-interrupted-apply",
-                )
-                interrupted = None
-            await runtime.run(control)
-            if confirm is not None and not confirm.done():
-                confirm.cancel()
-            if control.stop:
+            restart = await runtime.run(control, pending, interrupted)
+            interrupted = None
+            if restart is None:
                 break
+            # The store or the identity changed: what the runtime cannot change in place.
             pending, control.pending_apply = control.pending_apply, None
-            previous, config = config, control.new_config or config
+            previous, config = config, restart
             if config.store != previous.store:
                 # The outbox moves with its settings; everything committed so far stays in
                 # the old file and is published from there by an agent started on it.
                 log.warning("store settings changed; reopening", path=str(config.store.path))
-                await store.close()
-                store = _store_for(config)
-                await store.open()
-                writer.cancel()
-                events = Events(store.submit_event, identity)
-                writer = loop.create_task(
-                    supervise("store-writer", store.run, events), name="store-writer"
-                )
+            else:
+                log.warning("site or gateway changed; reopening the store", **config.identity)
+            # The store says who it is in what it writes itself (data_evicted, ...).
+            await store.close()
+            store = _store_for(config)
+            await store.open()
+            writer.cancel()
+            events = Events(store.submit_event, config.identity)
+            writer = loop.create_task(
+                supervise("store-writer", store.run, events), name="store-writer"
+            )
             events.emit("config_applied", config_hash=config.config_hash)
     finally:
         sd_notify.notify("STOPPING=1")
@@ -599,6 +806,7 @@ async def _reload(path: Path, control: Control, events: Events) -> None:
         )
         return
     log.info("configuration valid; applying", config_hash=config.config_hash)
-    # systemd's reload protocol: RELOADING=1 now, READY=1 when the new runtime is up.
+    # systemd's reload protocol: RELOADING=1 now, READY=1 once the runtime runs the new
+    # configuration (at once when it is the running one).
     sd_notify.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
     control.request_reload(config)

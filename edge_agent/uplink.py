@@ -110,6 +110,7 @@ class Uplink:
             self.cfg.topic_prefix, config.site.id, config.gateway.id
         )
         self._online = {"version": version, "config_hash": config.config_hash}
+        self._announce = False  # the online status changed: publish it again
         self._on_command = on_command
         self._events = events
         self.ignored_messages = 0
@@ -338,12 +339,7 @@ class Uplink:
             # Before `online`: the broker handles one connection's packets in order, so a
             # command the platform sends once it sees `online` finds the subscription.
             self._subscribe_commands(client)
-        client.publish(
-            self.topics.status,
-            payloads.status(self.identity, "online", wall_ms(), **self._online),
-            qos=1,
-            retain=True,
-        )
+        self._say_online(client)
         await self.store.call(self.store.outbox.mark_boundary, self._boundary)
         self._wake.set()
         idle = False
@@ -362,6 +358,8 @@ class Uplink:
             self._wake.clear()
             if not self._connected:
                 return
+            if self._announce:
+                self._say_online(client)
             due = self._acks_due(self._take_acks())
             free = self.cfg.inflight - len(self._inflight)
             stopping = self._stop_deadline is not None
@@ -446,6 +444,22 @@ class Uplink:
             self._inflight[info.mid] = row.id
             self.published += 1
         return True
+
+    def announce(self, config_hash: str) -> None:
+        """Another configuration runs on this connection: the retained `online` status says
+        so (at once if connected, else when the next connection is made)."""
+        self._online = {**self._online, "config_hash": config_hash}
+        self._announce = True
+        self._wake.set()
+
+    def _say_online(self, client: mqtt.Client) -> None:
+        self._announce = False
+        client.publish(
+            self.topics.status,
+            payloads.status(self.identity, "online", wall_ms(), **self._online),
+            qos=1,
+            retain=True,
+        )
 
     async def _say_offline(self, client: mqtt.Client, timeout: float) -> None:
         """A clean shutdown is announced (the Last Will only covers unclean ones)."""

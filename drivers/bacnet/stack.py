@@ -2,6 +2,14 @@
 
 Only one application can own a UDP port, so every BACnet device of an agent that uses the
 same local address and port shares one application (refcounted, closed with the last).
+
+bacpypes3 closes its sockets a loop iteration after `Application.close()` returns, and
+binds them in a task that may not have run yet: an application closed and a new one asked
+for on the same port right away (a device restarted on a reload) found the port taken by
+the old one ("Address already in use"), and one closed before it was bound kept the port
+for ever once the bind came. The registry remembers what it is closing, closes a pending
+bind once it lands, and lets a new application take over a port only its own closing one
+still holds.
 """
 
 from __future__ import annotations
@@ -61,14 +69,42 @@ def build_application(
     return app
 
 
+def _servers(app: Application) -> list[Any]:
+    """The application's UDP servers (bacpypes3's IPv4DatagramServer, one per link layer)."""
+    servers = (getattr(ll, "server", None) for ll in app.link_layers.values())
+    return [s for s in servers if s is not None]
+
+
 async def until_bound(app: Application, timeout: float = 5.0) -> None:
     """Wait until the application's sockets are bound: bacpypes3 binds in a background
     task, and a server must not be announced before it can receive."""
     async with asyncio.timeout(timeout):
-        for link_layer in app.link_layers.values():
-            ready = getattr(getattr(link_layer, "server", None), "_local_transport_ready", None)
+        for server in _servers(app):
+            ready = getattr(server, "_local_transport_ready", None)
             if ready is not None:
                 await ready.wait()
+
+
+def close_application(app: Application) -> None:
+    """Close the sockets bound, and those still being bound as soon as they are."""
+    app.close()
+    for server in _servers(app):
+        for task in getattr(server, "_transport_tasks", ()):
+            if not task.done():  # its own callback stores the transport, then this closes it
+                task.add_done_callback(lambda _task, server=server: server.close())
+
+
+def holds_port(app: Application) -> bool:
+    """Whether a socket of the application is still open, or still to be bound."""
+    for server in _servers(app):
+        if any(not task.done() for task in getattr(server, "_transport_tasks", ())):
+            return True
+        for name in ("local_transport", "broadcast_transport"):
+            transport = getattr(server, name, None)
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is not None and sock.fileno() != -1:
+                return True
+    return False
 
 
 class ClientApplication(Application):
@@ -120,11 +156,20 @@ class StackRegistry:
     """Applications by local bind address; acquire/release are refcounted."""
 
     _apps: dict[str, _Shared] = field(default_factory=dict)
+    # Applications released last, by bind address, until their sockets are closed.
+    _closing: dict[str, ClientApplication] = field(default_factory=dict)
 
     def acquire(self, bind_address: str, instance: int) -> ClientApplication:
         shared = self._apps.get(bind_address)
         if shared is None:
-            check_free(bind_address)
+            closing = self._closing.pop(bind_address, None)
+            try:
+                check_free(bind_address)
+            except OSError:
+                # Our own application, closed a moment ago, still holds it: its socket goes
+                # before the new one binds (both bind with SO_REUSEPORT in any case).
+                if closing is None or not holds_port(closing):
+                    raise
             app = build_application(
                 ClientApplication,
                 bind_address,
@@ -157,7 +202,8 @@ class StackRegistry:
         shared.users -= 1
         if shared.users <= 0:
             del self._apps[bind_address]
-            shared.app.close()
+            close_application(shared.app)
+            self._closing[bind_address] = shared.app
 
     def __contains__(self, bind_address: str) -> bool:
         return bind_address in self._apps

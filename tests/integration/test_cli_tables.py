@@ -297,5 +297,5 @@ def test_the_tables_in_chinese_fit_and_keep_their_columns(agent: AgentProcess) -
 
     rows = [line.split("\t") for line in piped("points", *socket(agent), env=ZH).splitlines()]
     assert rows[0] == ["点位", "数值", "单位", "质量", "读取", "保持者"]
-    assert ["ahu-1.supply", "1.019", "degC", "正常"] == rows[[r[0] for r in rows].index(
-        "ahu-1.supply")][:4]  # fmt: skip
+    supply = next(row for row in rows if row[0] == "ahu-1.supply")
+    assert supply[:4] == ["ahu-1.supply", "1.019", "degC", "正常"]

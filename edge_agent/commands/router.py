@@ -11,6 +11,7 @@ config, backfill, status, rebirth).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import time
@@ -187,7 +188,8 @@ class CommandRouter:
             return await self._finish(command, send, "rejected", exc.reason, exc.message, None)
         send(_stage(command.id, command.type, "accepted"))
         try:
-            result = await execution()
+            with self._about_device(command):  # the libraries' log records name the device
+                result = await execution()
         except Deferred:
             await self.store.call(self.audit.finish, command.id, "accepted", None, None, None,
                                   wall_ms())  # fmt: skip
@@ -247,6 +249,10 @@ class CommandRouter:
             result, wall_ms(),
         )  # fmt: skip
         self._publish(_stage(command_id, type_, stage, reason, message, result))
+
+    def _about_device(self, command: m.Command) -> contextlib.AbstractContextManager[None]:
+        target = self.targets.get(getattr(command, "point", ""))
+        return logs.LIBRARY.about(target.device.id) if target else contextlib.nullcontext()
 
     def _publish(self, stage: dict[str, Any]) -> None:
         ts = stage["ts"]

@@ -4,14 +4,11 @@ one ring buffer, and what a library says about a device known down counted, not 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 
 from drivers.base import DeviceUnavailable, Link
 from drivers.fake import FakeDevice, FakeDriver
@@ -22,27 +19,6 @@ from tests.events import EventLog
 
 PYMODBUS = logging.getLogger("pymodbus.logging")
 FRAMES = "\n>>>>> send: 0x0 0x1 0x0 0x0 0x0 0x6 0x1 0x3 0x0 0x0 0x0 0x2"
-
-
-@pytest.fixture
-def agent_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
-    """This process logs as the agent does at info level (JSON); `lines()` is what it
-    wrote to stderr since the last call, parsed."""
-    saved = structlog.get_config()
-    logs.LIBRARY.reset()
-
-    def configure(level: str = "info") -> None:
-        logs.configure(level, json=True)
-
-    def lines() -> list[dict[str, Any]]:
-        err = capsys.readouterr().err
-        return [json.loads(line) for line in err.splitlines()]  # JSON only, or it fails
-
-    configure()
-    yield type("AgentLogs", (), {"configure": staticmethod(configure), "lines": lines})
-    logs.restore_stdlib()
-    structlog.configure(**saved)
-    logs.LIBRARY.reset()
 
 
 def test_a_library_record_is_a_json_line_in_the_ring_buffer(agent_logs: Any) -> None:

@@ -39,6 +39,10 @@ def render(status: dict[str, Any]) -> str:
            [({"device": d}, h["failures"]) for d, h in devices.items()])  # fmt: skip
     metric("device_bad_points", "gauge", "points of the last poll that were not good",
            [({"device": d}, h["bad_points"]) for d, h in devices.items()])  # fmt: skip
+    metric("device_library_records_suppressed_total", "counter",
+           "library log records about the device counted, not written, while it was down",
+           [({"device": d, "library": lib}, n) for d, h in devices.items()
+            for lib, n in sorted(h.get("library_records_suppressed", {}).items())])  # fmt: skip
     store = status["store"]
     oldest = store.get("oldest_ts")
     metric("backlog_points", "gauge", "points waiting to be published",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import warnings
 from typing import Any
 
@@ -213,3 +214,17 @@ def test_a_device_that_stays_down_gets_a_count_now_and_then(
     assert [(x["count"], x["total"]) for x in agent_logs.lines()] == [(1, 4)]
     logs.LIBRARY.summarise("ch-2")  # the poller stops: nothing pending
     assert agent_logs.lines() == []
+
+
+def test_on_a_console_a_library_line_looks_like_the_agents(agent_logs: Any, capsys: Any) -> None:
+    """Without --log-json (a terminal): structlog's console lines, the libraries' too."""
+    logs.configure("info", json=False)
+    logs.get("poller").warning("poll slots skipped", device="ch-1", skipped=2)
+    PYMODBUS.error("No response received after 0 retries" + FRAMES)
+    ours, theirs = capsys.readouterr().err.splitlines()
+    shape = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z \[(\w+)\s*\] (.+?)(?:\s{2,}|\s\[|$)")
+    assert (m := shape.match(ours)) and m.group(1, 2) == ("warning", "poll slots skipped")
+    assert "device=ch-1" in ours
+    assert (m := shape.match(theirs)), theirs
+    assert m.group(1, 2) == ("error", "No response received after 0 retries")
+    assert "pymodbus.logging" in theirs and ">>>>>" not in theirs

@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,9 +60,13 @@ def _chiller(device_id: str, port: int, unit: int) -> dict:
     }
 
 
-def _agent(tmp_path: Path, broker, chillers: ModbusSimServer, level: str) -> AgentProcess:
+def _agent(
+    tmp_path: Path, broker, chillers: ModbusSimServer, level: str, **config: object
+) -> AgentProcess:
     devices = [_chiller("chiller-1", chillers.port, 1), _chiller("chiller-2", chillers.port, 2)]
-    return AgentProcess(tmp_path, site_config(tmp_path, broker.port, devices, log_level=level))
+    return AgentProcess(
+        tmp_path, site_config(tmp_path, broker.port, devices, log_level=level, **config)
+    )
 
 
 def _records(text: str) -> list[dict]:
@@ -76,8 +81,9 @@ def _records(text: str) -> list[dict]:
 
 
 def test_a_silent_device_is_one_event_and_a_count(tmp_path, broker, chillers, agents):
-    agent = _agent(tmp_path, broker, chillers, "info").start()
-    agents.append(agent)
+    port = free_port()
+    agent = _agent(tmp_path, broker, chillers, "info", metrics={"prometheus_port": port})
+    agents.append(agent.start())
     agent.wait_ready()
     wait_until(
         lambda: agent.status()["devices"]["chiller-2"]["failures"] >= 4, 30, "four failed polls"
@@ -87,6 +93,16 @@ def test_a_silent_device_is_one_event_and_a_count(tmp_path, broker, chillers, ag
     suppressed = status["chiller-2"]["library_records_suppressed"]
     assert suppressed["pymodbus"] >= 4, suppressed
     assert status["chiller-1"]["library_records_suppressed"] == {}
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    counted = [
+        line for line in text.splitlines()
+        if line.startswith("edge_agent_device_library_records_suppressed_total{")
+    ]  # fmt: skip
+    assert len(counted) == 1, counted
+    assert counted[0].startswith(
+        'edge_agent_device_library_records_suppressed_total{device="chiller-2",library="pymodbus"} '
+    )
+    assert int(counted[0].rsplit(" ", 1)[1]) >= 4
 
     shown = run_cli("logs", "--socket", str(agent.socket), "-n", "2000", "--json")
     assert shown.returncode == 0, shown.stderr
@@ -122,6 +138,16 @@ def test_at_debug_level_pymodbus_speaks_through_the_agent(tmp_path, broker, chil
         lambda: agent.status()["devices"]["chiller-2"]["failures"] >= 2, 30, "two failed polls"
     )
     time.sleep(0.5)
+    # The running agent's recent records have them too: one ring buffer.
+    shown = run_cli("logs", "--socket", str(agent.socket), "-n", "2000", "--json")
+    assert shown.returncode == 0, shown.stderr
+    recent = [r for r in _records(shown.stdout) if r.get("logger", "").startswith("pymodbus")]
+    assert {r["device"] for r in recent if r["event"].startswith("No response")} == {"chiller-2"}
+    text = run_cli("logs", "--socket", str(agent.socket), "-n", "2000", "--level", "error")
+    assert text.returncode == 0, text.stderr
+    (line, *_) = [t for t in text.stdout.splitlines() if "No response received" in t]
+    assert "logger=pymodbus.logging" in line and "device=chiller-2" in line, line
+    assert ">>>>>" not in text.stdout
     assert agent.stop() == 0
     records = _records(agent.log_path.read_text())
     library = [r for r in records if r.get("logger", "").startswith("pymodbus")]

@@ -60,6 +60,16 @@ class _Snapshot(Collector):
             _gauge("device_bad_points", "points of the last poll that were not good", "device"),
             "bad_points",
         )
+        suppressed = _counter(
+            "device_library_records_suppressed",
+            "library log records about the device counted, not written, while it was down",
+            "device",
+            "library",
+        )
+        for device, health in devices.items():
+            for library, n in sorted(health.get("library_records_suppressed", {}).items()):
+                suppressed.add_metric([device, library], n)
+        yield suppressed
         store = status["store"]
         oldest = store.get("oldest_ts")
         yield _gauge("backlog_points", "points waiting to be published",

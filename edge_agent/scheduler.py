@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from drivers.base import AnyDriver, DeviceUnavailable
@@ -38,6 +39,9 @@ class DeviceHealth:
     last_error: str | None = None
     last_rtt_s: float = 0.0
     down_since_mono: float | None = None
+    # Library log records about the device counted instead of written (logs.LIBRARY), by
+    # library: what pymodbus & co. said while the device was down.
+    library_records_suppressed: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -50,6 +54,7 @@ class DeviceHealth:
             "last_good_ts": self.last_good_ts,
             "last_error": self.last_error,
             "rtt_ms": round(self.last_rtt_s * 1000, 2),
+            "library_records_suppressed": dict(self.library_records_suppressed),
         }
 
 
@@ -105,40 +110,48 @@ class Poller:
         self._cache = cache
         self._events = events
         self._stagger_s = stagger_s
-        self.health = DeviceHealth()
+        self.health = DeviceHealth(library_records_suppressed=logs.LIBRARY.suppressed(device.id))
+        logs.LIBRARY.watch(device.id, addresses(device))
         cache.configure_device(device.id, stale_after_s=3 * device.poll_interval)
 
     async def run(self) -> None:
         deadlines = Deadlines(time.monotonic() + self._stagger_s, self.device.poll_interval)
         task = asyncio.current_task()
-        while True:
-            await asyncio.sleep(max(0.0, deadlines.next - time.monotonic()))
-            await self.poll_once()
-            if task is not None and task.cancelling():
-                # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that lands
-                # together with an answer; honour it here so that shutdown never hangs.
-                raise asyncio.CancelledError
-            skipped = deadlines.advance(time.monotonic(), self._backoff_slots())
-            if skipped:
-                self.health.skipped_slots += skipped
-                log.warning("poll slots skipped", device=self.device.id, skipped=skipped)
+        try:
+            while True:
+                await asyncio.sleep(max(0.0, deadlines.next - time.monotonic()))
+                await self.poll_once()
+                if task is not None and task.cancelling():
+                    # Python 3.11's wait_for (inside pymodbus) can swallow a cancel that lands
+                    # together with an answer; honour it here so that shutdown never hangs.
+                    raise asyncio.CancelledError
+                skipped = deadlines.advance(time.monotonic(), self._backoff_slots())
+                if skipped:
+                    self.health.skipped_slots += skipped
+                    log.warning("poll slots skipped", device=self.device.id, skipped=skipped)
+        finally:
+            logs.LIBRARY.summarise(self.device.id)  # what the libraries said meanwhile
 
     async def poll_once(self) -> Batch:
         device = self.device
         ts = wall_ms()
         started = time.monotonic()
-        try:
-            async with asyncio.timeout(HUNG_READ_INTERVALS * device.poll_interval):
-                readings = await self.driver.read(device.points)
-            failure = None
-        except DeviceUnavailable as exc:
-            failure = exc.reason
-        except TimeoutError:
-            failure = "timeout"
-        except Exception as exc:
-            failure = f"driver error: {type(exc).__name__}: {exc}"
-            if self.health.up:
-                log.exception("driver failed", device=device.id)
+        # The libraries' log records of a poll that fails are counted, not written: the
+        # device_down event (once) says what they would say at every poll.
+        with logs.LIBRARY.polling(device.id) as poll:
+            try:
+                async with asyncio.timeout(HUNG_READ_INTERVALS * device.poll_interval):
+                    readings = await self.driver.read(device.points)
+                failure = None
+            except DeviceUnavailable as exc:
+                failure = exc.reason
+            except TimeoutError:
+                failure = "timeout"
+            except Exception as exc:
+                failure = f"driver error: {type(exc).__name__}: {exc}"
+                if self.health.up:
+                    log.exception("driver failed", device=device.id)
+            poll.failed = failure is not None
         self.health.last_rtt_s = time.monotonic() - started
         if failure is not None:
             readings = [Reading.bad(p.id, failure, ts) for p in device.points]
@@ -183,6 +196,22 @@ class Poller:
             return 1
         cap = max(1, int(MAX_BACKOFF_S // self.device.poll_interval))
         return min(2 ** (failures - 1), cap)
+
+
+def addresses(device: DeviceBase) -> list[str]:
+    """How a library's messages may name the device's endpoint: `host:port` and Python's
+    `('host', port)` for TCP, the serial port, a BACnet address."""
+    connection = getattr(device, "connection", None)
+    host, port = getattr(connection, "host", None), getattr(connection, "port", None)
+    if isinstance(host, str) and isinstance(port, int):
+        return [f"{host}:{port}", f"('{host}', {port})"]
+    if isinstance(port, str):
+        return [port]
+    address = getattr(connection, "address", None)
+    if isinstance(address, str):
+        host, _, number = address.partition(":")
+        return [address, f"('{host}', {number})"] if number.isdigit() else [address]
+    return []
 
 
 class ClockWatch:

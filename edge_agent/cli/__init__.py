@@ -28,6 +28,7 @@ _AGENT = ("run", "status", "demo", "install-service")
         "logs": "edge_agent.cli.field:logs",
         "export": "edge_agent.cli.history:export",
         "trend": "edge_agent.cli.history:trend",
+        "audit": "edge_agent.cli.audit:audit",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -75,7 +75,9 @@ def since_option(fn: Callable) -> Callable:
     )(fn)
 
 
-def _source(config_path: Path | None, store_path: Path | None) -> tuple[Path, dict[str, PointMeta]]:
+def store_source(
+    config_path: Path | None, store_path: Path | None
+) -> tuple[Path, dict[str, PointMeta]]:
     """The store file, and the units and resolutions of the site configuration's points
     (none without a configuration: a store given alone may come from another gateway)."""
     if store_path is not None and config_path is None:
@@ -173,7 +175,7 @@ def export(
     """Stored readings: ts (ISO, UTC), point, value, quality, unit; CSV or JSON lines."""
     refs = [p.strip() for p in points.split(",") if p.strip()] if points else []
     _check_range(start, end)
-    path, meta = _source(config_path, store_path)
+    path, meta = store_source(config_path, store_path)
     write = _csv_writer if fmt == "csv" else _jsonl_writer
     with _open(path) as reader:
         try:
@@ -342,7 +344,7 @@ def trend(
             fail(_("--png needs matplotlib: pip install edge-agent[charts]"))
         matplotlib.use("Agg")
     _check_range(start, end)
-    path, metas = _source(config_path, store_path)
+    path, metas = store_source(config_path, store_path)
     meta = metas.get(point, NO_META)
     with _open(path) as reader:
         try:

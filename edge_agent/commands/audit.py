@@ -4,14 +4,18 @@ A second connection to the same database, used only on the store thread. Writes 
 with synchronous=NORMAL: the reply to every command is an outbox row committed with FULL
 right after, and that sync covers these rows too (one WAL). Rows are never updated in
 place except for their outcome, and are pruned by age and count.
+
+`AuditReader` reads the log without the agent (`edge-agent audit`): read-only, no lock.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from control_loops.settings import LoopSettings
 from edge_agent.commands.holds import Hold
@@ -194,6 +198,128 @@ class Audit:
 
     def delete_loop_settings(self, loop: str) -> None:
         self._db.execute("DELETE FROM loop_settings WHERE loop = ?", (loop,))
+
+
+# -- reading it without the agent -------------------------------------------------------------
+
+POINT_COMMANDS = ("write", "release")  # what changes a point: listed by default
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One command as the audit holds it: its row and the command as received."""
+
+    row: AuditRow
+    command: dict[str, Any]
+
+    @property
+    def point(self) -> str | None:
+        point = self.command.get("point")
+        return point if isinstance(point, str) else None
+
+    def as_dict(self) -> dict[str, Any]:
+        row, command, result = self.row, self.command, self.row.result or {}
+        return {
+            "id": row.id,
+            "ts": row.received_ts,
+            "type": row.type,
+            "point": self.point,
+            "value": command.get("value"),
+            "priority": command.get("priority"),
+            "duration": command.get("duration"),
+            "until": result.get("until", command.get("until")),
+            "dry_run": bool(command.get("dry_run")),
+            "source": row.source,
+            "by": row.by,
+            "stage": row.stage,
+            "reason": row.reason,
+            "message": row.message,
+            "readback": result.get("readback"),
+            "quality": result.get("quality"),
+            "effective": result.get("effective"),
+            "result": row.result,
+            "finished_ts": row.finished_ts,
+            "command": command,
+        }
+
+
+class AuditReader:
+    """The audit table of an outbox file, read-only (`mode=ro`; `immutable` when the agent
+    is stopped: no -wal/-shm files made, see store.history). Raises sqlite3.Error."""
+
+    def __init__(self, path: Path) -> None:
+        from edge_agent.store.outbox import open_readonly
+
+        self.path = path
+        wal = path.with_name(path.name + "-wal")
+        self._db = open_readonly(path, immutable=not wal.exists())
+        try:
+            self.tables = {
+                name
+                for (name,) in self._db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+        except sqlite3.Error:
+            self._db.close()
+            raise
+
+    def __enter__(self) -> AuditReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._db.close()
+
+    @property
+    def is_store(self) -> bool:
+        return "outbox" in self.tables
+
+    @property
+    def has_audit(self) -> bool:
+        return "command_audit" in self.tables
+
+    def entries(
+        self,
+        since_ms: int | None = None,
+        points: Sequence[str] = (),
+        sources: Sequence[str] = (),
+        types: Sequence[str] | None = POINT_COMMANDS,
+        limit: int | None = 100,
+    ) -> list[AuditEntry]:
+        """The newest `limit` commands (None: all) received at `since_ms` or later, oldest
+        first; `points` are DEVICE.POINT or glob patterns (chiller-1.*); `types` None: all."""
+        if not self.has_audit:
+            return []
+        where: list[str] = ["1"]
+        args: list[object] = []
+        if since_ms is not None:
+            where.append("received_ts >= ?")
+            args.append(since_ms)
+        if types is not None:
+            where.append(f"type IN ({', '.join('?' * len(types))})")
+            args.extend(types)
+        if sources:
+            where.append(f"source IN ({', '.join('?' * len(sources))})")
+            args.extend(sources)
+        if points:
+            where.append(
+                "(" + " OR ".join("json_extract(body, '$.point') GLOB ?" for _ in points) + ")"
+            )
+            args.extend(points)
+        rows = self._db.execute(
+            f"SELECT {_ROW}, body FROM command_audit WHERE {' AND '.join(where)} "
+            "ORDER BY received_ts DESC, rowid DESC LIMIT ?",
+            (*args, -1 if limit is None else limit),
+        ).fetchall()
+        return [AuditEntry(_audit_row(r[:-1]), _body(r[-1])) for r in reversed(rows)]
+
+
+def _body(text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _json(value: dict | None) -> str | None:

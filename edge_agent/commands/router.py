@@ -11,7 +11,9 @@ config, backfill, status, rebirth).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -184,32 +186,38 @@ class CommandRouter:
                 raise Rejected(Reason.UNAVAILABLE, f"{command.type} is not available here")
             execution = handler(command, context)
         except Rejected as exc:
-            return await self._finish(command, send, "rejected", exc.reason, exc.message, None)
+            return await self._finish(
+                command, context, send, "rejected", exc.reason, exc.message, None
+            )
         send(_stage(command.id, command.type, "accepted"))
         try:
-            result = await execution()
+            with self._about_device(command):  # the libraries' log records name the device
+                result = await execution()
         except Deferred:
             await self.store.call(self.audit.finish, command.id, "accepted", None, None, None,
                                   wall_ms())  # fmt: skip
             return _stage(command.id, command.type, "accepted")
         except Failed as exc:
             final = await self._finish(
-                command, send, "failed", exc.reason, exc.message, exc.detail or None
+                command, context, send, "failed", exc.reason, exc.message, exc.detail or None
             )
         except Rejected as exc:  # found out only while executing (e.g. a race with a hold)
-            final = await self._finish(command, send, "failed", exc.reason, exc.message, None)
+            final = await self._finish(
+                command, context, send, "failed", exc.reason, exc.message, None
+            )
         except Exception as exc:
             log.exception("command crashed", id=command.id, type=command.type)
-            final = await self._finish(command, send, "failed", Reason.INTERNAL,
+            final = await self._finish(command, context, send, "failed", Reason.INTERNAL,
                                        f"{type(exc).__name__}: {exc}", None)  # fmt: skip
         else:
-            final = await self._finish(command, send, "done", None, None, result)
+            final = await self._finish(command, context, send, "done", None, None, result)
         self.latency_ms.add((time.monotonic() - started) * 1000)
         return final
 
     async def _finish(
         self,
         command: m.Command,
+        context: Context,
         send: Reply,
         stage: str,
         reason: Reason | None,
@@ -224,7 +232,9 @@ class CommandRouter:
             )
         except Exception as exc:
             log.error("command audit failed", id=command.id, error=str(exc))
-        if stage != "done":
+        if isinstance(command, m.Write | m.Release):
+            _log_point_command(command, context, stage, reason_text, message, result)
+        elif stage != "done":
             log.info(f"command {stage}", id=command.id, type=command.type, reason=reason_text,
                      error=message)  # fmt: skip
         final = _stage(command.id, command.type, stage, reason, message, result)
@@ -247,6 +257,10 @@ class CommandRouter:
             result, wall_ms(),
         )  # fmt: skip
         self._publish(_stage(command_id, type_, stage, reason, message, result))
+
+    def _about_device(self, command: m.Command) -> contextlib.AbstractContextManager[None]:
+        target = self.targets.get(getattr(command, "point", ""))
+        return logs.LIBRARY.about(target.device.id) if target else contextlib.nullcontext()
 
     def _publish(self, stage: dict[str, Any]) -> None:
         ts = stage["ts"]
@@ -393,8 +407,14 @@ class CommandRouter:
             hold = self.holds.get(target.ref, source)
             if hold is None:  # ended meanwhile
                 return {"point": target.ref, "released": source.label, "effective": "unchanged"}
-            if self.holds.winner(target.ref) is not hold:  # not in force: nothing changes
+            winner = self.holds.winner(target.ref)
+            if winner is not hold:  # not in force: nothing changes on the device
                 await self._forget(hold)
+                if cause != "release":  # its time ran out beneath another: say so too
+                    current = self.cache.get(target.ref)
+                    self._emit("hold_ended", point=target.ref, source=source.label, by=hold.by,
+                               cause=cause, effective=winner.source.label if winner else "device",
+                               readback=None if current is None else current.value)  # fmt: skip
                 return {"point": target.ref, "released": source.label, "effective": "unchanged"}
             following = self.holds.beneath(target.ref, source)
             fallback: Value | Keeps = KEEPS  # what the point will carry: a change?
@@ -465,9 +485,7 @@ class CommandRouter:
         key = (hold.point, hold.source)
         first = key not in self._deferred
         self._deferred[key] = (self._deferred.get(key, (cause, ""))[0], refused)
-        if first:
-            log.info("hold end deferred by protection", point=hold.point,
-                     source=hold.source.label, reason=refused)  # fmt: skip
+        if first:  # the event is the one log line
             self._emit(
                 "hold_end_deferred",
                 level="warning",
@@ -577,6 +595,47 @@ class CommandRouter:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _log_point_command(
+    command: m.Write | m.Release,
+    context: Context,
+    stage: str,
+    reason: str | None,
+    message: str | None,
+    result: dict[str, Any] | None,
+) -> None:
+    """One line per write and release, whatever its outcome: who, what, the read-back
+    (the audit table has the same, `edge-agent audit` lists it). A failure is a warning.
+    A loop's writes (AUTO) are at debug level, but for failures other than a device down,
+    not to wash the technician's writes out of the recent records."""
+    fields: dict[str, Any] = {"id": command.id, "point": command.point}
+    if isinstance(command, m.Write):
+        fields["value"] = command.value
+        if command.priority is not None:
+            fields["priority"] = command.priority
+        if command.duration is not None:
+            fields["duration_s"] = command.duration
+        if command.until is not None:
+            fields["until"] = _iso(command.until)
+        if command.dry_run:
+            fields["dry_run"] = True
+    fields["source"] = context.source.label
+    fields["by"] = context.by
+    if reason is not None:
+        fields["reason"] = reason
+        fields["error"] = message
+    for key in ("readback", "quality", "effective", "pending", "protection"):
+        if result and key in result:
+            fields[key] = result[key]
+    level = logging.WARNING if stage == "failed" else logging.INFO
+    if context.source is Source.AUTO and (
+        stage != "failed" or reason == Reason.DEVICE_UNAVAILABLE.value
+    ):
+        # A loop writes whenever an output moves and retries what was refused; a device
+        # that is down says so once (device_down), not at every retry.
+        level = logging.DEBUG
+    log.log(level, f"{command.type} {stage}", **fields)
 
 
 def _coerce(point: PointBase, value: Value) -> float | int | bool | str:

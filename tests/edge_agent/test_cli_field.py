@@ -260,6 +260,7 @@ def agent_logging() -> Iterator[logs.RecentLogs]:
     saved = structlog.get_config()
     logs.configure("debug", json=True)
     yield logs.BUFFER
+    logs.restore_stdlib()
     structlog.configure(**saved)
 
 

@@ -15,9 +15,11 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from edge_agent.broker_tools import BrokerUnavailable, LocalBroker, PlatformSubscriber
 from edge_agent.cli.status_view import render_status
+from edge_agent.i18n import _
 from edge_agent.local_api import request
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -42,14 +44,15 @@ def _demo_config(source: Path, workdir: Path, port: int) -> Path:
 
 def _platform_view(subscriber: PlatformSubscriber) -> Table:
     table = Table(
-        title="what the platform receives (latest message per device)", title_justify="left"
+        title=_("what the platform receives (latest message per device)"), title_justify="left"
     )
-    for column in ("device", "seq", "values"):
+    for column in (_("device"), _("seq"), _("values")):
         table.add_column(column)
     for device, body in sorted(subscriber.latest.items()):
         values = ", ".join(f"{k}={v}" for k, v in list(body["values"].items())[:5])
-        table.add_row(device, str(body["seq"]), values)
-    table.caption = f"{subscriber.count} messages, {subscriber.points} point values received"
+        table.add_row(escape(device), str(body["seq"]), escape(values))
+    caption = _("{messages} messages, {points} point values received")
+    table.caption = caption.format(messages=subscriber.count, points=subscriber.points)
     return table
 
 
@@ -58,10 +61,13 @@ def _plant_headline(subscriber: PlatformSubscriber) -> str:
     plant = subscriber.latest.get("plant", {}).get("values", {})
     if not {"power_kw", "cooling_rt", "kw_per_ton"} <= plant.keys():
         return ""
-    return (
-        f"[bold]chilled-water plant[/]  {plant['power_kw']:,.0f} kW for "
-        f"{plant['cooling_rt']:,.0f} RT = [bold]{plant['kw_per_ton']:.3f} kW/RT[/]  "
-        f"(supply {plant.get('chws_temp', float('nan')):.2f} degC)"
+    # The texts have no markup of their own: the bold parts are put in afterwards.
+    figures = escape(_("{power} kW for {cooling} RT = {efficiency}  (supply {supply} degC)"))
+    return f"[bold]{escape(_('chilled-water plant'))}[/]  " + figures.format(
+        power=f"{plant['power_kw']:,.0f}",
+        cooling=f"{plant['cooling_rt']:,.0f}",
+        efficiency=f"[bold]{plant['kw_per_ton']:.3f} kW/RT[/]",
+        supply=f"{plant.get('chws_temp', float('nan')):.2f}",
     )
 
 
@@ -72,7 +78,7 @@ def _screen(socket: Path, subscriber: PlatformSubscriber) -> Group:
         status.pop("ok", None)
         parts.append(render_status(status))
     except OSError:
-        parts.append("[yellow]agent starting...[/]")
+        parts.append(Text(_("agent starting..."), style="yellow"))
     return Group(*parts, _platform_view(subscriber))
 
 
@@ -92,9 +98,14 @@ def _start_simulator(sim: Path, speed: float, workdir: Path) -> subprocess.Popen
             process.kill()
             # The simulator says what failed in its last line (a port taken: exit 3).
             lines = log.read_text(errors="replace").strip().splitlines()
-            last = lines[-1].removeprefix("error: ") if lines else "no output"
-            ended = f"exited with {code}" if code is not None else "did not start in time"
-            raise RuntimeError(f"the simulator {ended}: {last}")
+            last = lines[-1].removeprefix("error: ") if lines else _("no output")
+            if code is not None:
+                text = _("the simulator exited with {code}: {problem}").format(
+                    code=code, problem=last
+                )
+            else:
+                text = _("the simulator did not start in time: {problem}").format(problem=last)
+            raise RuntimeError(text)
         time.sleep(0.1)
     return process
 
@@ -117,19 +128,20 @@ def run_demo(
     simulator = None
     try:
         if sim is not None:
-            console.print(f"starting the simulated plant room ({sim}, {speed}x real time)")
+            text = _("starting the simulated plant room ({sim}, {speed}x real time)")
+            console.print(text.format(sim=sim, speed=speed), markup=False)
             simulator = _start_simulator(sim, speed, workdir)
         broker = LocalBroker(workdir / "broker").start()
     except (BrokerUnavailable, RuntimeError) as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")  # its text is not markup
+        console.print(Text(_("error: {message}").format(message=exc), style="red"))
         if simulator is not None:
             simulator.terminate()
         shutil.rmtree(workdir, ignore_errors=True)
         return 1
     site = _demo_config(source, workdir, broker.port)
-    console.print(
-        f"broker on 127.0.0.1:{broker.port}; agent config {site}; logs in {workdir}/agent.log"
-    )
+    text = _("broker on {address}; agent config {site}; logs in {log}")
+    where = {"address": f"127.0.0.1:{broker.port}", "site": site, "log": workdir / "agent.log"}
+    console.print(text.format(**where), markup=False)
     subscriber = PlatformSubscriber(broker.port, keep=False, client_id="demo-platform").start()
     with open(workdir / "agent.log", "wb") as log:
         agent = subprocess.Popen(
@@ -163,8 +175,10 @@ def run_demo(
         if simulator is not None:
             simulator.terminate()
             simulator.wait(10)
-    console.print(
-        f"agent exited with {code}; the platform received {subscriber.count} messages "
-        f"({subscriber.points} point values). Files: {workdir}"
+    text = _(
+        "agent exited with {code}; the platform received {messages} messages "
+        "({points} point values). Files: {files}"
     )
+    counts = {"messages": subscriber.count, "points": subscriber.points}
+    console.print(text.format(code=code, files=workdir, **counts), markup=False)
     return 0 if code == 0 else 1

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent import SITE_CONFIG, exit_codes
+from edge_agent.i18n import _
 
 USER = GROUP = "edge-agent"
 SERIAL_GROUP = "dialout"
@@ -70,7 +71,8 @@ def executable_in(prefix: Path) -> Path:
     for candidate in (prefix / "bin" / "edge-agent", prefix / ".venv" / "bin" / "edge-agent"):
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate.absolute()
-    raise InstallError(f"no edge-agent executable in {prefix}/bin or {prefix}/.venv/bin")
+    text = _("no edge-agent executable in {prefix}/bin or {prefix}/.venv/bin")
+    raise InstallError(text.format(prefix=prefix))
 
 
 def hidden_from_the_service(path: Path) -> str | None:
@@ -78,7 +80,8 @@ def hidden_from_the_service(path: Path) -> str | None:
     real = path.resolve()
     for top, setting in HIDDEN.items():
         if real == top or top in real.parents:
-            return f"{real} is under {top}, which the service does not see ({setting})"
+            text = _("{path} is under {top}, which the service does not see ({setting})")
+            return text.format(path=real, top=top, setting=setting)
     return None
 
 
@@ -99,16 +102,16 @@ def unseen_installation(executable: Path, config: Path) -> InstallError | None:
     """The agent, its interpreter (a venv's python links to the one it was made from) and
     its configuration must be where the hardened unit can see them."""
     interpreter = interpreter_of(executable)
-    for what, path in (("the installation", executable), ("its Python", interpreter),
-                       ("the configuration", config)):  # fmt: skip
+    for what, path in ((_("the installation"), executable), (_("its Python"), interpreter),
+                       (_("the configuration"), config)):  # fmt: skip
         why = None if path is None else hidden_from_the_service(path)
         if why is not None:
-            return InstallError(
-                f"{what} cannot run as the service: {why}; install it elsewhere "
-                f"(e.g. python3 -m venv /opt/edge-agent/.venv with a Python outside /home, "
-                f"/root and /tmp, and the config under /etc/edge-agent)",
-                EXIT_HIDDEN,
+            text = _(
+                "{what} cannot run as the service: {why}; install it elsewhere "
+                "(e.g. python3 -m venv /opt/edge-agent/.venv with a Python outside /home, "
+                "/root and /tmp, and the config under /etc/edge-agent)"
             )
+            return InstallError(text.format(what=what, why=why), EXIT_HIDDEN)
     return None
 
 
@@ -117,7 +120,8 @@ def render_unit(template: str, executable: Path, config: Path) -> str:
     the file's directory writable."""
     for path in (executable, config):
         if any(c.isspace() for c in str(path)):
-            raise InstallError(f"paths with whitespace are not supported in the unit: {path}")
+            text = _("paths with whitespace are not supported in the unit: {path}")
+            raise InstallError(text.format(path=path))
     lines = []
     for line in template.splitlines():
         if line.startswith("ExecStart="):
@@ -144,7 +148,8 @@ def plan(root: Path, executable: Path, config: Path, template: str) -> list[Step
     groups = _entries(root / "etc/group")
     users = _entries(root / "etc/passwd")
     if SERIAL_GROUP not in groups:
-        raise InstallError(f"group {SERIAL_GROUP} does not exist (serial ports need it)")
+        text = _("group {group} does not exist (serial ports need it)")
+        raise InstallError(text.format(group=SERIAL_GROUP))
     serial_members = groups[SERIAL_GROUP][3].split(",") if len(groups[SERIAL_GROUP]) > 3 else []
 
     unit_path = root / UNIT_DIR / UNIT_NAME
@@ -169,12 +174,12 @@ def plan(root: Path, executable: Path, config: Path, template: str) -> list[Step
 
     return [
         Step(
-            f"group {GROUP}",
+            _("group {group}").format(group=GROUP),
             GROUP in groups,
             ["groupadd", *chroot, "--system", GROUP],
         ),
         Step(
-            f"system user {USER}",
+            _("system user {user}").format(user=USER),
             USER in users,
             [
                 "useradd",
@@ -193,24 +198,26 @@ def plan(root: Path, executable: Path, config: Path, template: str) -> list[Step
             ],
         ),
         Step(
-            f"{USER} in group {SERIAL_GROUP} (serial ports)",
+            _("{user} in group {group} (serial ports)").format(user=USER, group=SERIAL_GROUP),
             USER in serial_members,
             ["usermod", *chroot, "--append", "--groups", SERIAL_GROUP, USER],
         ),
         Step(
-            f"{config.parent} owned by {USER}, mode {CONFIG_DIR_MODE:o}",
+            _("{directory} owned by {user}, mode {mode}").format(
+                directory=config.parent, user=USER, mode=f"{CONFIG_DIR_MODE:o}"
+            ),
             _owned_by(config_dir, users.get(USER)),
             action=own_config_dir,
         ),
-        Step(f"unit {unit_path}", current == unit, action=write_unit),
+        Step(_("unit {path}").format(path=unit_path), current == unit, action=write_unit),
         # Only needed when the unit changed; a custom root has no running manager to reload.
         Step(
-            "systemd reloaded the unit",
+            _("systemd reloaded the unit"),
             current == unit or bool(chroot),
             ["systemctl", "daemon-reload"],
         ),
         Step(
-            f"{UNIT_NAME} enabled at boot",
+            _("{unit} enabled at boot").format(unit=UNIT_NAME),
             (root / WANTS_DIR / UNIT_NAME).exists(),
             ["systemctl", *chroot, "enable", UNIT_NAME],
         ),
@@ -232,11 +239,18 @@ def _run(command: list[str]) -> None:
     try:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise InstallError(f"{command[0]} not found on PATH") from None
+        raise InstallError(_("{tool} not found on PATH").format(tool=command[0])) from None
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
-        why = f": {detail[-1]}" if detail else ""
-        raise InstallError(f"'{shlex.join(command)}' failed (exit {result.returncode}){why}")
+        text = (
+            _("'{command}' failed (exit {code}): {why}")
+            if detail
+            else _("'{command}' failed (exit {code})")
+        )
+        why = detail[-1] if detail else ""
+        raise InstallError(
+            text.format(command=shlex.join(command), code=result.returncode, why=why)
+        )
 
 
 def install_service(
@@ -251,19 +265,20 @@ def install_service(
 ) -> None:
     """Raises InstallError; prints one line per step."""
     if not config.is_absolute():
-        raise InstallError(f"--config must be an absolute path (the service runs in /): {config}")
+        text = _("--config must be an absolute path (the service runs in /): {config}")
+        raise InstallError(text.format(config=config))
     if config.parent in SHARED_DIRS:
-        raise InstallError(
-            f"--config needs a directory of its own, which the agent may write (config_apply): "
-            f"{config.parent} is shared; use e.g. {DEFAULT_CONFIG}"
+        text = _(
+            "--config needs a directory of its own, which the agent may write (config_apply): "
+            "{directory} is shared; use e.g. {example}"
         )
+        raise InstallError(text.format(directory=config.parent, example=DEFAULT_CONFIG))
     euid = os.geteuid() if euid is None else euid
     executable = executable_in(prefix)
     problems = []
     if euid != 0 and root == Path("/"):
-        problems.append(
-            InstallError("must run as root (try: sudo edge-agent install-service)", EXIT_NOT_ROOT)
-        )
+        text = _("must run as root (try: sudo edge-agent install-service)")
+        problems.append(InstallError(text, EXIT_NOT_ROOT))
     # Only at the real root: with --root (an image being prepared) these host paths are not
     # the ones the service will see.
     unseen = unseen_installation(executable, config) if root == Path("/") else None
@@ -271,26 +286,30 @@ def install_service(
         problems.append(unseen)
     if not (root / "run/systemd/system").is_dir():
         where = root / "run/systemd/system"
-        problems.append(InstallError(f"systemd is not running here (no {where})", EXIT_NO_SYSTEMD))
+        text = _("systemd is not running here (no {path})").format(path=where)
+        problems.append(InstallError(text, EXIT_NO_SYSTEMD))
     if problems and not dry_run:
         raise problems[0]
     for problem in problems:
-        echo(f"note: {problem} - a real run would stop here")
+        echo(_("note: {problem} - a real run would stop here").format(problem=problem))
     try:
         template_text = template.read_text()
     except OSError as exc:
-        raise InstallError(f"cannot read the unit template {template}: {exc.strerror}") from None
+        text = _("cannot read the unit template {path}: {problem}")
+        raise InstallError(text.format(path=template, problem=exc.strerror)) from None
     if not (root / str(config).lstrip("/")).is_file():
-        echo(f"note: {config} does not exist yet; the service will not start until it does")
+        text = _("note: {config} does not exist yet; the service will not start until it does")
+        echo(text.format(config=config))
     for step in plan(root, executable, config, template_text):
         if step.done:
-            echo(f"ok       {step.what}")
+            echo(_step(_("ok"), step.what))
             continue
-        how = shlex.join(step.command) if step.command else "write file"
+        how = shlex.join(step.command) if step.command else _("write file")
+        line = _("{what}: {how}").format(what=step.what, how=how)
         if dry_run:
-            echo(f"would    {step.what}: {how}")
+            echo(_step(_("would"), line))
             continue
-        echo(f"doing    {step.what}: {how}")
+        echo(_step(_("doing"), line))
         if step.command:
             _run(step.command)
         elif step.action:
@@ -299,7 +318,18 @@ def install_service(
             except OSError as exc:
                 raise InstallError(f"{step.what}: {exc.strerror or exc}") from None
     if not dry_run:
-        echo(f"installed; start it with: systemctl start {UNIT_NAME}")
+        echo(_("installed; start it with: systemctl start {unit}").format(unit=UNIT_NAME))
+
+
+STEP_COLUMN = 9  # the steps' texts start in this cell: "would    group edge-agent"
+
+
+def _step(state: str, text: str) -> str:
+    """One step's line: its state ("ok", "would", "doing", or their translation) padded
+    to STEP_COLUMN terminal cells (a Chinese character takes two), then what it is."""
+    from rich.cells import cell_len
+
+    return state + " " * max(1, STEP_COLUMN - cell_len(state)) + text
 
 
 def main(prefix: Path | None, config: Path, dry_run: bool, root: Path) -> int:
@@ -309,9 +339,10 @@ def main(prefix: Path | None, config: Path, dry_run: bool, root: Path) -> int:
             prefix=prefix or Path(sys.prefix), config=config, dry_run=dry_run, root=root
         )
     except InstallError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_("error: {message}").format(message=exc), file=sys.stderr)
         return exc.code
     except OSError as exc:  # e.g. /etc/group unreadable: still one line, no traceback
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+        print(_("error: {message}").format(message=message), file=sys.stderr)
         return EXIT_FAILED
     return 0

@@ -12,6 +12,7 @@ import click
 
 from edge_agent import SITE_CONFIG
 from edge_agent.cli.common import ask_agent, config_option, fail, socket_option, socket_path
+from edge_agent.i18n import _
 
 
 @click.command()
@@ -37,7 +38,8 @@ def run(config_path: Path, log_json: bool | None) -> None:
     except config_apply.ConfigInUse as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(f"cannot restore {config_path} after an unfinished config_apply: {exc}")
+        text = _("cannot restore {file} after an unfinished config_apply: {problem}")
+        fail(text.format(file=config_path, problem=exc))
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -52,7 +54,8 @@ def run(config_path: Path, log_json: bool | None) -> None:
         fail(str(exc))
     except Exception as exc:  # the trace goes to the journal, not the screen
         logs.get("agent").exception("agent failed")
-        fail(f"the agent stopped on an unexpected error: {type(exc).__name__}: {exc}")
+        text = _("the agent stopped on an unexpected error: {error}")
+        fail(text.format(error=f"{type(exc).__name__}: {exc}"))
     sys.exit(code)
 
 
@@ -125,6 +128,10 @@ def demo(
 @click.option("--root", type=click.Path(path_type=Path), default=Path("/"), hidden=True)
 def install_service(prefix: Path | None, config_path: Path, dry_run: bool, root: Path) -> None:
     """Create the edge-agent user, install and enable the systemd unit (idempotent)."""
+    from edge_agent import i18n
+    from edge_agent.cli.common import site_locale_of
     from edge_agent.install import main as install_main
+
+    i18n.use_site_locale(site_locale_of(root / str(config_path).lstrip("/")))
 
     sys.exit(install_main(prefix, config_path, dry_run, root))

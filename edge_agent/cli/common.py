@@ -119,10 +119,8 @@ class LazyGroup(click.Group):
         except Exception as exc:
             if os.environ.get("EDGE_AGENT_DEBUG"):
                 raise
-            fail(
-                f"unexpected {type(exc).__name__}: {exc} (a bug: please report it; "
-                "EDGE_AGENT_DEBUG=1 shows where)"
-            )
+            text = _("unexpected {error} (a bug: please report it; EDGE_AGENT_DEBUG=1 shows where)")
+            fail(text.format(error=f"{type(exc).__name__}: {exc}"))
 
 
 _NEGATIVE = re.compile(r"-(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
@@ -188,18 +186,35 @@ def ask_agent(path: Path, cmd: str, timeout: float = 2.0, **args: object) -> dic
     try:
         answer = request(path, cmd, timeout, **args)
     except FileNotFoundError:
-        fail(f"the agent is not running (no socket at {path})", EXIT_NOT_RUNNING)
+        not_running(path)
     except PermissionError:
-        fail(f"no permission to talk to the agent at {path} (are you in the agent's group?)")
+        no_permission(path)
     except OSError as exc:
-        fail(f"the agent is not answering on {path}: {exc.strerror or exc}", EXIT_NOT_RUNNING)
+        not_answering(path, exc)
     except ValueError:  # not JSON: something else listens there, or a cut-off answer
-        fail(f"the answer on {path} is not the agent's (not JSON)")
+        fail(_("the answer on {path} is not the agent's (not JSON)").format(path=path))
     if not isinstance(answer, dict):
-        fail(f"the answer on {path} is not the agent's (not an object)")
+        fail(_("the answer on {path} is not the agent's (not an object)").format(path=path))
     if not answer.get("ok"):
-        fail(
-            f"the agent refused '{cmd}': {answer.get('message') or answer.get('error')}",
-            exit_codes.REJECTED,
-        )
+        refused(cmd, answer, exit_codes.REJECTED)
     return answer
+
+
+def not_running(path: Path) -> NoReturn:
+    fail(_("the agent is not running (no socket at {path})").format(path=path), EXIT_NOT_RUNNING)
+
+
+def no_permission(path: Path) -> NoReturn:
+    text = _("no permission to talk to the agent at {path} (are you in the agent's group?)")
+    fail(text.format(path=path))
+
+
+def not_answering(path: Path, exc: OSError) -> NoReturn:
+    text = _("the agent is not answering on {path}: {problem}")
+    fail(text.format(path=path, problem=exc.strerror or exc), EXIT_NOT_RUNNING)
+
+
+def refused(cmd: str, answer: dict, code: int = exit_codes.ERROR) -> NoReturn:
+    """The agent answered `cmd` with an error (its own text: `message`, else `error`)."""
+    text = _("the agent refused '{command}': {problem}")
+    fail(text.format(command=cmd, problem=answer.get("message") or answer.get("error")), code)

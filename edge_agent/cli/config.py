@@ -102,7 +102,8 @@ def show(file: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(_finite(data), indent=2))
         return
-    click.echo(f"# effective configuration of {file} (config hash {cfg.config_hash})")
+    heading = _("# effective configuration of {file} (config hash {hash})")
+    click.echo(heading.format(file=file, hash=cfg.config_hash))
     click.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
 
 

@@ -26,12 +26,20 @@ from edge_agent.cli.common import (
     OneLineErrors,
     config_option,
     fail,
+    no_permission,
+    not_answering,
+    refused,
     socket_option,
     socket_path,
+    usage,
 )
 from edge_agent.cli.when import when_callback
+from edge_agent.i18n import N_, _
 
 EXIT_INTERRUPTED = 130
+NOT_SCANNED = N_("not scanned")
+# Why a scan of a table stopped, in drivers.modbus.discovery's words: shown translated.
+SCAN_NOTES = (N_("request budget spent"),)
 FOLLOW_PERIOD_S = 0.5
 JOURNAL_UNIT = "edge-agent"
 
@@ -75,25 +83,33 @@ def discover_bacnet(
 ) -> None:
     """Broadcast a Who-Is and list the BACnet devices that answer."""
     if (address is None) == (interface is None):
-        fail("give either --address ADDRESS/PREFIX or --interface NAME")
+        usage(_("give either --address ADDRESS/PREFIX or --interface NAME"))
     if (low is None) != (high is None):
-        fail("give both --low and --high, or neither")
+        usage(_("give both --low and --high, or neither"))
     if low is not None and high is not None and low > high:
-        fail(f"--low {low} is greater than --high {high}")
+        usage(_("--low {low} is greater than --high {high}").format(low=low, high=high))
     local = _interface_address(interface) if interface else _check_address(address or "")
 
     from drivers.bacnet.discovery import discover as who_is
 
     status = _stderr_console()
+    asking = _("Who-Is from {address} for {seconds} s ...").format(
+        address=local, seconds=f"{timeout:g}"
+    )
     try:
-        with status.status(f"Who-Is from {local} for {timeout:g} s ...", spinner="dots"):
+        with status.status(asking, spinner="dots"):
             found = asyncio.run(who_is(local, timeout, low, high, port=port, names=not no_names))
     except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
+        fail(_("interrupted"), EXIT_INTERRUPTED)
     except OSError as exc:
-        fail(f"cannot use {local.partition('/')[0]} port {port}: {_bind_problem(exc, port)}")
+        text = _("cannot use {address} port {port}: {problem}")
+        fail(
+            text.format(
+                address=local.partition("/")[0], port=port, problem=_bind_problem(exc, port)
+            )
+        )
     except Exception as exc:  # bacpypes3 has many ways to refuse an address
-        fail(f"BACnet discovery failed: {type(exc).__name__}: {exc}")
+        fail(_("BACnet discovery failed: {error}").format(error=f"{type(exc).__name__}: {exc}"))
     if as_json:
         click.echo(
             json.dumps(
@@ -107,18 +123,20 @@ def discover_bacnet(
         )
         return
     if not found:
-        click.echo(f"No BACnet device answered within {timeout:g} s.")
+        click.echo(
+            _("No BACnet device answered within {seconds} s.").format(seconds=f"{timeout:g}")
+        )
         return
     from rich.markup import escape
 
     from edge_agent.cli.status_view import show
     from edge_agent.cli.status_view import table as cli_table
 
-    table = cli_table(f"BACnet devices ({len(found)})")
-    table.add_column("Instance", justify="right")
-    table.add_column("Address")
-    table.add_column("Vendor", justify="right")
-    table.add_column("Name")
+    table = cli_table(_("BACnet devices ({n})").format(n=len(found)))
+    table.add_column(_("Instance"), justify="right")
+    table.add_column(_("Address"))
+    table.add_column(_("Vendor"), justify="right")
+    table.add_column(_("Name"))
     for d in found:
         table.add_row(str(d.instance), d.address, str(d.vendor), escape(d.name or ""))
     show(table)
@@ -128,16 +146,18 @@ def _check_address(address: str) -> str:
     try:
         iface = ipaddress.ip_interface(address)
     except ValueError:
-        fail(f"--address {address!r} is not an IPv4 address with a prefix (e.g. 10.0.0.5/24)")
+        text = _("--address {address!r} is not an IPv4 address with a prefix (e.g. 10.0.0.5/24)")
+        usage(text.format(address=address))
     if iface.version != 4 or "/" not in address:
-        fail(f"--address {address!r}: give an IPv4 address with its prefix, e.g. 10.0.0.5/24")
+        text = _("--address {address!r}: give an IPv4 address with its prefix, e.g. 10.0.0.5/24")
+        usage(text.format(address=address))
     return address
 
 
 def _interface_address(name: str) -> str:
     """The first IPv4 address/prefix of interface `name` (iproute2's JSON output)."""
     if shutil.which("ip") is None:
-        fail("cannot look up --interface without the 'ip' command: give --address instead")
+        fail(_("cannot look up --interface without the 'ip' command: give --address instead"))
     done = subprocess.run(
         ["ip", "-j", "-4", "addr", "show", "dev", name],
         capture_output=True,
@@ -146,23 +166,24 @@ def _interface_address(name: str) -> str:
         timeout=10,
     )
     if done.returncode != 0:
-        fail(f"no network interface {name!r}")
+        fail(_("no network interface {name!r}").format(name=name))
     for link in json.loads(done.stdout or "[]"):
         for info in link.get("addr_info", []):
             if info.get("family") == "inet":
                 return f"{info['local']}/{info['prefixlen']}"
-    fail(f"interface {name!r} has no IPv4 address")
+    fail(_("interface {name!r} has no IPv4 address").format(name=name))
 
 
 def _bind_problem(exc: OSError, port: int) -> str:
     import errno
 
     if exc.errno == errno.EADDRINUSE:
-        return f"port busy (is the agent running? it owns UDP {port}; stop it or use --port)"
+        text = _("port busy (is the agent running? it owns UDP {port}; stop it or use --port)")
+        return text.format(port=port)
     if exc.errno == errno.EADDRNOTAVAIL:
-        return "this machine has no such address (see 'ip -4 addr')"
+        return _("this machine has no such address (see 'ip -4 addr')")
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
+        return _("permission denied")
     return exc.strerror or str(exc)
 
 
@@ -232,7 +253,7 @@ def discover_modbus(
     from drivers.modbus import discovery as md
 
     if (host is None) == (serial_port is None):
-        fail("give either --host HOST (Modbus TCP) or --serial PORT (Modbus RTU)")
+        usage(_("give either --host HOST (Modbus TCP) or --serial PORT (Modbus RTU)"))
     target: md.Target
     if serial_port is not None:
         target = md.SerialTarget(
@@ -250,8 +271,8 @@ def discover_modbus(
         unit_ids = md.parse_numbers(units, *unit_range, what="--units")
         table_list = md.parse_tables(tables)
         span = md.parse_span(span_text, what="--range")
-    except ValueError as exc:
-        fail(str(exc))
+    except ValueError as exc:  # a value of the wrong form: --range '10-5'
+        usage(str(exc))
     # pymodbus logs connection trouble on its own; we say it once, in one line.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)
     console = _stderr_console()
@@ -266,16 +287,16 @@ def discover_modbus(
         transient=True,
         disable=not console.is_terminal,
     )
-    all_units = bars.add_task("units", total=len(unit_ids), info="")
-    one_unit = bars.add_task("unit", total=span.count * len(table_list), info="")
+    all_units = bars.add_task(_("unit ids"), total=len(unit_ids), info="")
+    one_unit = bars.add_task("", total=span.count * len(table_list), info="")  # named as it goes
 
     def progress(p: md.ScanProgress) -> None:
         bars.update(all_units, completed=p.units_done)
         bars.update(
             one_unit,
-            description=f"unit {p.unit} {p.table or ''}",
+            description=_("unit {unit} {table}").format(unit=p.unit, table=p.table or ""),
             completed=p.addresses_done,
-            info=f"{p.requests}/{max_requests} requests",
+            info=_("{requests}/{most} requests").format(requests=p.requests, most=max_requests),
         )
 
     started = time.monotonic()
@@ -294,7 +315,7 @@ def discover_modbus(
                 )
             )
     except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
+        fail(_("interrupted"), EXIT_INTERRUPTED)
     except md.ScanError as exc:
         fail(str(exc))
     elapsed = time.monotonic() - started
@@ -339,22 +360,23 @@ def _print_scan(result: Any, elapsed: float) -> None:
     present = result.present
     absent = [u.unit for u in result.units if not u.present]
     if present:
-        table = cli_table(f"Modbus units on {result.target}")
-        table.add_column("Unit", justify="right")
-        table.add_column("Table")
-        table.add_column("Readable addresses")
-        table.add_column("Count", justify="right")
-        table.add_column("Notes", overflow="fold")
+        table = cli_table(_("Modbus units on {target}").format(target=result.target))
+        table.add_column(_("Unit"), justify="right")
+        table.add_column(_("Table"))
+        table.add_column(_("Readable addresses"))
+        table.add_column(_("Count"), justify="right")
+        table.add_column(_("Notes"), overflow="fold")
         for u in present:
             for i, t in enumerate(u.tables):
                 notes = []
                 if t.unsupported:
-                    notes.append("not supported (illegal function)")
+                    notes.append(_("not supported (illegal function)"))
                 if t.unscanned:
                     notes.append(
-                        f"{t.note or 'not scanned'}: "
-                        + ", ".join(str(s) for s in t.unscanned)
-                        + " not scanned"
+                        _("{why}: {addresses} not scanned").format(
+                            why=_(t.note or NOT_SCANNED),
+                            addresses=", ".join(str(s) for s in t.unscanned),
+                        )
                     )
                 table.add_row(
                     str(u.unit) if i == 0 else "",
@@ -366,11 +388,12 @@ def _print_scan(result: Any, elapsed: float) -> None:
                 )
         console.print(Fitted(table))
     else:
-        console.print(f"No unit answered on {result.target}.")
+        console.print(_("No unit answered on {target}.").format(target=result.target))
     if absent:
-        console.print(f"No answer from unit(s) {_compact(absent)}.")
+        console.print(_("No answer from unit(s) {units}.").format(units=_compact(absent)))
     requests = sum(u.requests for u in result.units)
-    console.print(f"{requests} requests in {elapsed:.1f} s.")
+    text = _("{requests} requests in {seconds} s.")
+    console.print(text.format(requests=requests, seconds=f"{elapsed:.1f}"))
 
 
 def _compact(numbers: list[int]) -> str:
@@ -430,7 +453,7 @@ def logs(
         try:
             level_number(level)
         except ValueError as exc:
-            fail(f"--level: {exc}")
+            usage(_("--level: {problem}").format(problem=exc))
         level = level.lower()
     # With --since, every record from then on (journalctl's way), unless -n says how many.
     counted = ctx.get_parameter_source("lines") is not click.core.ParameterSource.DEFAULT
@@ -442,9 +465,9 @@ def logs(
     except (FileNotFoundError, ConnectionRefusedError):
         _journal(path, lines, level, follow, as_json, since_ms, counted)
     except PermissionError:
-        fail(f"no permission to talk to the agent at {path} (are you in the agent's group?)")
+        no_permission(path)
     except OSError as exc:
-        fail(f"the agent is not answering on {path}: {exc.strerror or exc}", EXIT_NOT_RUNNING)
+        not_answering(path, exc)
     _check(answer)
     for record in _recent(answer["records"], since_ms)[-lines:]:
         _echo_record(record, as_json)
@@ -457,7 +480,9 @@ def logs(
             try:
                 answer = request(path, "logs", n=2000, level=level, after=after)
             except OSError:
-                fail(f"the agent stopped (no answer on {path})", EXIT_NOT_RUNNING)
+                fail(
+                    _("the agent stopped (no answer on {path})").format(path=path), EXIT_NOT_RUNNING
+                )
             _check(answer)
             for record in _recent(answer["records"], since_ms):
                 _echo_record(record, as_json)
@@ -485,9 +510,9 @@ def _record_ms(record: dict[str, Any]) -> int | None:
 
 def _check(answer: dict[str, Any]) -> None:
     if answer.get("error") == "bad_request" and "logs" not in answer.get("known", ["logs"]):
-        fail("the running agent does not serve its logs (an older version?); use journalctl")
+        fail(_("the running agent does not serve its logs (an older version?); use journalctl"))
     if not answer.get("ok"):
-        fail(f"the agent refused 'logs': {answer.get('message') or answer.get('error')}")
+        refused("logs", answer)
 
 
 _LEVEL_COLOURS = {"debug": "blue", "warning": "yellow", "error": "red", "critical": "red"}
@@ -524,17 +549,16 @@ def _journal(
     """The agent is not running: its earlier records are in the systemd journal."""
     journalctl = shutil.which("journalctl")
     if journalctl is None:
-        fail(
-            f"the agent is not running (no socket at {path}); when it runs as a service its "
-            f"log goes to the systemd journal (journalctl -u {JOURNAL_UNIT}), otherwise to "
-            "the stderr of whoever started it",
-            EXIT_NOT_RUNNING,
+        text = _(
+            "the agent is not running (no socket at {path}); when it runs as a service its "
+            "log goes to the systemd journal (journalctl -u {unit}), otherwise to the stderr "
+            "of whoever started it"
         )
-    click.echo(
-        f"the agent is not running (no socket at {path}); "
-        f"from the journal (journalctl -u {JOURNAL_UNIT}):",
-        err=True,
+        fail(text.format(path=path, unit=JOURNAL_UNIT), EXIT_NOT_RUNNING)
+    text = _(
+        "the agent is not running (no socket at {path}); from the journal (journalctl -u {unit}):"
     )
+    click.echo(text.format(path=path, unit=JOURNAL_UNIT), err=True)
     # With a level filter, ask for more lines: the filter drops some. With --since and no
     # -n, every line from then on.
     every = since_ms is not None and not counted
@@ -549,7 +573,10 @@ def _journal(
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, errors="replace")
     except OSError as exc:
-        fail(f"cannot run journalctl: {exc.strerror or exc}", EXIT_NOT_RUNNING)
+        fail(
+            _("cannot run journalctl: {problem}").format(problem=exc.strerror or exc),
+            EXIT_NOT_RUNNING,
+        )
     kept: collections.deque[str] = collections.deque(maxlen=None if every else lines)
     interrupted = False
     try:
@@ -570,7 +597,9 @@ def _journal(
     for shown in kept:
         click.echo(shown)
     if not kept and not follow and code == 0:
-        click.echo(f"(the journal holds no records of {JOURNAL_UNIT})", err=True)
+        click.echo(
+            _("(the journal holds no records of {unit})").format(unit=JOURNAL_UNIT), err=True
+        )
     sys.exit(0 if interrupted else code)
 
 

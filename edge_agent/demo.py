@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edge_agent.broker_tools import BrokerUnavailable, LocalBroker, PlatformSubscriber
-from edge_agent.cli.status_view import render_status
+from edge_agent.cli.status_view import Fitted, render_status
 from edge_agent.i18n import _
 from edge_agent.local_api import request
 
@@ -71,7 +71,7 @@ def _plant_headline(subscriber: PlatformSubscriber) -> str:
     )
 
 
-def _screen(socket: Path, subscriber: PlatformSubscriber) -> Group:
+def _screen(socket: Path, subscriber: PlatformSubscriber) -> Fitted:
     parts: list = [_plant_headline(subscriber)]
     try:
         status = request(socket, "status")
@@ -79,7 +79,7 @@ def _screen(socket: Path, subscriber: PlatformSubscriber) -> Group:
         parts.append(render_status(status))
     except OSError:
         parts.append(Text(_("agent starting..."), style="yellow"))
-    return Group(*parts, _platform_view(subscriber))
+    return Fitted(Group(*parts, _platform_view(subscriber)))  # no trailing spaces
 
 
 def _start_simulator(sim: Path, speed: float, workdir: Path) -> subprocess.Popen:
@@ -110,6 +110,11 @@ def _start_simulator(sim: Path, speed: float, workdir: Path) -> subprocess.Popen
     return process
 
 
+def _say(console: Console, text: str, style: str = "") -> None:
+    """A line of the demo's own: not markup, wrapped without trailing spaces."""
+    console.print(Fitted(Text(text, style=style)))
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -129,11 +134,11 @@ def run_demo(
     try:
         if sim is not None:
             text = _("starting the simulated plant room ({sim}, {speed}x real time)")
-            console.print(text.format(sim=sim, speed=speed), markup=False)
+            _say(console, text.format(sim=sim, speed=speed))
             simulator = _start_simulator(sim, speed, workdir)
         broker = LocalBroker(workdir / "broker").start()
     except (BrokerUnavailable, RuntimeError) as exc:
-        console.print(Text(_("error: {message}").format(message=exc), style="red"))
+        _say(console, _("error: {message}").format(message=exc), style="red")
         if simulator is not None:
             simulator.terminate()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -141,7 +146,7 @@ def run_demo(
     site = _demo_config(source, workdir, broker.port)
     text = _("broker on {address}; agent config {site}; logs in {log}")
     where = {"address": f"127.0.0.1:{broker.port}", "site": site, "log": workdir / "agent.log"}
-    console.print(text.format(**where), markup=False)
+    _say(console, text.format(**where))
     subscriber = PlatformSubscriber(broker.port, keep=False, client_id="demo-platform").start()
     with open(workdir / "agent.log", "wb") as log:
         agent = subprocess.Popen(
@@ -180,5 +185,5 @@ def run_demo(
         "({points} point values). Files: {files}"
     )
     counts = {"messages": subscriber.count, "points": subscriber.points}
-    console.print(text.format(code=code, files=workdir, **counts), markup=False)
+    _say(console, text.format(code=code, files=workdir, **counts))
     return 0 if code == 0 else 1

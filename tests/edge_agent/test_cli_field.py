@@ -458,3 +458,116 @@ async def test_logs_handler_answers_bad_requests(agent_logging: logs.RecentLogs)
     for bad in ({"n": -1}, {"n": "ten"}, {"level": "loud"}, {"after": "x"}, {"level": 3}):
         answer = await logs_handler({"cmd": "logs", **bad})
         assert answer["ok"] is False and answer["error"] == "bad_request", bad
+
+
+# -- in Chinese and in English --------------------------------------------------------------
+
+ZH = {**os.environ, "LANG": "zh_CN.UTF-8", "NO_COLOR": "1", "COLUMNS": "80"}
+EN = {**os.environ, "LANG": "en_US.UTF-8", "NO_COLOR": "1", "COLUMNS": "80"}
+
+
+def fits_80(text: str) -> list[str]:
+    """The lines as an 80-column console shows them, measured in cells (Chinese: 2)."""
+    from rich.cells import cell_len
+
+    lines = text.splitlines()
+    assert lines
+    assert not [line for line in lines if cell_len(line) > 80], text
+    return lines
+
+
+def column_of(line: str, token: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(line[: line.index(token)])
+
+
+async def test_discover_modbus_in_chinese_and_english(tcp: CountingServer) -> None:
+    """The table's headings, notes and summary in the site's language; the columns line up
+    by cells (a Chinese heading is two cells a character); the machine words (tables,
+    ranges) as they are in the config."""
+    args = ["discover", "modbus", "--host", "127.0.0.1", "--port", str(tcp.port), "--units",
+            "1,2", "--tables", "holding,input", "--range", "0-199",
+            "--max-requests", "30"]  # fmt: skip
+    zh = await cli(*args, env=ZH)
+    assert zh.returncode == 0, zh.stderr
+    lines = fits_80(zh.stdout)
+    assert lines[0] == f"tcp://127.0.0.1:{tcp.port} 上的 Modbus 单元"
+    heading = next(line for line in lines if "单元号" in line)
+    assert heading.split() == ["单元号", "数据区", "可读地址", "数量", "备注"]
+    row = next(line for line in lines if "0-9, 20-21" in line)
+    assert row.split()[:2] == ["1", "holding"]
+    assert column_of(row, "0-9") == column_of(heading, "可读地址")
+    assert "请求次数已用完：" in zh.stdout and "未扫描" in zh.stdout
+    assert "单元 2 无应答。" in zh.stdout
+    assert "秒内共 31 次请求。" in zh.stdout
+    assert "request" not in zh.stdout and "answer" not in zh.stdout
+
+    en = await cli(*args, env=EN)
+    assert en.returncode == 0, en.stderr
+    lines = fits_80(en.stdout)
+    assert lines[0] == f"Modbus units on tcp://127.0.0.1:{tcp.port}"
+    heading = next(line for line in lines if "Unit" in line)
+    assert heading.split() == ["Unit", "Table", "Readable", "addresses", "Count", "Notes"]
+    assert "request budget spent: " in en.stdout and "No answer from unit(s) 2." in en.stdout
+    assert "31 requests in " in en.stdout
+
+
+def test_the_scan_notes_shown_translated_are_the_drivers_own() -> None:
+    """field.SCAN_NOTES are the texts drivers.modbus.discovery sets as a table's note (a
+    driver cannot translate: the CLI does, and only texts it knows)."""
+    import re
+
+    from edge_agent.cli import field
+
+    source = (REPO / "drivers" / "modbus" / "discovery.py").read_text()
+    assert set(re.findall(r'scan\.note = "([^"{]+)"', source)) == set(field.SCAN_NOTES)
+
+
+async def test_usage_errors_of_the_field_tools_exit_2_in_both_languages() -> None:
+    port = str(free_udp_port())
+    cases = [
+        (["discover", "modbus"], "give either --host HOST (Modbus TCP) or --serial PORT",
+         "请给出 --host 主机（Modbus TCP）或 --serial 串口（Modbus RTU），二选一"),
+        (["discover", "modbus", "--host", "127.0.0.1", "--range", "10-5"],
+         "--range '10-5': 10 is greater than 5", "--range '10-5': 10 is greater than 5"),
+        (["discover", "bacnet", "--address", "127.0.0.1/8", "--low", "5", "--port", port],
+         "give both --low and --high, or neither", "--low 和 --high 要么都给出，要么都不给"),
+        (["discover", "bacnet", "--address", "127.0.0.1/8", "--low", "9", "--high", "5"],
+         "--low 9 is greater than --high 5", "--low 9 大于 --high 5"),
+        (["discover", "bacnet", "--address", "127.0.0.1", "--port", port],
+         "give an IPv4 address with its prefix", "请给出带前缀的 IPv4 地址"),
+        (["discover", "bacnet", "--interface", "lo", "--address", "127.0.0.1/8"],
+         "give either --address ADDRESS/PREFIX or --interface NAME",
+         "请给出 --address 地址/前缀 或 --interface 网卡名，二选一"),
+        (["logs", "--socket", "/nonexistent/agent.sock", "--level", "loud"],
+         "--level: unknown level 'loud'", "--level：unknown level 'loud'"),
+    ]  # fmt: skip
+    for args, english, chinese in cases:
+        en = await cli(*args, env=EN)
+        assert en.returncode == 2, (args, en.stderr)
+        assert english in one_error_line(en), (args, en.stderr)
+        zh = await cli(*args, env=ZH)
+        assert zh.returncode == 2, (args, zh.stderr)
+        assert zh.stderr.startswith("错误：") and chinese in zh.stderr, (args, zh.stderr)
+        assert len(zh.stderr.splitlines()) == 1 and "Traceback" not in zh.stderr
+    # Not usage: an interface that is none exits 1, said in the site's language.
+    zh = await cli("discover", "bacnet", "--interface", "no-such-if0", env=ZH)
+    assert (zh.returncode, zh.stderr.strip()) == (1, "错误：没有网卡 'no-such-if0'")
+
+
+async def test_discover_bacnet_nobody_answers_in_chinese() -> None:
+    done = await cli(
+        "discover", "bacnet", "--interface", "lo", "--port", str(free_udp_port()),
+        "--timeout", "0.3", env=ZH,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "0.3 秒内没有 BACnet 设备应答。\n"
+
+
+async def test_logs_without_an_agent_in_chinese(tmp_path: Path) -> None:
+    sock = tmp_path / "agent.sock"
+    done = await cli("logs", "--socket", str(sock), env={**ZH, "PATH": str(tmp_path)})
+    assert done.returncode == 3
+    assert done.stderr.startswith(f"错误：代理未运行（{sock} 处没有套接字）；作为服务运行时")
+    assert "journalctl -u edge-agent" in done.stderr and len(done.stderr.splitlines()) == 1

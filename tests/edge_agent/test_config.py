@@ -741,6 +741,23 @@ def test_cli_show_round_trips(in_tmp: Path) -> None:
     assert load_config_text(out).config_hash == expected.config_hash  # "-inf" loads back
 
 
+def test_cli_show_heads_its_yaml_in_the_site_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heading is a YAML comment: in Chinese the output still loads as the same config."""
+    expected = load_config(EXAMPLE)
+    for name in ("EDGE_AGENT_LANG", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    code, out, _ = run_cli("show", str(EXAMPLE))
+    assert code == 0
+    assert out.splitlines()[0] == f"# {EXAMPLE} 的生效配置（配置哈希 {expected.config_hash}）"
+    assert load_config_text(out).config_hash == expected.config_hash
+    monkeypatch.setenv("LANG", "en_US.UTF-8")
+    code, out, _ = run_cli("show", str(EXAMPLE))
+    assert out.splitlines()[0] == (
+        f"# effective configuration of {EXAMPLE} (config hash {expected.config_hash})"
+    )
+
+
 def test_cli_show_reports_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(FIXTURES)
     code, out, err = run_cli("show", "--json", "broken/site.yaml")

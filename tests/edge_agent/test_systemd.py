@@ -378,12 +378,15 @@ def fake_system(tmp_path: Path) -> dict[str, Path]:
     return {"root": root, "bin": bin_dir, "log": tmp_path / "calls.log"}
 
 
-def run_installer(fake: dict[str, Path], *args: str, fail: str = "") -> subprocess.CompletedProcess:
+def run_installer(
+    fake: dict[str, Path], *args: str, fail: str = "", lang: str | None = None
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "PATH": f"{fake['bin']}:{os.environ['PATH']}",
         "FAKE_LOG": str(fake["log"]),
         "FAKE_FAIL": fail,
+        **({"LANG": lang, "LC_ALL": "", "EDGE_AGENT_LANG": ""} if lang else {}),
     }
     return subprocess.run(
         [str(VENV_AGENT), "install-service", "--root", str(fake["root"]), *args],
@@ -411,6 +414,52 @@ def test_install_service_dry_run_changes_nothing(fake_system: dict[str, Path]) -
     assert "would    /etc/edge-agent/site owned by edge-agent, mode 750" in out
     assert not (fake_system["root"] / "etc/edge-agent").exists()
     assert "would    edge-agent.service enabled at boot: systemctl --root" in out
+
+
+def test_install_service_dry_run_in_chinese_and_english(fake_system: dict[str, Path]) -> None:
+    """The step lines in the site's language, their texts starting in one column (cells:
+    a Chinese word is two a character); the commands as they are."""
+    from rich.cells import cell_len
+
+    def step_lines(out: str, states: tuple[str, ...]) -> list[str]:
+        lines = [line for line in out.splitlines() if line.startswith(states)]
+        assert len(lines) == 7, out
+        for line in lines:
+            state = next(s for s in states if line.startswith(s))
+            rest = line[len(state) :]
+            assert cell_len(state) + len(rest) - len(rest.lstrip(" ")) == install.STEP_COLUMN
+        return lines
+
+    zh = run_installer(fake_system, "--dry-run", lang="zh_CN.UTF-8")
+    assert zh.returncode == 0, zh.stderr
+    lines = step_lines(zh.stdout, ("将执行", "已就绪"))
+    assert (
+        lines[0]
+        == f"将执行   用户组 edge-agent：groupadd --root {fake_system['root']} --system edge-agent"
+    )
+    assert "将执行   /etc/edge-agent/site 属主为 edge-agent，权限 750：写入文件" in zh.stdout
+    assert "将执行   edge-agent.service 设为开机启动：systemctl --root" in zh.stdout
+    assert "提示：/etc/edge-agent/site/site.yaml 尚不存在；在它存在之前服务不会启动" in zh.stdout
+    assert calls(fake_system) == []
+
+    en = run_installer(fake_system, "--dry-run", lang="en_US.UTF-8")
+    assert en.returncode == 0, en.stderr
+    step_lines(en.stdout, ("would", "ok"))
+    assert "would    group edge-agent: groupadd --root" in en.stdout
+
+    relative = run_installer(fake_system, "--dry-run", "--config", "site.yaml", lang="zh_CN.UTF-8")
+    assert relative.returncode == install.EXIT_FAILED
+    assert relative.stderr == "错误：--config 必须是绝对路径（服务在 / 下运行）：site.yaml\n"
+
+
+def test_install_service_reads_the_site_locale_of_its_config(fake_system: dict[str, Path]) -> None:
+    """Where the technician's environment has no choice (sudo's C locale), the site's."""
+    site = fake_system["root"] / "etc/edge-agent/site/site.yaml"
+    site.parent.mkdir(parents=True)
+    site.write_text("site:\n  id: s\n  locale: zh_CN\n")
+    done = run_installer(fake_system, "--dry-run", lang="C.UTF-8")
+    assert done.returncode == 0, done.stderr
+    assert "将执行   系统用户 edge-agent：useradd --root" in done.stdout
 
 
 def test_install_service_for_real_then_again(fake_system: dict[str, Path]) -> None:

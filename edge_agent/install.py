@@ -316,7 +316,8 @@ def install_service(
             try:
                 step.action()
             except OSError as exc:
-                raise InstallError(f"{step.what}: {exc.strerror or exc}") from None
+                text = _("{what}: {problem}").format(what=step.what, problem=exc.strerror or exc)
+                raise InstallError(text) from None
     if not dry_run:
         echo(_("installed; start it with: systemctl start {unit}").format(unit=UNIT_NAME))
 

@@ -210,6 +210,9 @@ def test_discover_bacnet_in_network_namespaces(
             text=True,
             timeout=30,
         )
+        chinese = subprocess.run(
+            [*run, "--timeout", "1"], capture_output=True, text=True, timeout=30, env=ZH
+        )
     finally:
         sim.stop()
     assert found.returncode == 0, found.stderr
@@ -220,6 +223,12 @@ def test_discover_bacnet_in_network_namespaces(
     assert "5005" in table.stdout and "198.51.100.2" in table.stdout
     assert "sim-5005" in table.stdout
     assert outside.returncode == 0 and "No BACnet device answered" in outside.stdout
+    assert chinese.returncode == 0, chinese.stderr
+    lines = fits_80(chinese.stdout)
+    assert lines[0] == "BACnet 设备（1 台）"
+    assert lines[1].split() == ["实例号", "地址", "厂商", "名称"]
+    assert lines[3].split() == ["5005", "198.51.100.2", "999", "sim-5005"]
+    assert column_of(lines[3], "198.51") == column_of(lines[1], "地址")
 
 
 async def test_discover_bacnet_errors_are_one_line() -> None:

@@ -11,11 +11,19 @@ from pathlib import Path
 import click
 
 from edge_agent import SITE_CONFIG
-from edge_agent.cli.common import ask_agent, config_option, fail, socket_option, socket_path
+from edge_agent.cli.common import (
+    OneLineErrors,
+    ask_agent,
+    config_option,
+    fail,
+    socket_option,
+    socket_path,
+    usage,
+)
 from edge_agent.i18n import _
 
 
-@click.command()
+@click.command(cls=OneLineErrors)
 @config_option(required=True, help="Site configuration (YAML).")
 @click.option(
     "--log-json/--log-console",
@@ -59,7 +67,7 @@ def run(config_path: Path, log_json: bool | None) -> None:
     sys.exit(code)
 
 
-@click.command()
+@click.command(cls=OneLineErrors)
 @socket_option
 @config_option(required=False, help="Site configuration, to find the agent's socket.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -75,7 +83,7 @@ def status(socket: Path | None, config_path: Path | None, as_json: bool) -> None
     console().print(render_status(answer))
 
 
-@click.command()
+@click.command(cls=OneLineErrors)
 @config_option(
     required=False, help="Agent configuration to demonstrate (default: configs/hospital-site.yaml)."
 )
@@ -90,10 +98,17 @@ def status(socket: Path | None, config_path: Path | None, as_json: bool) -> None
     "--no-sim", is_flag=True, help="Start no simulator (e.g. with configs/demo-site.yaml)."
 )
 @click.option(
-    "--speed", type=float, default=1.0, show_default=True, help="Simulated time per real time."
+    "--speed",
+    type=click.FloatRange(0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Simulated time per real time.",
 )
 @click.option(
-    "--duration", type=float, default=None, help="Stop after this many seconds (default: Ctrl-C)."
+    "--duration",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Stop after this many seconds (default: Ctrl-C).",
 )
 def demo(
     config_path: Path | None,
@@ -105,10 +120,12 @@ def demo(
     """Start the simulated plant room, a local broker and the agent, and show live status."""
     from edge_agent.demo import DEFAULT_SIM, run_demo
 
+    if no_sim and sim_path is not None:
+        usage(_("--sim and --no-sim exclude each other"))
     sys.exit(run_demo(config_path, duration, None if no_sim else sim_path or DEFAULT_SIM, speed))
 
 
-@click.command("install-service")
+@click.command("install-service", cls=OneLineErrors)
 @click.option(
     "--prefix",
     type=click.Path(path_type=Path),

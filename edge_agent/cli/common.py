@@ -27,8 +27,7 @@ def config_option(*, required: bool, help: str) -> Callable:
         "-c",
         "config_path",
         type=click.Path(path_type=Path),
-        required=required,
-        default=None,
+        required=required,  # no default=None: click 8.5 takes an explicit None as given
         callback=_site_language,
         help=help,
     )

@@ -132,3 +132,27 @@ def test_the_words_shown_cover_the_vocabulary_of_the_code():
     assert set(words.SOURCES) == {s.name.lower() for s in Source}
     endings = set(re.findall(r'"(rule \w+)"', source("edge_agent", "alarms", "engine.py")))
     assert endings | {"superseded"} == set(words.ALARM_ENDINGS)
+
+
+def test_usage_errors_of_the_agents_commands_are_one_line_exit_2():
+    """run without --config (click 8.5 lets an explicit default=None pass as given: it must
+    still be missing), options that exclude each other, a number out of its range."""
+    cases = [
+        (["run"], "Missing option '--config'", "Missing option '--config'"),
+        (["demo", "--sim", "x.yaml", "--no-sim"], "--sim and --no-sim exclude each other",
+         "--sim 与 --no-sim 不能同时使用"),
+        (["demo", "--duration", "0"], "Invalid value for '--duration'",
+         "Invalid value for '--duration'"),
+        (["status", "--bogus"], "No such option '--bogus'", "No such option '--bogus'"),
+        (["install-service", "--bogus"], "No such option", "No such option"),
+    ]  # fmt: skip
+    for args, english, chinese in cases:
+        languages = [("en_US.UTF-8", "error: ", english), ("zh_CN.UTF-8", "错误：", chinese)]
+        for lang, prefix, text in languages:
+            done = subprocess.run(
+                [sys.executable, "-m", "edge_agent", *args],
+                capture_output=True, text=True, cwd=REPO, env={"LANG": lang, "PATH": "/usr/bin"},
+            )  # fmt: skip
+            assert done.returncode == 2, (args, lang, done.stderr)
+            assert done.stdout == "" and len(done.stderr.splitlines()) == 1, (args, done.stderr)
+            assert done.stderr.startswith(prefix) and text in done.stderr, (args, done.stderr)

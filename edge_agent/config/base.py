@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from edge_agent.i18n import _
+
 
 class Model(BaseModel):
     """Immutable, strict about unknown keys."""
@@ -43,14 +45,16 @@ _LARGEST_FIRST = ("d", "h", "m", "s", "ms")
 def parse_duration(value: object) -> object:
     """'500ms', '5s', '2m', '1h30m', '7d' or a plain number of seconds -> seconds (float)."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 5s, 500ms, 2m")
+        raise ValueError(_("expected a duration such as 5s, 500ms, 2m"))
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
         seconds = duration_seconds(value)
         if seconds is not None:
             return seconds
-    raise ValueError(f"expected a duration such as 5s, 500ms, 2m, got {value!r}")
+    raise ValueError(
+        _("expected a duration such as 5s, 500ms, 2m, got {value!r}").format(value=value)
+    )
 
 
 def duration_seconds(text: str) -> float | None:
@@ -74,8 +78,10 @@ def duration_seconds(text: str) -> float | None:
     ranks = [_LARGEST_FIRST.index(unit) for _, unit in terms if unit is not None]
     if ranks != sorted(set(ranks)):
         raise ValueError(
-            f"{text!r}: write the units from the largest to the smallest, each once "
-            "(1h30m, not 30m1h)"
+            _(
+                "{text!r}: write the units from the largest to the smallest, each once "
+                "(1h30m, not 30m1h)"
+            ).format(text=text)
         )
     return sum(float(number) * _UNIT_S[unit] for number, unit in terms if unit is not None)
 
@@ -93,7 +99,9 @@ class Limits(Model):
     @model_validator(mode="after")
     def _ordered(self) -> Limits:
         if self.min > self.max:
-            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+            raise ValueError(
+                _("min ({min}) is greater than max ({max})").format(min=self.min, max=self.max)
+            )
         return self
 
 

@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from edge_agent.config.base import Id
 from edge_agent.config.models import Uplink
-from edge_agent.i18n import _
+from edge_agent.i18n import N_, _
 
 Loc = tuple[str | int, ...]
 # An error makes the configuration unusable; a warning is legal but suspicious (printed by
@@ -76,13 +76,13 @@ def show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
-        return "nothing"
+        return _("nothing")
     if isinstance(value, str):
         return repr(value if len(value) <= 40 else value[:37] + "...")
     if isinstance(value, list):
-        return "a list"
+        return _("a list")
     if isinstance(value, dict):
-        return "a mapping"
+        return _("a mapping")
     return str(value)
 
 
@@ -92,6 +92,16 @@ class Problem:
 
     path: Loc
     message: str
+    # An "expected X, got Y" of a type: X and Y apart, so that the members of a union
+    # (`float | str`) merge into one message.
+    wanted: str | None = None
+    got: str | None = None
+
+
+def _wanted(path: Loc, wanted: str, got: str) -> Problem:
+    return Problem(
+        path, _("expected {wanted}, got {got}").format(wanted=wanted, got=got), wanted, got
+    )
 
 
 # --- Walking the model types along an error location -----------------------------------
@@ -187,35 +197,43 @@ def _field_pattern(model: type[BaseModel], name: str) -> str:
 
 # What a regular expression means, in words. Patterns not listed are shown as they are.
 _PATTERN_WORDS = {
-    _pattern(Id): "an id of letters, digits, '-' and '_' "
-    "(starting with a letter or digit, at most 64 characters)",
-    _field_pattern(Uplink, "topic_prefix"): "a topic prefix without spaces, '+' or '#', "
-    "not starting or ending with '/'",
+    _pattern(Id): N_(
+        "an id of letters, digits, '-' and '_' "
+        "(starting with a letter or digit, at most 64 characters)"
+    ),
+    _field_pattern(Uplink, "topic_prefix"): N_(
+        "a topic prefix without spaces, '+' or '#', not starting or ending with '/'"
+    ),
 }
 _ALTERNATIVES = re.compile(r"^\^\(([\w-]+(?:\|[\w-]+)*)\)\$$")  # ^(a|b|c)$
 
 # pydantic error type -> what was expected.
 _EXPECTED = {
-    "float_type": "a number",
-    "float_parsing": "a number",
-    "finite_number": "a finite number",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
-    "string_type": "text",
-    "list_type": "a list",
-    "tuple_type": "a list",  # what pydantic says of a mapping given for some lists
-    "set_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "path_type": "a file path",
-    "byte_size": "a size such as 512MB or 2GiB",
-    "byte_size_unit": "a size such as 512MB or 2GiB",
+    "float_type": N_("a number"),
+    "float_parsing": N_("a number"),
+    "finite_number": N_("a finite number"),
+    "int_type": N_("an integer"),
+    "int_parsing": N_("an integer"),
+    "int_from_float": N_("an integer"),
+    "bool_type": N_("true or false"),
+    "bool_parsing": N_("true or false"),
+    "string_type": N_("text"),
+    "list_type": N_("a list"),
+    "tuple_type": N_("a list"),  # what pydantic says of a mapping given for some lists
+    "set_type": N_("a list"),
+    "dict_type": N_("a mapping"),
+    "model_type": N_("a mapping"),
+    "model_attributes_type": N_("a mapping"),
+    "path_type": N_("a file path"),
+    "byte_size": N_("a size such as 512MB or 2GiB"),
+    "byte_size_unit": N_("a size such as 512MB or 2GiB"),
 }
-_BOUNDS = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+_BOUNDS = {
+    "gt": N_("must be greater than {limit}, got {got}"),
+    "ge": N_("must be at least {limit}, got {got}"),
+    "lt": N_("must be less than {limit}, got {got}"),
+    "le": N_("must be at most {limit}, got {got}"),
+}
 _BOUND_TYPES = {
     "greater_than": "gt",
     "greater_than_equal": "ge",
@@ -233,48 +251,64 @@ def _got(value: object, raw: str | None) -> str:
     return raw if raw and isinstance(value, int | float | date) else show(value)
 
 
-def _expected(error: ErrorDetails, target: _Target, got: str) -> str | None:
+def _expected(error: ErrorDetails, target: _Target, got: str) -> Problem | None:
     """'expected X, got Y' for type and format errors; None for other kinds of error."""
-    kind, value = error["type"], error["input"]
+    kind, value, path = error["type"], error["input"], target.path
     if kind == "literal_error" and get_origin(target.leaf) is Literal:
-        options = get_args(target.leaf)
-        if not isinstance(value, str) and got in options:  # `protocol: 5` is the number 5
-            hint = f"got the number {got}; write '{got}' in quotes"
-            return f"expected one of {_listed(options)} ({hint})"
-        return f"expected one of {_listed(options)} (got {got})"
+        options = _listed(get_args(target.leaf))
+        if not isinstance(value, str) and got in get_args(target.leaf):  # `protocol: 5`: 5
+            message = _("expected one of {options} (got the number {got}; write '{got}' in quotes)")
+            return Problem(path, message.format(options=options, got=got))
+        return Problem(
+            path, _("expected one of {options} (got {got})").format(options=options, got=got)
+        )
     if kind == "string_pattern_mismatch":
         pattern = error.get("ctx", {}).get("pattern", "")
         alternatives = _ALTERNATIVES.match(pattern)
         if alternatives:
-            return f"expected one of {_listed(alternatives.group(1).split('|'))} (got {got})"
-        return f"expected {_PATTERN_WORDS.get(pattern, f'text matching {pattern}')}, got {got}"
+            options = _listed(alternatives.group(1).split("|"))
+            return Problem(
+                path, _("expected one of {options} (got {got})").format(options=options, got=got)
+            )
+        if pattern in _PATTERN_WORDS:
+            return _wanted(path, _(_PATTERN_WORDS[pattern]), got)
+        return _wanted(path, _("text matching {pattern}").format(pattern=pattern), got)
     if kind == "string_type" and isinstance(value, int | float | date):
         # YAML read an unquoted 0x10, 101 or "no" as a number or a boolean.
-        return f"expected text, got {got} (put it in quotes if it is meant as text)"
+        message = _("expected text, got {got} (put it in quotes if it is meant as text)")
+        return Problem(path, message.format(got=got))
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {got}"
+        return _wanted(path, _(_EXPECTED[kind]), got)
     return None
 
 
 def _unknown_key(key: str | int, model: Any) -> str:
     if not _is_model(model):
-        return f"unknown key {key!r}"
-    allowed = list(model.model_fields)
-    close = difflib.get_close_matches(str(key), allowed, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown key {key!r} ({hint}allowed: {', '.join(allowed)})"
+        return _("unknown key {key!r}").format(key=key)
+    allowed = ", ".join(model.model_fields)
+    close = difflib.get_close_matches(str(key), list(model.model_fields), n=1)
+    if close:
+        message = _("unknown key {key!r} (did you mean {close!r}? allowed: {allowed})")
+        return message.format(key=key, close=close[0], allowed=allowed)
+    return _("unknown key {key!r} (allowed: {allowed})").format(key=key, allowed=allowed)
 
 
 def _sized(error: ErrorDetails) -> str:
     ctx = error.get("ctx", {})
     if error["type"] == "string_too_short":
         n = ctx["min_length"]
-        return "must not be empty" if n == 1 else f"must be at least {n} characters long"
+        return (
+            _("must not be empty")
+            if n == 1
+            else _("must be at least {n} characters long").format(n=n)
+        )
     if error["type"] == "string_too_long":
-        return f"must be at most {ctx['max_length']} characters long"
+        return _("must be at most {n} characters long").format(n=ctx["max_length"])
     if error["type"] == "too_short":
-        return f"must have at least {ctx['min_length']} item(s), got {ctx['actual_length']}"
-    return f"must have at most {ctx['max_length']} item(s), got {ctx['actual_length']}"
+        message = _("must have at least {n} item(s), got {got}")
+        return message.format(n=ctx["min_length"], got=ctx["actual_length"])
+    message = _("must have at most {n} item(s), got {got}")
+    return message.format(n=ctx["max_length"], got=ctx["actual_length"])
 
 
 def _problem(error: ErrorDetails, target: _Target, raw: str | None) -> Problem:
@@ -282,24 +316,27 @@ def _problem(error: ErrorDetails, target: _Target, raw: str | None) -> Problem:
     got = _got(error["input"], raw)
     expected = _expected(error, target, got)
     if expected is not None:
-        return Problem(path, expected)
+        return expected
     if kind == "missing":
-        return Problem(path, "required key missing")
+        return Problem(path, _("required key missing"))
     if kind == "extra_forbidden":
         return Problem(path, _unknown_key(path[-1], target.parent))
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         key = ctx["discriminator"].strip("'")
         tags = ctx["expected_tags"] if "expected_tags" in ctx else _tags(target.leaf, key)
         if kind == "union_tag_not_found":
-            return Problem((*path, key), f"required key missing (one of {tags})")
+            return Problem(
+                (*path, key), _("required key missing (one of {tags})").format(tags=tags)
+            )
         item = error["input"]  # pydantic's ctx["tag"] is str(value): show the value itself
         value = item.get(key, ctx["tag"]) if isinstance(item, dict) else ctx["tag"]
-        return Problem((*path, key), f"expected one of {tags} (got {show(value)})")
+        message = _("expected one of {options} (got {got})")
+        return Problem((*path, key), message.format(options=tags, got=show(value)))
     if kind in _BOUND_TYPES:
         bound = _BOUND_TYPES[kind]
         limit = ctx[bound]
         limit = f"{limit:g}" if isinstance(limit, float) else limit  # 0.0 -> 0
-        return Problem(path, f"must be {_BOUNDS[bound]} {limit}, got {got}")
+        return Problem(path, _(_BOUNDS[bound]).format(limit=limit, got=got))
     if kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
         return Problem(path, _sized(error))
     if kind in ("value_error", "assertion_error") and "error" in ctx:
@@ -316,11 +353,8 @@ def _tags(union: Any, key: str) -> str:
 
 def _merge(problems: list[Problem]) -> Problem:
     """pydantic complains once per member of `float | str`: say 'a number or text' once."""
-    wanted, got = [], ""
-    for problem in problems:
-        head, _, got = problem.message.partition(", got ")
-        wanted.append(head.removeprefix("expected "))
-    return Problem(problems[0].path, f"expected {' or '.join(wanted)}, got {got}")
+    wanted = _(" or ").join(p.wanted or "" for p in problems)
+    return _wanted(problems[0].path, wanted, problems[-1].got or "")
 
 
 def problems_from(
@@ -333,11 +367,7 @@ def problems_from(
         target = _target(root, details["loc"])
         input_raw = raw(target.path) if not isinstance(details["input"], str) else None
         problem = _problem(details, target, input_raw)
-        if (
-            target.in_union
-            and problem.message.startswith("expected ")
-            and ", got " in problem.message
-        ):
+        if target.in_union and problem.wanted is not None:
             union.setdefault(problem.path, []).append(problem)
         else:
             plain.append(problem)

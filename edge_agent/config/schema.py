@@ -38,8 +38,11 @@ from edge_agent.config.changes import duration_text, size_text
 from edge_agent.config.models import AgentConfig, Device
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
-# A number with an optional unit: what parse_duration reads (`2h30m` is not a duration).
-DURATION_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d)?\s*$"
+# One number with an optional unit, or several terms with units (1h30m); the loader also
+# wants the units largest first, each once, which a pattern says poorly: it has the last word.
+DURATION_PATTERN = (
+    r"^\s*([0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d)?|([0-9]+(\.[0-9]+)?\s*(ms|s|m|h|d)\s*)+)\s*$"
+)
 SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|B)?\s*$"
 INCLUDE = {
     "type": "string",
@@ -71,7 +74,7 @@ class _Generator(GenerateJsonSchema):
             return {
                 "x-duration": True,
                 "anyOf": [{"type": "number"}, {"type": "string", "pattern": DURATION_PATTERN}],
-                "description": "a duration: seconds, or 500ms, 5s, 2m, 1h, 7d",
+                "description": "a duration: seconds, or 500ms, 5s, 2m, 1h30m, 7d",
             }
         return super().function_before_schema(schema)
 

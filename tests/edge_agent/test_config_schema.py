@@ -145,7 +145,7 @@ MISTAKES = [
     ("misspelt key", ("poll_interval: 5s", "pol_interval: 5s"), "devices[0].pol_interval"),
     ("text for a number", ("scale: 0.1", "scale: x"), "devices[0].points[0].scale"),
     ("unknown driver", ("driver: fake", "driver: profinet"), "devices[1].driver"),
-    ("not a duration", ("poll_interval: 5s", "poll_interval: 2h30m"), "devices[0].poll_interval"),
+    ("not a duration", ("poll_interval: 5s", "poll_interval: 5 ks"), "devices[0].poll_interval"),
     ("zero duration", ("keepalive: 30s", "keepalive: 0"), "uplink.keepalive"),
     ("not a size", ("disk_budget: 2GiB", "disk_budget: 2 parsecs"), "store.disk_budget"),
     ("unknown table", ("table: input", "table: inputs"), "devices[0].points[0].modbus.table"),

@@ -156,3 +156,32 @@ def test_usage_errors_of_the_agents_commands_are_one_line_exit_2():
             assert done.returncode == 2, (args, lang, done.stderr)
             assert done.stdout == "" and len(done.stderr.splitlines()) == 1, (args, done.stderr)
             assert done.stderr.startswith(prefix) and text in done.stderr, (args, done.stderr)
+
+
+def test_a_config_error_reads_in_chinese(tmp_path):
+    """The loader's words (expected, got, unknown key, did you mean) in the technician's
+    language; the file, line and key path stay as they are."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: {id: s}\ngateway: {id: g}\nuplink: {endpoints: [{host: 127.0.0.1}]}\n"
+        "devices:\n  - id: d1\n    driver: fake\n    pol_interval: 5s\n"
+        "    points: [{id: a, signal: {value: 1}}]\n  - id: d2\n    driver: fake\n"
+        "    poll_interval: soon\n    points: [{id: a, signal: {value: 1}}]\n"
+    )
+    run = lambda lang: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "edge_agent", "config", "validate", str(site)],
+        capture_output=True, text=True, cwd=REPO, env={"PATH": "/usr/bin", "LANG": lang},
+    )  # fmt: skip
+    chinese, english = run("zh_CN.UTF-8"), run("en_US.UTF-8")
+    assert chinese.returncode == english.returncode == 1
+    assert (
+        "site.yaml:7 devices[0].pol_interval: 未知的键 'pol_interval'（是否想写 'poll_interval'？"
+        in (chinese.stderr)
+    )
+    assert "site.yaml:11 devices[1].poll_interval: 应为时长，如 5s、500ms、2m，得到 'soon'" in (
+        chinese.stderr
+    )
+    assert "site.yaml:7 devices[0].pol_interval: unknown key 'pol_interval' (did you mean" in (
+        english.stderr
+    )
+    assert "expected a duration such as 5s, 500ms, 2m, got 'soon'" in english.stderr

@@ -89,3 +89,36 @@ def test_alarms_are_raised_during_an_outage_and_published_first(tmp_path, broker
     first_alarm = arrived.index("alarm")
     # Priority lane: the alarm overtakes the backlog of telemetry polled before it.
     assert first_alarm < arrived.count("telemetry") // 2, arrived[:20]
+
+
+def test_the_site_locale_gives_the_alarm_texts_their_language(
+    tmp_path, broker, platform, agents, monkeypatch
+):
+    """`site.locale: zh_CN`: the default text of a rule is in Chinese, on the platform and on
+    the technician's screen; every machine field (rule, state, severity, point) is as in
+    English. An agent under systemd has no LANG: the site's locale is what it goes by."""
+    device = fake_device("sewage", n_points=1, interval=0.2)
+    device["points"].append({"id": "ph", "unit": "pH", "signal": {"value": 11.5}})
+    rule = {"id": "ph-high", "type": "high", "point": "sewage.ph", "limit": 9.0,
+            "severity": "major"}  # fmt: skip
+    config = site_config(tmp_path, broker.port, [device], alarms=[rule])
+    config["site"]["locale"] = "zh_CN"
+    for name in ("EDGE_AGENT_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(name, raising=False)  # as under systemd
+    agent = AgentProcess(tmp_path, config)
+    agents.append(agent.start())
+    agent.wait_ready()
+    assert platform.wait_for(lambda p: any(a["rule"] == "ph-high" for a in _alarms(p)), 10)
+    raised = next(a for a in _alarms(platform) if a["rule"] == "ph-high")
+    assert raised["message"] == "sewage.ph 过高：11.5（限值 9.0）", raised
+    assert (raised["state"], raised["severity"], raised["point"]) == (
+        "active",
+        "major",
+        "sewage.ph",
+    )
+    # The technician's CLI reads the site's locale from the configuration (-c; on a gateway
+    # the installed one): the headings and words in Chinese too, piped or not.
+    screen = run_cli("alarms", "-c", str(agent.config_path), env={"PATH": "/usr/bin"})
+    assert screen.stdout.splitlines()[0].split("\t")[:2] == ["级别", "状态"], screen.stdout
+    assert "\t重要\t活动\t" in f"\t{screen.stdout.splitlines()[1]}"
+    assert "sewage.ph 过高：11.5（限值 9.0）" in screen.stdout

@@ -27,6 +27,8 @@ from typing import Any, TextIO, cast
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from edge_agent.i18n import _
+
 RECENT_RECORDS = 2000
 # The libraries whose chatter is held while a device is polled and counted while it is down.
 LIBRARIES = ("pymodbus", "paho", "bacpypes3")
@@ -124,7 +126,8 @@ class RecentLogs:
 def level_number(level: str) -> int:
     number = logging.getLevelNamesMapping().get(level.upper())
     if number is None:
-        raise ValueError(f"unknown level {level!r} (use debug, info, warning, error or critical)")
+        message = _("unknown level {level!r} (use debug, info, warning, error or critical)")
+        raise ValueError(message.format(level=level))
     return number
 
 

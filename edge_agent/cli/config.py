@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 import yaml
 
-from edge_agent.cli.common import config_option, socket_option
+from edge_agent import i18n
+from edge_agent.cli.common import config_option, site_locale_of, socket_option
 from edge_agent.config.errors import ConfigError, ordered
 from edge_agent.config.loader import Loaded, load_config, load_with_warnings
 from edge_agent.config.models import AgentConfig
@@ -52,6 +53,8 @@ def validate(files: tuple[str, ...], strict: bool) -> None:
     check only with --strict."""
     failed = False
     for file in files:
+        # Its problems in the language of its site.locale (where the environment has none).
+        i18n.use_site_locale(site_locale_of(Path(file)))
         failed |= not _validate_one(file, strict)
     if failed:
         raise click.exceptions.Exit(1)

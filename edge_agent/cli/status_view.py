@@ -528,7 +528,7 @@ def render_status(status: dict[str, Any]) -> Group:
         style = {"auto": "green", "safe": "red", "overridden": "cyan"}.get(mode, "dim")
         row(
             _("loop") if loop is status["loops"][0] else "",
-            f"{escape(loop['id'])} [{style}]{escape(mode)}[/]",
+            f"{escape(loop['id'])} [{style}]{escape(_(mode))}[/]",
         )
 
     devices = status["devices"]

@@ -185,3 +185,19 @@ def test_a_config_error_reads_in_chinese(tmp_path):
         english.stderr
     )
     assert "expected a duration such as 5s, 500ms, 2m, got 'soon'" in english.stderr
+
+
+def test_config_validate_reads_the_files_site_locale(tmp_path):
+    """An integrator's file that says `site.locale: zh_CN` is checked in Chinese where the
+    shell has no language (LANG=C)."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: {id: s, locale: zh_CN}\ngateway: {id: g}\n"
+        "uplink: {endpoints: [{host: 127.0.0.1}], keepalive: never}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "config", "validate", str(site)],
+        capture_output=True, text=True, cwd=REPO, env={"PATH": "/usr/bin", "LANG": "C"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "site.yaml:3 uplink.keepalive: 应为时长，如 5s、500ms、2m，得到 'never'" in done.stderr

@@ -20,10 +20,27 @@ from edge_agent.i18n import LANGUAGES, LOCALES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("edge_agent", "control_loops", "drivers", "simulators")
+# Libraries whose texts reach the technician through our catalog (edge_agent.cli.common:
+# click_in_our_language): their modules' `_("...")` and `ngettext("...", "...", n)`.
+LIBRARY_TEXTS = {"click": ("core", "decorators", "exceptions", "formatting", "parser",
+                           "termui", "types")}  # fmt: skip
 
 
 def sources(root: Path = ROOT) -> list[Path]:
-    return sorted(p for package in PACKAGES for p in (root / package).rglob("*.py"))
+    ours = sorted(p for package in PACKAGES for p in (root / package).rglob("*.py"))
+    return ours + library_sources()
+
+
+def library_sources() -> list[Path]:
+    import importlib.util
+
+    found = []
+    for library, modules in LIBRARY_TEXTS.items():
+        for module in modules:
+            spec = importlib.util.find_spec(f"{library}.{module}")
+            if spec is not None and spec.origin is not None:
+                found.append(Path(spec.origin))
+    return found
 
 
 def texts(paths: Iterable[Path]) -> tuple[dict[str, list[str]], list[str]]:
@@ -38,9 +55,14 @@ def texts(paths: Iterable[Path]) -> tuple[dict[str, list[str]], list[str]]:
         for node in ast.walk(tree):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
                 continue
+            if node.func.id == "ngettext":  # a library's plural: both forms in the catalog
+                for arg in node.args[:2]:
+                    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                        found.setdefault(arg.value, []).append(_where(path, node))
+                continue
             if node.func.id not in ("_", "N_") or len(node.args) != 1:
                 continue
-            where = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{node.lineno}"
+            where = _where(path, node)
             arg = node.args[0]
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                 found.setdefault(arg.value, []).append(where)
@@ -49,6 +71,15 @@ def texts(paths: Iterable[Path]) -> tuple[dict[str, list[str]], list[str]]:
             elif isinstance(arg, ast.JoinedStr | ast.BinOp):
                 wrong.append(where)  # an f-string or a sum: keyed by text nobody wrote
     return found, wrong
+
+
+def _where(path: Path, node: ast.AST) -> str:
+    """file:line, ours from the repository, a library's from its package (click/core.py)."""
+    if path.is_relative_to(ROOT) and "site-packages" not in path.parts:
+        name = str(path.relative_to(ROOT))
+    else:
+        name = "/".join(path.parts[-2:])
+    return f"{name}:{getattr(node, 'lineno', 0)}"
 
 
 def update(language: str, found: dict[str, list[str]]) -> tuple[int, int]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import click
 
 from edge_agent import __version__
-from edge_agent.cli.common import LazyGroup
+from edge_agent.cli.common import LazyGroup, click_in_our_language
+
+click_in_our_language()
 
 _AGENT = ("run", "status", "demo", "install-service")
 

@@ -21,6 +21,25 @@ EXIT_USAGE = exit_codes.USAGE
 EXIT_NOT_RUNNING = exit_codes.NOT_RUNNING
 
 
+# click's own texts ("Missing argument", "No such option", "Usage:"): its modules call
+# gettext's `_` and `ngettext` by module global at run time, so ours answer instead and
+# the catalog holds click's texts too (edge_agent.i18n_catalog.LIBRARY_TEXTS).
+CLICK_MODULES = ("core", "decorators", "exceptions", "formatting", "parser", "termui", "types")
+
+
+def _plural(singular: str, plural: str, n: int) -> str:
+    return _(singular if n == 1 else plural)
+
+
+def click_in_our_language() -> None:
+    for name in CLICK_MODULES:
+        module = importlib.import_module(f"click.{name}")
+        if hasattr(module, "_"):
+            module._ = _  # type: ignore[attr-defined]
+        if hasattr(module, "ngettext"):
+            module.ngettext = _plural  # type: ignore[attr-defined]
+
+
 def config_option(*, required: bool, help: str) -> Callable:
     return click.option(
         "--config",

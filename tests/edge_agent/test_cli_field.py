@@ -550,7 +550,7 @@ async def test_usage_errors_of_the_field_tools_exit_2_in_both_languages() -> Non
          "give either --address ADDRESS/PREFIX or --interface NAME",
          "请给出 --address 地址/前缀 或 --interface 网卡名，二选一"),
         (["logs", "--socket", "/nonexistent/agent.sock", "--level", "loud"],
-         "--level: unknown level 'loud'", "--level：unknown level 'loud'"),
+         "--level: unknown level 'loud'", "--level：未知的级别 'loud'"),
     ]  # fmt: skip
     for args, english, chinese in cases:
         en = await cli(*args, env=EN)

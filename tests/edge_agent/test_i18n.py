@@ -138,13 +138,12 @@ def test_usage_errors_of_the_agents_commands_are_one_line_exit_2():
     """run without --config (click 8.5 lets an explicit default=None pass as given: it must
     still be missing), options that exclude each other, a number out of its range."""
     cases = [
-        (["run"], "Missing option '--config'", "Missing option '--config'"),
+        (["run"], "Missing option '--config'", "缺少选项 '--config'"),
         (["demo", "--sim", "x.yaml", "--no-sim"], "--sim and --no-sim exclude each other",
          "--sim 与 --no-sim 不能同时使用"),
-        (["demo", "--duration", "0"], "Invalid value for '--duration'",
-         "Invalid value for '--duration'"),
-        (["status", "--bogus"], "No such option '--bogus'", "No such option '--bogus'"),
-        (["install-service", "--bogus"], "No such option", "No such option"),
+        (["demo", "--duration", "0"], "Invalid value for '--duration'", "'--duration' 的值无效"),
+        (["status", "--bogus"], "No such option '--bogus'", "没有选项 '--bogus'"),
+        (["install-service", "--bogus"], "No such option", "没有选项"),
     ]  # fmt: skip
     for args, english, chinese in cases:
         languages = [("en_US.UTF-8", "error: ", english), ("zh_CN.UTF-8", "错误：", chinese)]
@@ -201,3 +200,24 @@ def test_config_validate_reads_the_files_site_locale(tmp_path):
     )  # fmt: skip
     assert done.returncode == 1
     assert "site.yaml:3 uplink.keepalive: 应为时长，如 5s、500ms、2m，得到 'never'" in done.stderr
+
+
+def test_clicks_own_texts_read_in_chinese_too():
+    """A mistyped command: click's words (missing argument, no such option, Usage) come
+    through our catalog; exit 2 either way."""
+
+    def run(lang: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "edge_agent", *args],
+            capture_output=True, text=True, cwd=REPO, env={"PATH": "/usr/bin", "LANG": lang},
+        )  # fmt: skip
+
+    missing = run("zh_CN.UTF-8", "write", "chiller-1.chws_setpoint")
+    assert missing.returncode == 2 and missing.stderr.startswith("错误：缺少参数 'VALUE'")
+    english = run("en_US.UTF-8", "write", "chiller-1.chws_setpoint")
+    assert english.returncode == 2 and english.stderr.startswith("error: Missing argument 'VALUE'")
+    bogus = run("zh_CN.UTF-8", "status", "--bogus")
+    assert bogus.returncode == 2 and "没有选项 '--bogus'" in bogus.stderr
+    helped = run("zh_CN.UTF-8", "write", "-h")
+    assert helped.returncode == 0 and helped.stdout.startswith("用法：")
+    assert "显示此帮助并退出。" in helped.stdout

@@ -62,25 +62,15 @@ def _site_language(_ctx: click.Context, _param: click.Parameter, value: Path | N
 def site_locale_of(path: Path) -> str | None:
     """`site.locale` of a configuration file, read leniently (a file with a mistake
     elsewhere, or none at all, still answers); None when it has none."""
+    from edge_agent.config.sections import top_level_section
+
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-    for index, line in enumerate(lines):
-        if re.match(r"site\s*:", line):
-            end = index + 1
-            while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t#"):
-                end += 1
-            import yaml
-
-            try:
-                section = yaml.safe_load("\n".join(lines[index:end]))
-            except yaml.YAMLError:
-                return None
-            site = section.get("site") if isinstance(section, dict) else None
-            locale = site.get("locale") if isinstance(site, dict) else None
-            return locale if isinstance(locale, str) else None
-    return None
+    site = top_level_section(text, "site")
+    locale = site.get("locale") if isinstance(site, dict) else None
+    return locale if isinstance(locale, str) else None
 
 
 def fail(message: str, code: int = exit_codes.ERROR) -> NoReturn:

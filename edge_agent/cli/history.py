@@ -227,23 +227,31 @@ def _write(
 CSV_COLUMNS = ["ts", "point", "value", "quality", "unit"]  # machine names: never translated
 
 
+def _timed(
+    readings: Iterator[Reading], advance: Callable[[int], None]
+) -> Iterator[tuple[str, int, str, Value, str]]:
+    """Each reading with its time in ISO (made once per timestamp); `advance` is told every
+    1,000 readings; a damaged store ends the command with its message."""
+    last_ts, last_iso = None, ""
+    try:
+        for count, (ref, ts, value, quality) in enumerate(readings, 1):
+            if ts != last_ts:
+                last_ts, last_iso = ts, _iso(ts)
+            yield ref, ts, last_iso, value, quality
+            if count % 1000 == 0:
+                advance(ts)
+    except HistoryError as exc:
+        fail(str(exc))
+
+
 def _csv_writer(meta: dict[str, PointMeta]) -> Writer:
     def write(readings: Iterator[Reading], file: TextIO, advance: Callable[[int], None]) -> int:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         count = 0
-        last_ts, last_iso = None, ""
-        try:
-            for ref, ts, value, quality in readings:
-                if ts != last_ts:
-                    last_ts, last_iso = ts, _iso(ts)
-                unit = meta.get(ref, NO_META).unit
-                writer.writerow([last_iso, ref, _csv_value(value), quality, unit])
-                count += 1
-                if count % 1000 == 0:
-                    advance(ts)
-        except HistoryError as exc:
-            fail(str(exc))
+        for ref, _ts, iso, value, quality in _timed(readings, advance):
+            writer.writerow([iso, ref, _csv_value(value), quality, meta.get(ref, NO_META).unit])
+            count += 1
         return count
 
     return write
@@ -255,21 +263,13 @@ def _jsonl_writer(meta: dict[str, PointMeta]) -> Writer:
 
     def write(readings: Iterator[Reading], file: TextIO, advance: Callable[[int], None]) -> int:
         count = 0
-        last_ts, last_iso = None, ""
-        try:
-            for ref, ts, value, quality in readings:
-                if ts != last_ts:
-                    last_ts, last_iso = ts, _iso(ts)
-                if isinstance(value, float) and not math.isfinite(value):
-                    value = None
-                record = {"ts": last_iso, "ts_ms": ts, "point": ref, "value": value,
-                          "quality": quality, "unit": meta.get(ref, NO_META).unit}  # fmt: skip
-                file.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-                count += 1
-                if count % 1000 == 0:
-                    advance(ts)
-        except HistoryError as exc:
-            fail(str(exc))
+        for ref, ts, iso, value, quality in _timed(readings, advance):
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            record = {"ts": iso, "ts_ms": ts, "point": ref, "value": value,
+                      "quality": quality, "unit": meta.get(ref, NO_META).unit}  # fmt: skip
+            file.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+            count += 1
         return count
 
     return write

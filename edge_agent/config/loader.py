@@ -9,7 +9,6 @@ collected and raised at once as one `ConfigError`.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from edge_agent.config.errors import (
     show,
 )
 from edge_agent.config.models import AgentConfig, Local
+from edge_agent.config.sections import top_level_section
 from edge_agent.i18n import _
 
 INCLUDE_TAG = "!include"
@@ -466,27 +466,11 @@ def read_local_socket(path: str | os.PathLike[str]) -> SocketLookup:
     data, _where = _read_document(reader, text, _Source(name, folder, _root(folder)), None)
     if data is None:  # a YAML syntax error: the `local:` section may still be readable
         problem = str(reader.issues[0]) if reader.issues else f"{name}: unreadable"
-        local = _local_section(text)
+        local = top_level_section(text, "local")
         if local is None:
             return SocketLookup(None, problem)
         return _socket_of(local, name, problem)
     return _socket_of(data.get("local", {}), name, None)
-
-
-def _local_section(text: str) -> object:
-    """The top-level `local:` section parsed on its own (None: none there, or unreadable)."""
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        if re.match(r"local\s*:", line):
-            end = index + 1
-            while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t#"):
-                end += 1
-            try:
-                section = yaml.safe_load("\n".join(lines[index:end]))
-            except yaml.YAMLError:
-                return None
-            return section.get("local") if isinstance(section, dict) else None
-    return None
 
 
 def _socket_of(local: object, name: str, problem: str | None) -> SocketLookup:

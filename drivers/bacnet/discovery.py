@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from bacpypes3.apdu import AbortPDU, ErrorPDU, RejectPDU
 
 from drivers.bacnet.stack import ClientApplication, build_application, check_free
+from edge_agent.i18n import _
 
 PROBE_INSTANCE = 4194302  # the highest valid instance: unlikely to clash with a site's
 NAME_TIMEOUT_S = 1.0
@@ -37,7 +38,7 @@ async def discover(
 
     Raises OSError when the local port is taken (by a running agent, say)."""
     if (low is None) != (high is None):
-        raise ValueError("give both low and high, or neither")
+        raise ValueError(_("give both low and high, or neither"))
     bind = f"{local_address}:{port}"
     check_free(bind)  # sharing a running agent's port would split its traffic with us
     app = build_application(ClientApplication, bind, PROBE_INSTANCE, "edge-agent-discovery")
@@ -49,7 +50,7 @@ async def discover(
         }
         labels = (
             await asyncio.gather(
-                *(_name(app, address, instance) for instance, (address, _) in found.items())
+                *(_name(app, address, instance) for instance, (address, _vendor) in found.items())
             )
             if names
             else [None] * len(found)

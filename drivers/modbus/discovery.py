@@ -30,6 +30,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from drivers.base import Link
 from drivers.modbus.client import Transport, new_client
 from drivers.modbus.config import BIT_TABLES, MAX_ADDRESS
+from edge_agent.i18n import N_, _
 
 Table = Literal["holding", "input", "coil", "discrete"]
 TABLES: tuple[Table, ...] = ("holding", "input", "coil", "discrete")
@@ -175,13 +176,17 @@ def parse_span(text: str, low: int = 0, high: int = MAX_ADDRESS, what: str = "ra
 def _parse_span(part: str, low: int, high: int, what: str, whole: str) -> tuple[int, int]:
     match = _SPAN.match(part)
     if not match:
-        raise ValueError(f"{what} {whole!r}: expected N or N-M (e.g. {low}-{min(high, low + 9)})")
+        message = _("{what} {text!r}: expected N or N-M (e.g. {example})")
+        example = f"{low}-{min(high, low + 9)}"
+        raise ValueError(message.format(what=what, text=whole, example=example))
     first = int(match[1])
     last = int(match[2]) if match[2] is not None else first
     if first > last:
-        raise ValueError(f"{what} {whole!r}: {first} is greater than {last}")
+        message = _("{what} {text!r}: {first} is greater than {last}")
+        raise ValueError(message.format(what=what, text=whole, first=first, last=last))
     if first < low or last > high:
-        raise ValueError(f"{what} {whole!r}: must lie within {low}-{high}")
+        message = _("{what} {text!r}: must lie within {low}-{high}")
+        raise ValueError(message.format(what=what, text=whole, low=low, high=high))
     return first, last
 
 
@@ -191,7 +196,8 @@ def parse_tables(text: str) -> list[Table]:
     for name in (n.strip().lower() for n in text.split(",")):
         table = _TABLE_NAMES.get(name)
         if table is None:
-            raise ValueError(f"unknown table {name!r} (use holding, input, coils, discrete)")
+            message = _("unknown table {name!r} (use holding, input, coils, discrete)")
+            raise ValueError(message.format(name=name))
         if table not in tables:
             tables.append(table)
     return tables
@@ -265,7 +271,7 @@ class Scanner:
         self._client = self._new_client()
         if not await self._client.connect():
             await self.__aexit__()
-            raise ScanError(f"cannot connect to {self.target}")
+            raise ScanError(_("cannot connect to {target}").format(target=self.target))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -377,7 +383,7 @@ class Scanner:
 
     async def _read(self, table: Table, address: int, count: int) -> _Answer:
         """One read (busy answers retried within the budget); raises _Budget, _Gone."""
-        for _ in range(1 + _BUSY_RETRIES):
+        for _attempt in range(1 + _BUSY_RETRIES):
             answer = await self._request(table, address, count)
             if answer.kind == "exception" and answer.code == _BUSY:
                 await asyncio.sleep(0.1)
@@ -458,15 +464,18 @@ async def check_reachable(target: Target, timeout: float) -> None:
         _check_serial(target)
         return
     try:
-        _, writer = await asyncio.wait_for(
+        _reader, writer = await asyncio.wait_for(
             asyncio.open_connection(target.host, target.port), max(timeout, 1.0)
         )
     except TimeoutError:
-        raise ScanError(f"cannot connect to {target}: no answer (host down or filtered?)") from None
+        message = _("cannot connect to {target}: no answer (host down or filtered?)")
+        raise ScanError(message.format(target=target)) from None
     except socket.gaierror as exc:
-        raise ScanError(f"cannot connect to {target}: unknown host ({exc.strerror})") from None
+        message = _("cannot connect to {target}: unknown host ({why})")
+        raise ScanError(message.format(target=target, why=exc.strerror)) from None
     except OSError as exc:
-        raise ScanError(f"cannot connect to {target}: {_why(exc)}") from None
+        message = _("cannot connect to {target}: {why}")
+        raise ScanError(message.format(target=target, why=_why(exc))) from None
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
@@ -487,28 +496,29 @@ def _check_serial(target: SerialTarget) -> None:
     except (serial.SerialException, OSError, ValueError) as exc:
         code = getattr(exc, "errno", None)
         if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY):
-            why = "port busy (is the agent or another tool using it?)"
+            why = _("port busy (is the agent or another tool using it?)")
         else:
             why = _why(exc)
-        raise ScanError(f"cannot open serial port {target.port}: {why}") from None
+        message = _("cannot open serial port {port}: {why}")
+        raise ScanError(message.format(port=target.port, why=why)) from None
     port.close()
 
 
 def _why(exc: BaseException) -> str:
     code = getattr(exc, "errno", None)
     known = {
-        errno.ECONNREFUSED: "connection refused (nothing listens on that port)",
-        errno.EHOSTUNREACH: "host unreachable",
-        errno.ENETUNREACH: "network unreachable",
-        errno.ETIMEDOUT: "timed out",
-        errno.EACCES: "permission denied (is your user in the dialout group?)",
-        errno.EPERM: "permission denied",
-        errno.ENOENT: "no such device",
-        errno.ENODEV: "no such device",
-        errno.EADDRNOTAVAIL: "address not available",
+        errno.ECONNREFUSED: N_("connection refused (nothing listens on that port)"),
+        errno.EHOSTUNREACH: N_("host unreachable"),
+        errno.ENETUNREACH: N_("network unreachable"),
+        errno.ETIMEDOUT: N_("timed out"),
+        errno.EACCES: N_("permission denied (is your user in the dialout group?)"),
+        errno.EPERM: N_("permission denied"),
+        errno.ENOENT: N_("no such device"),
+        errno.ENODEV: N_("no such device"),
+        errno.EADDRNOTAVAIL: N_("address not available"),
     }
     if code in known:
-        return known[code]
+        return _(known[code])
     text = str(getattr(exc, "strerror", None) or exc)
     return text.splitlines()[0] if text else type(exc).__name__
 

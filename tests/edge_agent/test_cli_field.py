@@ -539,7 +539,7 @@ async def test_usage_errors_of_the_field_tools_exit_2_in_both_languages() -> Non
         (["discover", "modbus"], "give either --host HOST (Modbus TCP) or --serial PORT",
          "请给出 --host 主机（Modbus TCP）或 --serial 串口（Modbus RTU），二选一"),
         (["discover", "modbus", "--host", "127.0.0.1", "--range", "10-5"],
-         "--range '10-5': 10 is greater than 5", "--range '10-5': 10 is greater than 5"),
+         "--range '10-5': 10 is greater than 5", "--range '10-5'：10 大于 5"),
         (["discover", "bacnet", "--address", "127.0.0.1/8", "--low", "5", "--port", port],
          "give both --low and --high, or neither", "--low 和 --high 要么都给出，要么都不给"),
         (["discover", "bacnet", "--address", "127.0.0.1/8", "--low", "9", "--high", "5"],

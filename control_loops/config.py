@@ -16,6 +16,7 @@ from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from control_loops.plant_spec import Resolved, resolve
 from edge_agent.config.base import Duration, Gap, Id, Limits, Model
+from edge_agent.i18n import _
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
 _POINT_REF = re.compile(rf"^{_ID}\.{_ID}$")
@@ -135,7 +136,7 @@ class _TrimRespondLoop(LoopBase):
     @model_validator(mode="after")
     def _consistent(self) -> _TrimRespondLoop:
         if bool(self.valves) == (self.requests is not None):
-            raise ValueError("give either valves (positions) or requests (a count point)")
+            raise ValueError(_("give either valves (positions) or requests (a count point)"))
         if not self.valve_low < self.valve_high:
             raise ValueError(f"valve_low ({self.valve_low:g}) must be below valve_high")
         if not self.sp_min < self.sp_max:
@@ -143,9 +144,9 @@ class _TrimRespondLoop(LoopBase):
         if not self.sp_min <= self.initial <= self.sp_max:
             raise ValueError(f"initial ({self.initial:g}) must be within sp_min..sp_max")
         if self.trim == 0 or self.respond == 0 or (self.trim > 0) == (self.respond > 0):
-            raise ValueError("trim and respond must be non-zero and have opposite signs")
+            raise ValueError(_("trim and respond must be non-zero and have opposite signs"))
         if self.max_response == 0 or (self.max_response > 0) != (self.respond > 0):
-            raise ValueError("max_response must have the sign of respond")
+            raise ValueError(_("max_response must have the sign of respond"))
         return self
 
     def inputs(self) -> dict[str, str]:
@@ -217,9 +218,9 @@ class StagingLoop(LoopBase):
                 f"({self.stage_up_plr:g}), or the plant would stage up and down in turn"
             )
         if (self.dp is None) != (self.dp_setpoint is None):
-            raise ValueError("give dp and dp_setpoint together")
+            raise ValueError(_("give dp and dp_setpoint together"))
         if isinstance(self.safe_state, SafeValue):
-            raise ValueError("a staging loop's safe_state is hold or release")
+            raise ValueError(_("a staging loop's safe_state is hold or release"))
         return self
 
     def inputs(self) -> dict[str, str]:
@@ -272,13 +273,13 @@ class CondenserLoop(LoopBase):
     @model_validator(mode="after")
     def _consistent(self) -> CondenserLoop:
         if self.mode == "approach" and self.wetbulb is None:
-            raise ValueError("approach mode needs a wetbulb point")
+            raise ValueError(_("approach mode needs a wetbulb point"))
         if self.mode == "lift" and self.chw_supply is None:
-            raise ValueError("lift mode needs a chw_supply point")
+            raise ValueError(_("lift mode needs a chw_supply point"))
         if not self.cw_min < self.cw_max:
             raise ValueError(f"cw_min ({self.cw_min:g}) must be below cw_max ({self.cw_max:g})")
         if not self.min_approach <= self.low_load_approach <= self.design_approach:
-            raise ValueError("need min_approach <= low_load_approach <= design_approach")
+            raise ValueError(_("need min_approach <= low_load_approach <= design_approach"))
         return self
 
     def inputs(self) -> dict[str, str]:
@@ -325,7 +326,7 @@ class OptimizerLoop(LoopBase):
                 "an optimizer loop takes its bounds under `bounds`, not limits/max_step"
             )
         if isinstance(self.safe_state, SafeValue):
-            raise ValueError("an optimizer loop's safe_state is hold or release")
+            raise ValueError(_("an optimizer loop's safe_state is hold or release"))
         # ValueError with the cause when inconsistent (plant_spec imports no numpy).
         self._resolved = resolve(self.plant, self.bounds, self.stage_hold, self.points)
         return self

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from edge_agent.config.base import DeviceBase, Duration, Model, PointBase
-from edge_agent.i18n import N_
+from edge_agent.i18n import N_, _
 
 ObjectTypeName = Literal[
     "analog-input",
@@ -34,7 +34,7 @@ def _interface(value: str) -> str:
     """An IPv4 address with its prefix ("192.168.1.10/24"): the prefix gives the broadcast
     address, and an explicit address keeps the stack off the machine's main interface."""
     if "/" not in value:
-        raise ValueError("give the prefix length too, e.g. 192.168.1.10/24")
+        raise ValueError(_("give the prefix length too, e.g. 192.168.1.10/24"))
     try:
         ipaddress.IPv4Interface(value)
     except ValueError as exc:
@@ -46,7 +46,7 @@ def _interface(value: str) -> str:
 
 def _peer(value: str) -> str:
     """A device's unicast address, "host" or "host:port" (default port 47808)."""
-    host, _, port = value.partition(":")
+    host, _colon, port = value.partition(":")
     try:
         ipaddress.IPv4Address(host)
     except ValueError as exc:
@@ -81,7 +81,7 @@ class BacnetPoint(PointBase):
     @model_validator(mode="after")
     def _writable_pv(self) -> BacnetPoint:
         if self.writable and self.bacnet.property != "present-value":
-            raise ValueError("only present-value points can be writable")
+            raise ValueError(_("only present-value points can be writable"))
         return self
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from edge_agent.config.base import DeviceBase, Duration, Model, PointBase
-from edge_agent.i18n import N_
+from edge_agent.i18n import N_, _
 
 Table = Literal["coil", "discrete", "holding", "input"]
 DataType = Literal[
@@ -88,7 +88,7 @@ class ModbusAddress(Model):
             # re-read config (`config show`, the simulator) is not converted twice.
             data["table"], data["address"], data["modicon"] = table, protocol, False
         if "table" not in data:
-            raise ValueError("table is required (coil, discrete, holding or input)")
+            raise ValueError(_("table is required (coil, discrete, holding or input)"))
         if "type" not in data and data["table"] in BIT_TABLES:
             data["type"] = "bool"
         elif "type" not in data:
@@ -103,9 +103,9 @@ class ModbusAddress(Model):
         if not bit_table and self.type == "bool":
             raise ValueError(f"type bool needs a coil or discrete table, not {self.table}")
         if (self.bit is not None) != (self.type == "bit"):
-            raise ValueError("bit (0-15) is required with type bit and allowed only with it")
+            raise ValueError(_("bit (0-15) is required with type bit and allowed only with it"))
         if (self.length is not None) != (self.type == "string"):
-            raise ValueError("length (in registers) is required with type string and only there")
+            raise ValueError(_("length (in registers) is required with type string and only there"))
         if self.address + self.count - 1 > MAX_ADDRESS:
             raise ValueError(f"address {self.address} + {self.count} goes past {MAX_ADDRESS}")
         return self

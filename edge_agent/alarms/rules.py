@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from edge_agent.config.base import Duration, Gap, Id, Model
-from edge_agent.i18n import N_
+from edge_agent.i18n import N_, _
 
 Severity = Literal["critical", "major", "minor", "warning"]
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
@@ -208,7 +208,7 @@ def rule_problems(
     Disabled rules are checked too: enabling one later must not be the moment it fails."""
     devices: dict[str, list[str]] = {}
     for ref in kinds:
-        device, _, point = ref.partition(".")
+        device, _dot, point = ref.partition(".")
         devices.setdefault(device, []).append(point)
     for index, rule in enumerate(rules):
         kind = kinds.get(rule.point)
@@ -219,8 +219,12 @@ def rule_problems(
             yield index, ("point",), _unknown_point(rule.point, devices)
         elif kind not in KINDS_FOR_TYPE.get(rule.type, (kind,)):
             *others, last = KINDS_FOR_TYPE[rule.type]
-            wanted = f"{', '.join(others)} or {last}" if others else last
-            message = f"a {rule.type} rule watches {wanted} points; {rule.point} is {kind}"
+            wanted = last
+            if others:
+                wanted = _("{some} or {last}").format(some=", ".join(others), last=last)
+            message = _("a {type} rule watches {wanted} points; {point} is {kind}").format(
+                type=rule.type, wanted=wanted, point=rule.point, kind=kind
+            )
             yield index, ("type",), message
         if rule.when is not None and rule.when.point not in kinds:
             yield index, ("when", "point"), _unknown_point(rule.when.point, devices)
@@ -228,14 +232,19 @@ def rule_problems(
 
 def _unknown_device(device: str, devices: dict[str, list[str]]) -> str:
     close = difflib.get_close_matches(device, list(devices), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown device {device!r}{hint}"
+    if close:
+        return _("unknown device {device!r} (did you mean {close!r}?)").format(
+            device=device, close=close[0]
+        )
+    return _("unknown device {device!r}").format(device=device)
 
 
 def _unknown_point(ref: str, devices: dict[str, list[str]]) -> str:
-    device, _, point = ref.partition(".")
+    device, _dot, point = ref.partition(".")
     if device not in devices:
-        return _unknown_device(device, devices) + f" in {ref!r}"
+        return _("{problem} in {ref!r}").format(problem=_unknown_device(device, devices), ref=ref)
     close = difflib.get_close_matches(point, devices[device], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"device {device!r} has no point {point!r}{hint}"
+    if close:
+        message = _("device {device!r} has no point {point!r} (did you mean {close!r}?)")
+        return message.format(device=device, point=point, close=close[0])
+    return _("device {device!r} has no point {point!r}").format(device=device, point=point)

@@ -18,7 +18,7 @@ from edge_agent.alarms.rules import rule_problems
 from edge_agent.config.base import DeviceBase
 from edge_agent.config.errors import Level, Loc
 from edge_agent.config.models import AgentConfig, Device
-from edge_agent.i18n import _
+from edge_agent.i18n import N_, _
 
 T = TypeVar("T")
 
@@ -36,21 +36,23 @@ class Finding:
 
 def cross_check(config: AgentConfig) -> list[Finding]:
     findings = [
-        *_duplicates(config.devices, lambda d: d.id, ("devices",), ("id",), "device id"),
-        *_duplicates(config.links, lambda lk: lk.id, ("links",), ("id",), "link id"),
+        *_duplicates(config.devices, lambda d: d.id, ("devices",), ("id",), N_("device id")),
+        *_duplicates(config.links, lambda lk: lk.id, ("links",), ("id",), N_("link id")),
         *_duplicates(
             config.uplink.endpoints,
             lambda e: f"{e.host.lower()}:{e.port}",  # host names are case-insensitive
             ("uplink", "endpoints"),
             (),
-            "endpoint",
+            N_("endpoint"),
         ),
         *_reconnect(config),
         *_credentials(config),
-        *_duplicates(config.alarms, lambda r: r.id, ("alarms",), ("id",), "alarm rule id"),
+        *_duplicates(config.alarms, lambda r: r.id, ("alarms",), ("id",), N_("alarm rule id")),
         *_alarms(config),
-        *_duplicates(config.loops, lambda lp: lp.id, ("loops",), ("id",), "loop id"),
-        *_duplicates(config.protection, lambda p: p.id, ("protection",), ("id",), "protection id"),
+        *_duplicates(config.loops, lambda lp: lp.id, ("loops",), ("id",), N_("loop id")),
+        *_duplicates(
+            config.protection, lambda p: p.id, ("protection",), ("id",), N_("protection id")
+        ),
         *_loops(config),
         *_same_device_twice(config),
         *_never_polled(config),
@@ -75,7 +77,7 @@ def _duplicates(
     for index, item in enumerate(items):
         k = key(item)
         if k in first:
-            message = f"duplicate {what} {k!r}"
+            message = _("duplicate {what} {value!r}").format(what=_(what), value=k)
             yield Finding((*at, index, *leaf), message, (*at, first[k], *leaf))
         else:
             first[k] = index
@@ -84,10 +86,13 @@ def _duplicates(
 def _device(device: DeviceBase, path: Loc, known_links: list[str]) -> Iterator[Finding]:
     if device.link is not None and device.link not in known_links:
         defined = ", ".join(known_links) if known_links else "none are defined under links:"
-        yield Finding((*path, "link"), f"unknown link {device.link!r} (links: {defined})")
+        message = _("unknown link {link!r} (links: {defined})")
+        yield Finding((*path, "link"), message.format(link=device.link, defined=defined))
     for index, point in enumerate(device.points):
         if point.writable and point.kind in _BOUNDED_KINDS and point.limits is None:
-            message = f"a writable {point.kind} point needs limits (min and max) to check commands"
+            message = _(
+                "a writable {kind} point needs limits (min and max) to check commands"
+            ).format(kind=point.kind)
             yield Finding((*path, "points", index, "writable"), message)
     if isinstance(device, FakeDevice):
         yield from _signals(device, path)
@@ -106,7 +111,10 @@ def _timeout(device: DeviceBase, path: Loc) -> Iterator[Finding]:
     timeout = _seconds(device.timeout, "timeout" in given)
     interval = _seconds(device.poll_interval, "poll_interval" in given)
     yield Finding(
-        (*path, key), f"timeout ({timeout}) must be shorter than poll_interval ({interval})"
+        (*path, key),
+        _("timeout ({timeout}) must be shorter than poll_interval ({interval})").format(
+            timeout=timeout, interval=interval
+        ),
     )
 
 
@@ -372,7 +380,9 @@ def _signals(device: FakeDevice, path: Loc) -> Iterator[Finding]:
     for index, point in enumerate(device.points):
         signal = point.signal
         if signal.min > signal.max:
-            message = f"min ({signal.min:g}) is greater than max ({signal.max:g})"
+            message = _("min ({min}) is greater than max ({max})").format(
+                min=f"{signal.min:g}", max=f"{signal.max:g}"
+            )
             yield Finding((*path, "points", index, "signal", "min"), message)
 
 
@@ -380,14 +390,16 @@ def _reconnect(config: AgentConfig) -> Iterator[Finding]:
     backoff = config.uplink.reconnect
     if backoff.initial > backoff.max:
         initial, longest = _seconds(backoff.initial, True), _seconds(backoff.max, True)
-        message = f"initial ({initial}) is longer than max ({longest})"
+        message = _("initial ({initial}) is longer than max ({max})").format(
+            initial=initial, max=longest
+        )
         yield Finding(("uplink", "reconnect", "initial"), message)
 
 
 def _credentials(config: AgentConfig) -> Iterator[Finding]:
     # The uplink only sends a password along with a user name: it would be dropped silently.
     if config.uplink.password_file is not None and config.uplink.username is None:
-        message = "password_file needs a username (without one, no password is sent)"
+        message = _("password_file needs a username (without one, no password is sent)")
         yield Finding(("uplink", "password_file"), message)
 
 
@@ -407,8 +419,12 @@ def _loops(config: AgentConfig) -> Iterator[Finding]:
     for index, loop in enumerate(config.loops):
         for n, leader in enumerate(loop.yields_to):
             if leader not in loops or leader == loop.id:
-                what = "itself" if leader == loop.id else f"an unknown loop {leader!r}"
-                yield Finding(("loops", index, "yields_to", n), f"a loop cannot yield to {what}")
+                if leader == loop.id:
+                    message = _("a loop cannot yield to itself")
+                else:
+                    message = _("a loop cannot yield to an unknown loop {loop!r}")
+                    message = message.format(loop=leader)
+                yield Finding(("loops", index, "yields_to", n), message)
     groups = (("loops", config.loops), ("protection", config.protection))
     for key, items in groups:
         for index, item in enumerate(items):
@@ -421,34 +437,39 @@ def _loops(config: AgentConfig) -> Iterator[Finding]:
                 if not written:
                     continue
                 if not point.writable:
-                    yield Finding(path, f"{ref} is not writable (writable: false)")
+                    message = _("{point} is not writable (writable: false)").format(point=ref)
+                    yield Finding(path, message)
                 binary = key == "protection" or "chillers" in where
                 if binary and point.kind != "binary":
-                    message = f"a run command must be a binary point; {ref} is {point.kind}"
+                    message = _("a run command must be a binary point; {point} is {kind}").format(
+                        point=ref, kind=point.kind
+                    )
                     yield Finding(path, message)
                 if isinstance(item, LoopBase):  # the loops, not protection
                     # One automatic writer per point, unless one loop is the other's
                     # fallback (`yields_to`): then only one of them writes at a time.
                     for other_path, other in writers.get(ref, []):
                         if other not in item.yields_to and item.id not in loops[other].yields_to:
-                            message = (
-                                f"{ref} is already written by loop {other!r} (share it only "
-                                f"with yields_to: [{other}])"
-                            )
+                            message = _(
+                                "{point} is already written by loop {other!r} (share it only "
+                                "with yields_to: [{other}])"
+                            ).format(point=ref, other=other)
                             yield Finding(path, message, other_path)
                     writers.setdefault(ref, []).append((path, item.id))
 
 
 def _unknown_point(ref: str, points: Iterable[str]) -> str:
-    device, _, point = ref.partition(".")
+    device, _dot, point = ref.partition(".")
     names = [r.partition(".")[2] for r in points if r.startswith(f"{device}.")]
     if not names:
-        return f"unknown device {device!r} in {ref!r}"
+        return _("unknown device {device!r} in {ref!r}").format(device=device, ref=ref)
     close = difflib.get_close_matches(point, names, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"device {device!r} has no point {point!r}{hint}"
+    if close:
+        message = _("device {device!r} has no point {point!r} (did you mean {close!r}?)")
+        return message.format(device=device, point=point, close=close[0])
+    return _("device {device!r} has no point {point!r}").format(device=device, point=point)
 
 
 def _seconds(value: float, given: bool) -> str:
     text = f"{value * 1000:g}ms" if value < 1 else f"{value:g}s"
-    return text if given else f"{text}, the default"
+    return text if given else _("{value}, the default").format(value=text)

@@ -98,15 +98,15 @@ def _read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise _Unreadable("not found") from None
+        raise _Unreadable(_("not found")) from None
     except IsADirectoryError:
-        raise _Unreadable("is a directory") from None
+        raise _Unreadable(_("is a directory")) from None
     except PermissionError:
-        raise _Unreadable("is not readable (permission denied)") from None
+        raise _Unreadable(_("is not readable (permission denied)")) from None
     except OSError as exc:
-        raise _Unreadable(f"cannot be read ({exc.strerror or exc})") from None
+        raise _Unreadable(_("cannot be read ({error})").format(error=exc.strerror or exc)) from None
     except ValueError:  # e.g. a NUL character in the name
-        raise _Unreadable("is not a valid path") from None
+        raise _Unreadable(_("is not a valid path")) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -158,11 +158,11 @@ class _Reader:
         except yaml.reader.ReaderError as exc:
             line = text.count("\n", 0, exc.position) + 1
             char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else exc.character
-            self.issue(name, line, (), f"YAML syntax error: {exc.reason} ({char})")
+            self.issue(name, line, (), _syntax(f"{exc.reason} ({char})"))
         except yaml.YAMLError as exc:
-            self.issue(name, None, (), f"YAML syntax error: {exc}")
+            self.issue(name, None, (), _syntax(str(exc)))
         except RecursionError:
-            self.issue(name, None, (), "YAML syntax error: values are nested too deeply")
+            self.issue(name, None, (), _syntax(_("values are nested too deeply")))
         return None
 
     # --- values ----------------------------------------------------------------------
@@ -182,7 +182,9 @@ class _Reader:
         if isinstance(node, ScalarNode):
             return self._scalar(node, src, path)
         if id(node) in self._active:
-            return self._unreadable(node, src, path, "an alias refers to the value it is part of")
+            return self._unreadable(
+                node, src, path, _("an alias refers to the value it is part of")
+            )
         self._active.add(id(node))
         try:
             if isinstance(node, MappingNode):
@@ -199,15 +201,24 @@ class _Reader:
 
     def _check_tag(self, node: Node, expected: str, src: _Source, path: Loc) -> None:
         if node.tag != expected:
-            self.issue(src.name, _line(node), path, f"unsupported tag {_tag_name(node.tag)}")
+            self.issue(
+                src.name,
+                _line(node),
+                path,
+                _("unsupported tag {tag}").format(tag=_tag_name(node.tag)),
+            )
 
     def _scalar(self, node: ScalarNode, src: _Source, path: Loc) -> tuple[object, Where]:
         if node.tag not in SafeConstructor.yaml_constructors:
-            return self._unreadable(node, src, path, f"unknown tag {_tag_name(node.tag)}")
+            return self._unreadable(
+                node, src, path, _("unknown tag {tag}").format(tag=_tag_name(node.tag))
+            )
         try:
             value = self._scalars.construct_object(node)
         except Exception:  # SafeConstructor raises ValueError, TypeError, YAMLError...
-            message = f"cannot read {node.value!r} as {_tag_name(node.tag)}"
+            message = _("cannot read {value!r} as {tag}").format(
+                value=node.value, tag=_tag_name(node.tag)
+            )
             return self._unreadable(node, src, path, message)
         return value, Where(src.name, _line(node), raw=node.value)
 
@@ -259,7 +270,7 @@ class _Reader:
                     src.name,
                     _line(key_node),
                     (*path, key),
-                    f"duplicate key {key!r} (first at line {first})",
+                    _("duplicate key {key!r} (first at line {first})").format(key=key, first=first),
                 )
                 continue
             data[key], child = self.value(value_node, src, (*path, key))
@@ -285,7 +296,7 @@ class _Reader:
         sources = [(value, merged)] if isinstance(value, dict) else []
         if isinstance(value, list):
             sources = [(item, merged.children[i]) for i, item in enumerate(value)]
-        if not sources or not all(isinstance(item, dict) for item, _ in sources):
+        if not sources or not all(isinstance(item, dict) for item, _where in sources):
             self.issue(src.name, _line(node), path, "'<<' expects a mapping or a list of mappings")
             return
         for item, item_where in sources:
@@ -318,7 +329,7 @@ class _Reader:
         name = os.path.normpath(path_as_joined)
         resolved = _resolve(path_as_joined)
         if resolved is None:
-            self.issue(*site, f"included file {name!r} is not a valid path")
+            self.issue(*site, _("included file {name!r} is not a valid path").format(name=name))
             return False
         root = src.root
         if root is None or root.real is None or not resolved.is_relative_to(root.real):
@@ -329,9 +340,9 @@ class _Reader:
             )
             self.issue(*site, message.format(name=name, folder=folder))
             return False
-        if any(resolved == seen for seen, _ in self._including):
-            chain = " -> ".join([*(seen_name for _, seen_name in self._including), name])
-            self.issue(*site, f"include cycle: {chain}")
+        if any(resolved == seen for seen, _name in self._including):
+            chain = " -> ".join([*(seen_name for _path, seen_name in self._including), name])
+            self.issue(*site, _("include cycle: {chain}").format(chain=chain))
             return False
         if resolved not in self._parsed:
             self._parsed[resolved] = self._parse_file(resolved, name)
@@ -351,13 +362,13 @@ class _Reader:
             text = _read_text(path)
         except _Unreadable as exc:
             if exc.line is None:
-                return f"included file {name!r} {exc.reason}"
-            self.issue(name, exc.line, (), f"file {exc.reason}")
+                return _("included file {name!r} {reason}").format(name=name, reason=exc.reason)
+            self.issue(name, exc.line, (), _("file {reason}").format(reason=exc.reason))
             return None
         before = len(self.issues)
         root = self.parse(text, name)
         if root is None and len(self.issues) == before:
-            return f"included file {name!r} is empty"
+            return _("included file {name!r} is empty").format(name=name)
         return root
 
     @contextmanager
@@ -388,6 +399,11 @@ def _syntax_mark(exc: yaml.MarkedYAMLError) -> yaml.Mark | None:
     return exc.problem_mark or exc.context_mark
 
 
+def _syntax(problem: str) -> str:
+    """PyYAML's own words (English) after ours."""
+    return _("YAML syntax error: {problem}").format(problem=problem)
+
+
 def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
     problem, context = exc.problem or "invalid YAML", exc.context
     if context and exc.context_mark and exc.problem_mark:
@@ -399,7 +415,7 @@ def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
         else:
             problem = f"{problem} ({context} {at})"
     hints = [hint for text, hint in _SYNTAX_HINTS.items() if text in problem]
-    return f"YAML syntax error: {'; '.join([problem, *hints])}"
+    return _syntax("; ".join([problem, *hints]))
 
 
 # --- public API --------------------------------------------------------------------------
@@ -431,7 +447,9 @@ def load_with_warnings(path: str | os.PathLike[str]) -> Loaded:
     try:
         text = _read_text(Path(name))
     except _Unreadable as exc:
-        raise ConfigError([ConfigIssue(name, exc.line, "", f"file {exc.reason}")]) from None
+        raise ConfigError(
+            [ConfigIssue(name, exc.line, "", _("file {reason}").format(reason=exc.reason))]
+        ) from None
     folder = Path(name).parent
     return _load(text, _Source(name, folder, _root(folder)), _resolve(Path(name)))
 
@@ -460,7 +478,9 @@ def read_local_socket(path: str | os.PathLike[str]) -> SocketLookup:
     try:
         text = _read_text(Path(name))
     except _Unreadable as exc:
-        return SocketLookup(None, str(ConfigIssue(name, exc.line, "", f"file {exc.reason}")))
+        return SocketLookup(
+            None, str(ConfigIssue(name, exc.line, "", _("file {reason}").format(reason=exc.reason)))
+        )
     folder = Path(name).parent
     reader = _Reader()
     data, _where = _read_document(reader, text, _Source(name, folder, _root(folder)), None)
@@ -505,22 +525,24 @@ def _read_document(
     root = reader.parse(text, src.name)
     if root is None:
         if not reader.issues:  # no syntax error: nothing but blanks and comments
-            reader.issue(src.name, None, (), "file is empty")
+            reader.issue(src.name, None, (), _("file is empty"))
         return None, where
     try:
         with reader.reading(resolved, src.name):
             data, where = reader.value(root, src, ())
     except _TooLarge:
-        message = f"too many values (more than {MAX_VALUES}, after expanding aliases)"
+        message = _("too many values (more than {n}, after expanding aliases)").format(n=MAX_VALUES)
         reader.issue(src.name, None, (), message)
         return None, where
     except RecursionError:
-        reader.issue(src.name, None, (), "values are nested too deeply")
+        reader.issue(src.name, None, (), _("values are nested too deeply"))
         return None, where
     if isinstance(data, dict):
         return data, where
     if () not in reader.quiet_at:
-        message = f"expected a mapping of sections (site, gateway, uplink, ...), got {show(data)}"
+        message = _(
+            "expected a mapping of sections (site, gateway, uplink, ...), got {got}"
+        ).format(got=show(data))
         reader.issue(src.name, where.line, (), message)
     return None, where
 
@@ -544,8 +566,12 @@ def _validate(reader: _Reader, data: dict, where: Where) -> AgentConfig | None:
         message = finding.message
         if finding.first is not None:
             first = where.find(finding.first)
-            at = f"line {first.line}" if first.file == place.file else f"{first.file}:{first.line}"
-            message += f" (first at {at})"
+            at = (
+                _("line {n}").format(n=first.line)
+                if first.file == place.file
+                else f"{first.file}:{first.line}"
+            )
+            message += _(" (first at {place})").format(place=at)
         found = ConfigIssue(
             place.file, place.line, format_path(finding.path), message, finding.level
         )

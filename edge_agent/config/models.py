@@ -11,6 +11,7 @@ from control_loops.config import EquipmentProtection, LoopConfig
 from drivers.registry import DEVICE_MODELS
 from edge_agent.alarms.rules import AlarmRule
 from edge_agent.config.base import Duration, Gap, Id, Model
+from edge_agent.i18n import _
 
 Device = Annotated[DEVICE_MODELS, Field(discriminator="driver")]
 
@@ -52,7 +53,7 @@ class Tls(Model):
     @model_validator(mode="after")
     def _pair(self) -> Tls:
         if (self.cert is None) != (self.key is None):
-            raise ValueError("cert and key must be given together")
+            raise ValueError(_("cert and key must be given together"))
         return self
 
 

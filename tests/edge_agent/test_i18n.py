@@ -221,3 +221,26 @@ def test_clicks_own_texts_read_in_chinese_too():
     helped = run("zh_CN.UTF-8", "write", "-h")
     assert helped.returncode == 0 and helped.stdout.startswith("用法：")
     assert "显示此帮助并退出。" in helped.stdout
+
+
+def test_cross_checks_and_includes_read_in_chinese(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: {id: s}\ngateway: {id: g}\nuplink: {endpoints: [{host: 127.0.0.1}]}\n"
+        "devices:\n  - id: d1\n    driver: fake\n    link: bus-9\n"
+        "    points: [{id: a, signal: {value: 1}}]\n"
+        "alarms: !include alarms.yaml\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "config", "validate", str(site)],
+        capture_output=True, text=True, cwd=REPO, env={"PATH": "/usr/bin", "LANG": "zh_CN.UTF-8"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    missing = tmp_path / "alarms.yaml"
+    assert f"site.yaml:9 alarms: 包含的文件 '{missing}' 不存在" in done.stderr, done.stderr
+    site.write_text(site.read_text().replace("alarms: !include alarms.yaml\n", ""))
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "config", "validate", str(site)],
+        capture_output=True, text=True, cwd=REPO, env={"PATH": "/usr/bin", "LANG": "zh_CN.UTF-8"},
+    )  # fmt: skip
+    assert "site.yaml:7 devices[0].link: 未知的链路 'bus-9'（已有链路：" in done.stderr, done.stderr

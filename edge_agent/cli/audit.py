@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from edge_agent.commands.audit import AuditEntry
 
 SOURCES = ("safety", "manual", "platform", "auto")
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 # Tab-separated columns when piped (times in UTC, as `export` writes them).
 TSV_COLUMNS = (
     "time", "point", "value", "stage", "reason", "readback", "source", "by", "type",
@@ -135,8 +134,12 @@ def _read(
     limit: int,
 ) -> list[AuditEntry]:
     from edge_agent.commands.audit import POINT_COMMANDS, AuditReader
+    from edge_agent.store.history import HistoryError, check_store_file
 
-    _check_file(path)
+    try:
+        check_store_file(path)
+    except HistoryError as exc:
+        fail(str(exc))
     try:
         with AuditReader(path) as reader:
             if not reader.is_store:
@@ -148,26 +151,6 @@ def _read(
             )
     except sqlite3.Error as exc:
         fail(_("cannot read the audit in {path}: {error}").format(path=path, error=exc))
-
-
-def _check_file(path: Path) -> None:
-    try:
-        with path.open("rb") as file:
-            head = file.read(len(_SQLITE_MAGIC))
-    except FileNotFoundError:
-        fail(_("no edge-agent store at {path}").format(path=path))
-    except IsADirectoryError:
-        fail(_("{path} is a directory, not an edge-agent store").format(path=path))
-    except PermissionError:
-        fail(
-            _("no permission to read {path} (technicians need the group edge-agent)").format(
-                path=path
-            )
-        )
-    except OSError as exc:
-        fail(_("cannot read {path}: {error}").format(path=path, error=exc.strerror or exc))
-    if head != _SQLITE_MAGIC:
-        fail(_("{path} is not an edge-agent store (not an SQLite database)").format(path=path))
 
 
 def _nothing(path: Path, since_ms: int | None, every: bool) -> str:

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 
+from edge_agent.i18n import _
 from edge_agent.points import Value
 from edge_agent.store.outbox import SCHEMA_VERSION, Row, iter_history, open_readonly
 
@@ -34,7 +35,7 @@ class HistoryReader:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.damaged = 0  # rows skipped because their body did not decode
-        _check_file(self.path)
+        check_store_file(self.path)
         wal = self.path.with_name(self.path.name + "-wal")
         try:
             self._db = open_readonly(self.path, immutable=not wal.exists())
@@ -55,7 +56,8 @@ class HistoryReader:
             )
         if self.version < 1 or not tables >= _TABLES:
             self._db.close()
-            raise HistoryError(f"{self.path} is an SQLite database but not an edge-agent store")
+            message = _("{path} is an SQLite database but not an edge-agent store")
+            raise HistoryError(message.format(path=self.path))
 
     def __enter__(self) -> HistoryReader:
         return self
@@ -179,19 +181,23 @@ def _split(ref: str) -> tuple[str, str]:
     return device, point
 
 
-def _check_file(path: Path) -> None:
+def check_store_file(path: Path) -> None:
+    """HistoryError, saying which, unless `path` is a readable SQLite file (the first
+    check of everything that reads a store: history, the audit)."""
     try:
         with path.open("rb") as file:
             head = file.read(len(_SQLITE_MAGIC))
     except FileNotFoundError:
-        raise HistoryError(f"no edge-agent store at {path}") from None
+        raise HistoryError(_("no edge-agent store at {path}").format(path=path)) from None
     except IsADirectoryError:
-        raise HistoryError(f"{path} is a directory, not an edge-agent store") from None
+        message = _("{path} is a directory, not an edge-agent store")
+        raise HistoryError(message.format(path=path)) from None
     except PermissionError:
-        raise HistoryError(
-            f"no permission to read {path} (technicians need the group edge-agent)"
-        ) from None
+        message = _("no permission to read {path} (technicians need the group edge-agent)")
+        raise HistoryError(message.format(path=path)) from None
     except OSError as exc:
-        raise HistoryError(f"cannot read {path}: {exc.strerror or exc}") from None
+        message = _("cannot read {path}: {error}")
+        raise HistoryError(message.format(path=path, error=exc.strerror or exc)) from None
     if head != _SQLITE_MAGIC:
-        raise HistoryError(f"{path} is not an edge-agent store (not an SQLite database)")
+        message = _("{path} is not an edge-agent store (not an SQLite database)")
+        raise HistoryError(message.format(path=path))

@@ -26,12 +26,12 @@ import click
 from edge_agent.cli.common import fail
 from edge_agent.cli.history import store_options, store_source
 from edge_agent.cli.when import when_callback
+from edge_agent.cli.words import SOURCES
 from edge_agent.i18n import _
 
 if TYPE_CHECKING:
     from edge_agent.commands.audit import AuditEntry
 
-SOURCES = ("safety", "manual", "platform", "auto")
 # Tab-separated columns when piped (times in UTC, as `export` writes them).
 TSV_COLUMNS = (
     "time", "point", "value", "stage", "reason", "readback", "source", "by", "type",

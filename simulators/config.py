@@ -246,6 +246,37 @@ class ElectricalConfig(Model):
     frequency_hz: Positive = 50.0
 
 
+class AnalyzerConfig(Model):
+    """One instrument of the sewage monitor: its measuring range and test values."""
+
+    range: tuple[Finite, Finite]  # above the top the instrument reports "over range" (6)
+    standard: Finite  # what it reads while calibrating: the standard solution or signal
+    manual: Finite | None = None  # the manual value; None: the last value before "manual"
+
+    @model_validator(mode="after")
+    def _standard_in_range(self) -> AnalyzerConfig:
+        low, high = self.range
+        if not low < high:
+            raise ValueError("range must be [low, high] with low below high")
+        if not low <= self.standard <= high:
+            raise ValueError("standard must be inside the range")
+        return self
+
+
+class SewageAnalyzersConfig(Model):
+    """Every instrument of the monitor, named as the control file and the tags name them.
+    Ranges and standards are a typical vendor's (an assumption: docs/simulator.md)."""
+
+    flow: AnalyzerConfig = AnalyzerConfig(range=(0.0, 100.0), standard=50.0)  # m3/h
+    ph: AnalyzerConfig = AnalyzerConfig(range=(0.0, 14.0), standard=6.86)  # buffer
+    residual_chlorine: AnalyzerConfig = AnalyzerConfig(range=(0.0, 10.0), standard=5.0)
+    cod: AnalyzerConfig = AnalyzerConfig(range=(0.0, 500.0), standard=100.0)  # mg/L
+    ss: AnalyzerConfig = AnalyzerConfig(range=(0.0, 500.0), standard=100.0)
+    nh3n: AnalyzerConfig = AnalyzerConfig(range=(0.0, 50.0), standard=10.0)
+    tp: AnalyzerConfig = AnalyzerConfig(range=(0.0, 5.0), standard=1.0)
+    water_temp: AnalyzerConfig = AnalyzerConfig(range=(0.0, 50.0), standard=25.0)  # °C
+
+
 class SewageConfig(Model):
     mean_flow_m3h: Positive = 35.0  # ~1,000 beds at ~0.85 m3/bed/day
     peak_factor: Positive = 1.6
@@ -260,7 +291,15 @@ class SewageConfig(Model):
     cod_sigma_mgl: NonNegative = 10.0
     ss_mean_mgl: Positive = 18.0
     ss_sigma_mgl: NonNegative = 5.0
+    nh3n_mean_mgl: Positive = 10.0  # ammonia nitrogen of treated hospital effluent
+    nh3n_sigma_mgl: NonNegative = 1.5
+    tp_mean_mgl: Positive = 1.2  # total phosphorus
+    tp_sigma_mgl: NonNegative = 0.2
+    water_temp_mean: Celsius = 24.0
+    water_temp_swing_k: NonNegative = 1.0  # half the daily range: coolest 06:00, warmest 16:00
+    water_temp_sigma_k: NonNegative = 0.1
     drift_time_constant_s: Positive = 4 * 3600.0
+    analyzers: SewageAnalyzersConfig = SewageAnalyzersConfig()
 
 
 def _default_chillers() -> list[ChillerConfig]:

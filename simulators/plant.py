@@ -54,7 +54,7 @@ class PlantRoom:
         self.weather = Weather(config.weather, rng("weather"))
         self.load = BuildingLoad(config.load, rng("load"))
         self.substation = Substation(config.electrical, rng("electrical"))
-        self.sewage = SewageMonitor(config.sewage, rng("sewage"))
+        self.sewage = SewageMonitor(config.sewage, rng("sewage"), rng("sewage-nutrients"))
 
         self.chws_setpoint = config.chws_setpoint
         self.dp_setpoint = config.dp_setpoint_kpa

@@ -26,6 +26,7 @@ from pydantic import Field, TypeAdapter
 from drivers.bacnet.config import BacnetPoint
 from drivers.modbus.config import ModbusPoint
 from edge_agent.config.base import Id, Model
+from simulators.analyzers import parse_states
 from simulators.bacnet_server import BacnetSimDevice, SimObject, SimRef
 from simulators.clock import SimClock
 from simulators.config import PlantConfig
@@ -240,11 +241,19 @@ class PlantSite:
         {"modbus": {"chillers": {"2": {"offline": true}}},       # per server and unit id
          "bacnet": {"chiller-3": {"offline": true, "delay": 0.5}},
          "sensors": {"chiller-1.chws_temp": {"stuck": 9.5}},     # stuck|drift|noise|offset
-         "load": {"kw": 3600}}                                    # building load, fixed
+         "load": {"kw": 3600},                                    # building load, fixed
+         "sewage": {"cod": "calibration", "all": "maintenance"}}  # the monitor's instruments
 
+        `sewage` sets an instrument (or `all`; a named one overrides it) to maintenance,
+        calibration, fault, stopped or manual (simulators/analyzers.py); the others measure.
         Unknown names raise KeyError or ValueError; nothing is half-applied for a server.
+        A bad `load` or `sewage` is refused whole, before anything changes.
         """
-        self.plant.load.override_kw = _load_override(spec.get("load"))
+        load_kw = _load_override(spec.get("load"))
+        sewage = self.plant.sewage
+        states = parse_states(spec.get("sewage"), tuple(sewage.analyzers.by_name()))
+        self.plant.load.override_kw = load_kw
+        sewage.set_states(states)
         for server in self.modbus.values():
             server.clear_faults()
         for device in self.bacnet.values():

@@ -580,6 +580,20 @@ async def test_a_request_times_out_with_what_arrived(
     assert platform.counts(MN).unexpected == 1
 
 
+async def test_answers_out_of_order_are_not_taken(platform: HJ212Platform, logger: Logger) -> None:
+    await linked(platform, logger)
+    asking = asyncio.create_task(platform.request(MN, "1063", timeout=0.3))
+    request = await logger.packet_in()
+    await logger.send(
+        logger.reply(request, "9012", "ExeRtn=1"),
+        logger.reply(request, "1063", "MinInterval=10", st="32"),
+        logger.reply(request, "9011", "QnRtn=1"),
+    )
+    exchange = await asking
+    assert exchange.arrived == ["9011"] and exchange.timed_out
+    assert platform.counts(MN).unexpected == 2
+
+
 async def test_real_time_data_start_and_stop(platform: HJ212Platform, logger: Logger) -> None:
     await linked(platform, logger)
     asking = asyncio.create_task(platform.start_realtime(MN))

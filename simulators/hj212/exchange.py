@@ -55,7 +55,7 @@ class Exchange:
     request: Packet
     frames: list[Packet] = field(default_factory=list)  # what belonged to it, as it came
     timed_out: bool = False
-    _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _done: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     @property
     def qn(self) -> str:

@@ -406,9 +406,7 @@ def test_an_unknown_ack_mode_is_refused() -> None:
 # -- requests -------------------------------------------------------------------------------
 
 
-async def test_a_get_request_round_trip(
-    platform: HJ212Platform, logger: Logger, clock: Clock
-) -> None:
+async def test_a_get_request_round_trip(platform: HJ212Platform, logger: Logger) -> None:
     await linked(platform, logger)
     asking = asyncio.create_task(platform.get_time(MN, "w01018"))
     request = await logger.packet_in()
@@ -440,6 +438,7 @@ async def test_request_qns_are_unique_on_a_stopped_clock(
     assert qns == ["20261206102130250", "20261206102130251", "20261206102130252"]
     for task in asking:
         task.cancel()
+    await asyncio.gather(*asking, return_exceptions=True)
 
 
 @pytest.mark.parametrize(
@@ -616,7 +615,7 @@ async def test_real_time_data_start_and_stop(platform: HJ212Platform, logger: Lo
 
 
 async def test_a_loggers_time_calibration_request_is_answered_with_the_clock(
-    platform: HJ212Platform, logger: Logger, clock: Clock
+    platform: HJ212Platform, logger: Logger
 ) -> None:
     await logger.upload("1013", "PolId=w01018", flag=4)
     request = await logger.packet_in()
@@ -770,7 +769,7 @@ def command(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+        process.communicate()  # and close the pipes
 
 
 def test_the_command_shows_minute_records_and_exits_0_on_sigterm(
@@ -803,7 +802,8 @@ def test_the_command_shows_minute_records_and_exits_0_on_sigterm(
 
 def test_the_command_refuses_a_bad_logger_and_a_taken_port() -> None:
     bad = _command("--logger", "MN-without-password")
-    assert bad.wait(10) == 2
+    _, stderr = bad.communicate(timeout=10)
+    assert bad.returncode == 2 and "expected MN=PW" in stderr
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -53,6 +53,7 @@ from edge_agent.config.loader import load_config
 from edge_agent.config.models import AgentConfig
 from edge_agent.config_apply import InterruptedApply, PendingApply
 from edge_agent.events import Events
+from edge_agent.hj212.reporter import Hj212Reporter
 from edge_agent.local_api import AgentAlreadyRunning, LocalServer
 from edge_agent.local_api import Handler as LocalHandler
 from edge_agent.local_logs import logs_handler
@@ -189,6 +190,8 @@ class Runtime:
         self._helpers: list[asyncio.Task[None]] = []
         self._local_task: asyncio.Task[None] | None = None
         self._metrics_task: asyncio.Task[None] | None = None
+        self.hj212: Hj212Reporter | None = None  # the environmental platforms' data logger
+        self._hj212_task: asyncio.Task[None] | None = None
         self._confirm: asyncio.Task[None] | None = None
         # Commands wait while the command layer is rebuilt, and those under way are let
         # finish before it is: they go to one router or the other, never half to each.
@@ -302,6 +305,7 @@ class Runtime:
     async def apply(self, new: AgentConfig, changes: reload.Plan) -> None:
         """Go over to `new` as `changes` says (at start: everything starts)."""
         self.health = None
+        hj212_changed = self._hj212_task is None or self.config.hj212 != new.hj212
         specs = reload.device_specs(new)
         if changes.alarms:
             self.alarms = self._alarm_engine(new)
@@ -334,8 +338,25 @@ class Runtime:
             self._metrics_task = None
             if (port := new.metrics.prometheus_port) is not None:
                 self._metrics_task = self._tg.create_task(self._metrics(port), name="metrics")
+        if hj212_changed:
+            await self._start_hj212(new)
         assert self._uplink_task is not None
         self.health = watchdog.runtime_health(self.store.stats, self._uplink_task)
+
+    async def _start_hj212(self, config: AgentConfig) -> None:
+        """The data logger for the environmental platforms, made anew when its section
+        changed: what it owes is in its spool, so nothing is lost across the restart."""
+        await _cancel(self._hj212_task)
+        self._hj212_task, self.hj212 = None, None
+        if config.hj212 is None:
+            return
+        assert self._tg is not None
+        intervals = {device.id: device.poll_interval for device in config.devices}
+        reporter = Hj212Reporter(config.hj212, self.store.path, self.cache, self.events, intervals)
+        self.hj212 = reporter
+        self._hj212_task = self._tg.create_task(
+            supervise("hj212", reporter.run, self.events), name="hj212"
+        )
 
     async def _start_device(self, spec: reload.DeviceSpec, phase: float) -> None:
         assert self._tg is not None
@@ -452,7 +473,10 @@ class Runtime:
             await asyncio.wait_for(self._uplink_task, bound)
         except TimeoutError:
             log.warning("uplink did not stop in time; cancelled")
-        others = (*self._router_tasks, *self._helpers, self._local_task, self._metrics_task)
+        others = (
+            *self._router_tasks, *self._helpers, self._local_task, self._metrics_task,
+            self._hj212_task,
+        )  # fmt: skip
         for other in others:
             if other is not None:
                 other.cancel()
@@ -657,6 +681,7 @@ class Runtime:
             "alarms": self.alarm_list,
             "loops": self.loop_list,
             "config": self.config_view,
+            "hj212": self.hj212_view,
         }
         try:
             await LocalServer(self.config.local.socket, handlers).run()
@@ -671,6 +696,18 @@ class Runtime:
             self.config, self.started, self.store, self.uplink, self.router, self.alarms,
             self.loops, self.pollers,
         )  # fmt: skip
+
+    async def hj212_view(self, request: dict[str, Any]) -> dict[str, Any]:
+        """`hj212 status` and `hj212 send` of the CLI."""
+        if self.hj212 is None:
+            return {"error": "no_hj212"}  # the CLI says it in the technician's words
+        if request.get("send") is not None:
+            send = request["send"]
+            counts = await self.hj212.resend(
+                send["since_ms"], send.get("platform"), tuple(send["kinds"])
+            )
+            return {"queued": counts}
+        return {"platforms": await self.hj212.status()}
 
     async def points(self, request: dict[str, Any]) -> dict[str, Any]:
         snapshot = self.cache.snapshot(request.get("device"))

@@ -31,6 +31,7 @@ _AGENT = ("run", "status", "demo", "install-service")
         "export": "edge_agent.cli.history:export",
         "trend": "edge_agent.cli.history:trend",
         "audit": "edge_agent.cli.audit:audit",
+        "hj212": "edge_agent.cli.hj212:hj212",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )

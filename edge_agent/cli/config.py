@@ -197,6 +197,7 @@ def schema_command(part: str) -> None:
       alarms          included alarm rules
       loops           included control loops
       protection      included equipment protection
+      hj212           the included HJ 212 data logger (docs/hj212.md)
     """
     from edge_agent.config.schema import schema
 

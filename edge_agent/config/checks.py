@@ -57,6 +57,7 @@ def cross_check(config: AgentConfig) -> list[Finding]:
         *_same_device_twice(config),
         *_never_polled(config),
         *_comm_loss(config),
+        *_hj212(config),
     ]
     known_links = list(dict.fromkeys(link.id for link in config.links))
     for index, device in enumerate(config.devices):
@@ -456,6 +457,28 @@ def _loops(config: AgentConfig) -> Iterator[Finding]:
                             ).format(point=ref, other=other)
                             yield Finding(path, message, other_path)
                     writers.setdefault(ref, []).append((path, item.id))
+
+
+def _hj212(config: AgentConfig) -> Iterator[Finding]:
+    # What the data logger reports must be polled: a pollutant's value and status, the
+    # equipment's run state; two platforms must not share an endpoint and MN.
+    if config.hj212 is None:
+        return
+    points = {f"{d.id}.{p.id}" for d in config.devices for p in d.points}
+    groups = (("pollutants", config.hj212.pollutants), ("run_status", config.hj212.run_status))
+    for key, items in groups:
+        for index, item in enumerate(items):
+            for field in ("point", "status"):
+                ref = getattr(item, field, None)
+                if ref is not None and ref not in points:
+                    yield Finding(("hj212", key, index, field), _unknown_point(ref, points))
+    yield from _duplicates(
+        config.hj212.platforms,
+        lambda p: f"{p.host.lower()}:{p.port}/{p.mn}",
+        ("hj212", "platforms"),
+        (),
+        N_("platform endpoint and MN"),
+    )
 
 
 def _unknown_point(ref: str, points: Iterable[str]) -> str:

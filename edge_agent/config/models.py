@@ -11,6 +11,7 @@ from control_loops.config import EquipmentProtection, LoopConfig
 from drivers.registry import DEVICE_MODELS
 from edge_agent.alarms.rules import AlarmRule
 from edge_agent.config.base import Duration, Gap, Id, Model
+from edge_agent.hj212.config import Hj212
 from edge_agent.i18n import _
 
 Device = Annotated[DEVICE_MODELS, Field(discriminator="driver")]
@@ -121,6 +122,7 @@ class AgentConfig(Model):
     alarms: tuple[AlarmRule, ...] = ()
     loops: tuple[LoopConfig, ...] = ()
     protection: tuple[EquipmentProtection, ...] = ()
+    hj212: Hj212 | None = None  # the environmental platforms (docs/hj212.md)
 
     @property
     def identity(self) -> dict[str, str]:

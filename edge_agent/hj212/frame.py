@@ -254,7 +254,11 @@ class FrameReader:
             start = self._buffer.find(HEADER)
             if start < 0:
                 # Keep a trailing '#': it may be the first half of the next header.
-                del self._buffer[: max(len(self._buffer) - 1, 0)]
+                keep = 1 if self._buffer.endswith(b"#") else 0
+                if len(self._buffer) > keep:
+                    dropped = len(self._buffer) - keep
+                    out.append(FrameError(f"{dropped} bytes of garbage, no frame"))
+                    del self._buffer[:dropped]
                 return out
             if start:
                 out.append(FrameError(f"{start} bytes of garbage before a frame"))

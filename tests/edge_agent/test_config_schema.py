@@ -32,6 +32,7 @@ INCLUDED = {
     "alarms/*.yaml": "alarms",
     "control/hospital.yaml": "loops",
     "control/protection.yaml": "protection",
+    "hj212/*.yaml": "hj212",
 }
 NOT_CONFIGURATION = {
     "sim/hospital.yaml": "the simulator's plant",

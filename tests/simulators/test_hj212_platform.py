@@ -351,7 +351,8 @@ async def test_garbage_answers_bytes_that_are_no_frame(
     await logger.upload("2051", minute_cp("20261206102000"))
     data = await asyncio.wait_for(logger.reader.read(65536), 2.0)
     assert data == GARBAGE and b"##" not in data
-    assert logger.frames.feed(data) == []
+    (error,) = logger.frames.feed(data)  # no frame: reported as garbage, nothing else
+    assert isinstance(error, FrameError)
     assert platform.counts(MN).acks_sent == 0 and platform.counts(MN).records == 1
 
 

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from edge_agent.broker_tools import BrokerUnavailable, LocalBroker, PlatformSubscriber
+from edge_agent.broker_tools import BrokerUnavailable, LocalBroker, PlatformSubscriber, free_port
 from edge_agent.cli.status_view import Fitted, render_status
 from edge_agent.i18n import _
 from edge_agent.local_api import request
@@ -28,18 +28,56 @@ DEFAULT_SIM = CONFIGS / "sim" / "hospital.yaml"
 SIM_READY_TIMEOUT_S = 30.0
 
 
-def _demo_config(source: Path, workdir: Path, port: int) -> Path:
-    """The demo config pointed at the local broker, with its store and socket in `workdir`.
-    Includes are resolved first (the copy lives elsewhere)."""
+def _demo_config(source: Path, workdir: Path, port: int, bureau_port: int | None) -> Path:
+    """The demo config pointed at the local broker (and its HJ 212 platforms at the
+    simulated bureau), with its store and socket in `workdir`. Includes are resolved first
+    (the copy lives elsewhere)."""
     from edge_agent.config.loader import load_config
 
     raw = load_config(source).model_dump(mode="json", exclude_defaults=True)
     raw["uplink"]["endpoints"] = [{"host": "127.0.0.1", "port": port}]
     raw.setdefault("store", {})["path"] = str(workdir / "outbox.db")
     raw.setdefault("local", {})["socket"] = str(workdir / "agent.sock")
+    if "hj212" in raw:
+        raw["hj212"]["store"] = str(workdir / "hj212.db")
+        for platform in raw["hj212"]["platforms"]:
+            platform.update(host="127.0.0.1", port=bureau_port)
     target = workdir / "site.yaml"
     target.write_text(yaml.safe_dump(raw, sort_keys=False))
     return target
+
+
+def _loggers(source: Path) -> list[str]:
+    """MN=PW of each HJ 212 platform of the config: the loggers the bureau knows."""
+    from edge_agent.config.loader import load_config
+
+    hj212 = load_config(source).hj212
+    if hj212 is None:
+        return []
+    return sorted({f"{p.mn}={p.password}" for p in hj212.platforms})
+
+
+def _start_bureau(loggers: list[str], port: int, workdir: Path) -> subprocess.Popen:
+    """The simulated environmental platform: one line per record it gets, in bureau.log."""
+    command = [sys.executable, "-m", "simulators.hj212_platform", "--port", str(port)]
+    for logger in loggers:
+        command += ["--logger", logger]
+    with open(workdir / "bureau.log", "wb") as out, open(workdir / "bureau.err", "wb") as err:
+        return subprocess.Popen(command, stdout=out, stderr=err, start_new_session=True)
+
+
+def _bureau_view(workdir: Path, lines: int = 3) -> Text | None:
+    """The last records the bureau received, one line each, cut to the screen."""
+    path = workdir / "bureau.log"
+    if not path.exists():
+        return None
+    received = path.read_text(errors="replace").splitlines()
+    title = _("what the environmental bureau receives (HJ 212, {count} records)")
+    text = Text(title.format(count=len(received)), style="italic")
+    for line in received[-lines:] or [_("nothing yet (minute data close each minute)")]:
+        text.append("\n" + line, style="")
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
 
 
 def _platform_view(subscriber: PlatformSubscriber) -> Table:
@@ -71,7 +109,7 @@ def _plant_headline(subscriber: PlatformSubscriber) -> str:
     )
 
 
-def _screen(socket: Path, subscriber: PlatformSubscriber) -> Fitted:
+def _screen(socket: Path, subscriber: PlatformSubscriber, workdir: Path) -> Fitted:
     parts: list = [_plant_headline(subscriber)]
     try:
         status = request(socket, "status")
@@ -79,6 +117,9 @@ def _screen(socket: Path, subscriber: PlatformSubscriber) -> Fitted:
         parts.append(render_status(status))
     except OSError:
         parts.append(Text(_("agent starting..."), style="yellow"))
+    bureau = _bureau_view(workdir)
+    if bureau is not None:
+        parts.append(bureau)
     return Fitted(Group(*parts, _platform_view(subscriber)))  # no trailing spaces
 
 
@@ -143,7 +184,10 @@ def run_demo(
             simulator.terminate()
         shutil.rmtree(workdir, ignore_errors=True)
         return 1
-    site = _demo_config(source, workdir, broker.port)
+    loggers = _loggers(source)
+    bureau_port = free_port() if loggers else None
+    bureau = _start_bureau(loggers, bureau_port, workdir) if bureau_port else None
+    site = _demo_config(source, workdir, broker.port, bureau_port)
     text = _("broker on {address}; agent config {site}; logs in {log}")
     where = {"address": f"127.0.0.1:{broker.port}", "site": site, "log": workdir / "agent.log"}
     _say(console, text.format(**where))
@@ -161,14 +205,16 @@ def run_demo(
     socket = workdir / "agent.sock"
     try:
         if console.is_terminal:
-            with Live(_screen(socket, subscriber), console=console, refresh_per_second=2) as live:
+            with Live(
+                _screen(socket, subscriber, workdir), console=console, refresh_per_second=2
+            ) as live:
                 while time.monotonic() < deadline and agent.poll() is None:
                     time.sleep(1)
-                    live.update(_screen(socket, subscriber))
+                    live.update(_screen(socket, subscriber, workdir))
         else:
             while time.monotonic() < deadline and agent.poll() is None:
                 time.sleep(min(5, max(0.1, deadline - time.monotonic())))
-                console.print(_screen(socket, subscriber))
+                console.print(_screen(socket, subscriber, workdir))
     except KeyboardInterrupt:
         pass
     finally:
@@ -177,6 +223,9 @@ def run_demo(
         code = agent.wait(30)
         subscriber.stop()
         broker.stop()
+        if bureau is not None:
+            bureau.terminate()
+            bureau.wait(10)
         if simulator is not None:
             simulator.terminate()
             simulator.wait(10)
@@ -186,4 +235,8 @@ def run_demo(
     )
     counts = {"messages": subscriber.count, "points": subscriber.points}
     _say(console, text.format(code=code, files=workdir, **counts))
+    if bureau is not None:
+        received = (workdir / "bureau.log").read_text(errors="replace").splitlines()
+        text = _("the environmental bureau received {count} minute, hour and day records (HJ 212)")
+        _say(console, text.format(count=len(received)))
     return 0 if code == 0 else 1

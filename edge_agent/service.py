@@ -694,7 +694,7 @@ class Runtime:
     async def status(self, _request: dict[str, Any] | None = None) -> dict[str, Any]:
         return await status_report.report(
             self.config, self.started, self.store, self.uplink, self.router, self.alarms,
-            self.loops, self.pollers,
+            self.loops, self.pollers, self.hj212,
         )  # fmt: skip
 
     async def hj212_view(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from edge_agent.alarms.engine import AlarmEngine
     from edge_agent.commands.router import CommandRouter
     from edge_agent.config.models import AgentConfig
+    from edge_agent.hj212.reporter import Hj212Reporter
     from edge_agent.scheduler import Poller
     from edge_agent.store.worker import StoreWorker
     from edge_agent.uplink import Uplink
@@ -32,6 +33,7 @@ async def report(
     alarms: AlarmEngine,
     loops: LoopRunner | None,
     pollers: Iterable[Poller],
+    hj212: Hj212Reporter | None = None,
 ) -> dict[str, Any]:
     """The report; `started` is the monotonic time the process started."""
     outbox = await store.call(store.outbox.stats)
@@ -54,4 +56,5 @@ async def report(
             }
             for p in pollers
         },
+        "hj212": await hj212.summary() if hj212 is not None else None,
     }

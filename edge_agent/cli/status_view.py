@@ -484,6 +484,15 @@ def render_status(status: dict[str, Any]) -> Group:
                 n=up.get("unrecorded_acks", 0), error=up["ack_error"]
             )
         )
+    for platform in status.get("hj212") or ():
+        connected = platform["connected"]
+        state = _("connected") if connected else _("disconnected")
+        row(
+            _("HJ 212"),
+            f"{escape(platform['platform'])} [{'green' if connected else 'red'}]{state}[/]",
+            _("owed {count}").format(count=platform["owed"]),
+            _("last answer {age}").format(age=age(platform["last_ack_ms"])),
+        )
     alarms = status.get("alarms")
     if alarms is not None:
         worst = next((s for s in ("critical", "major", "minor", "warning") if alarms.get(s)), None)

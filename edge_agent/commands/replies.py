@@ -148,6 +148,11 @@ class StatusResult(Open):
     loops: list[dict[str, Any]]
     store: dict[str, Any]
     devices: dict[str, dict[str, Any]]
+    hj212: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="per environmental platform (docs/hj212.md): connected, last_ack_ms, "
+        "owed, oldest_owed; null without an hj212 section",
+    )
 
 
 class FailedDetail(Open):

@@ -257,6 +257,21 @@ class Hj212Reporter:
             })  # fmt: skip
         return out
 
+    async def summary(self) -> list[dict[str, Any]]:
+        """For `edge-agent status`: per platform, connected or not and what is owed."""
+        out = []
+        for platform in self.config.platforms:
+            backlog = await self.spool.call(Spool.backlog, platform.id) if self.states else None
+            link = self.links.get(platform.id)
+            out.append({
+                "platform": platform.id,
+                "connected": bool(link and link.status.connected),
+                "last_ack_ms": link.status.last_ack_ms if link else None,
+                "owed": backlog.owed if backlog else None,
+                "oldest_owed": backlog.oldest_data_time if backlog else None,
+            })  # fmt: skip
+        return out
+
     async def resend(
         self, since_ms: int, platform: str | None, kinds: tuple[str, ...]
     ) -> dict[str, int]:

@@ -39,7 +39,10 @@ log = logs.get("hj212")
 TICK_S = 1.0
 PRUNE_S = 3600.0
 CATCH_UP_MS = 7 * DAY_MS  # periods missed longer ago than this are not made (no history)
-KIND_CN = {"minute": Cn.MINUTE_DATA, "hour": Cn.HOUR_DATA, "day": Cn.DAY_DATA}
+KIND_CN = {
+    "minute": Cn.MINUTE_DATA, "hour": Cn.HOUR_DATA, "day": Cn.DAY_DATA,
+    "realtime": Cn.RTD_DATA, "run_status": Cn.RUN_STATUS,
+}  # fmt: skip
 SPAN_MS = {"hour": HOUR_MS, "day": DAY_MS}
 
 

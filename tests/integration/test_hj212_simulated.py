@@ -6,48 +6,15 @@ technician sees the platform in `edge-agent hj212 status` and `edge-agent status
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edge_agent.broker_tools import free_port
-from edge_agent.hj212.frame import parse_cp, parse_segment
-from tests.harness import REPO, AgentProcess, run_cli, wait_until
+from tests.edge_agent.hj212.rig import Bureau
+from tests.harness import AgentProcess, run_cli, wait_until
 from tests.plant_rig import running_plant
-
-MN, PW = "010000A8900016F000169DC0", "123456"
-
-
-class Bureau:
-    """`python -m simulators.hj212_platform` with its JSON-lines log."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.log = tmp_path / "bureau.jsonl"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "simulators.hj212_platform", "--port", str(self.port),
-             "--logger", f"{MN}={PW}", "--log", str(self.log)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    def records(self, cn: str) -> list[dict[str, str]]:
-        """The CP items of every new record of `cn` received, in order."""
-        if not self.log.exists():
-            return []
-        out = []
-        for line in self.log.read_text().splitlines():
-            entry = json.loads(line)
-            if entry.get("cn") == cn and entry["verdict"] == "new":
-                out.append(parse_cp(parse_segment(entry["segment"]).cp))
-        return out
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
 
 
 @pytest.fixture

@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edge_agent.broker_tools import free_port
 from edge_agent.cache import PointCache
 from edge_agent.hj212.config import Hj212
+from edge_agent.hj212.frame import parse_cp, parse_segment
 from edge_agent.hj212.reporter import Hj212Reporter
 from edge_agent.hj212.spool import Spool
 from edge_agent.points import Batch, Quality, Reading
 from edge_agent.store.outbox import Outbox, Record, TrafficClass
+from tests.harness import REPO
 
 MN = "010000A8900016F000169DC0"
 PW = "123456"
@@ -128,3 +134,33 @@ async def until(condition: Any, timeout: float = 10.0, what: str = "") -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.02)
+
+
+class Bureau:
+    """`python -m simulators.hj212_platform` as its own process, with its JSON-lines log."""
+
+    def __init__(self, tmp_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.log = tmp_path / "bureau.jsonl"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "simulators.hj212_platform", "--port", str(self.port),
+             "--logger", f"{MN}={PW}", "--log", str(self.log)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def records(self, cn: str, verdict: str = "new") -> list[dict[str, str]]:
+        """The CP items of every record of `cn` received as `verdict`, in order."""
+        return [
+            parse_cp(parse_segment(entry["segment"]).cp)
+            for entry in self.entries()
+            if entry.get("cn") == cn and entry["verdict"] == verdict
+        ]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)

@@ -136,3 +136,38 @@ async def test_one_platform_down_never_delays_the_other(tmp_path: Path) -> None:
             await until(lambda: city.counts(MN).records == 51, timeout=5)
             assert province.counts().records == 0
             assert (await logger.spool.call(Spool.backlog, "p0")).owed == 51
+
+
+async def test_a_day_long_outage_makes_every_period_then_delivers_it(tmp_path: Path) -> None:
+    """25 hours of history while the bureau is down, the agent's clock stepping through
+    them: every ten minutes, hour and the day are made in order, none twice, and all of
+    them reach the bureau when it is back."""
+    store, spool = tmp_path / "outbox.db", tmp_path / "hj212.db"
+    day = T0 - 10 * 3_600_000  # 2026-12-06 00:00 local
+    write_history(store, [poll(day + i * 10_000, 40.0 + (i % 6)) for i in range(25 * 360)])
+    async with HJ212Platform(loggers={MN: PW}) as bureau:
+        await bureau.refuse()
+        cfg = config([bureau.port], spool, send=["minute", "hour", "day"])
+        start_marks(spool, ["p0"], ["minute", "hour", "day"], day)
+        clock = Clock(day)
+        logger = reporter(cfg, store, clock, Events())
+        async with running(logger):
+            await until(lambda: "p0" in logger.states)
+            platform = cfg.platforms[0]
+            for step in range(1, 25 * 6 + 1):  # ten minutes at a time, as the hours pass
+                clock.now_ms = day + step * 10 * MINUTE + 6_000
+                await logger.make_due(platform)
+            backlog = await logger.spool.call(Spool.backlog, "p0")
+            assert backlog.owed == 150 + 25 + 1 + 1  # + the restart time
+            assert await logger.make_due(platform) == 0  # nothing made twice
+            await bureau.accept()
+            await until(lambda: bureau.counts(MN).records == 177, timeout=30)
+    assert len(bureau.records(MN, "2051")) == 150 and len(bureau.records(MN, "2061")) == 25
+    (daily,) = bureau.records(MN, "2031").items()
+    assert daily[0] == "20261206000000"
+    hours = [items for t, items in bureau.records(MN, "2061").items() if t < "20261207"]
+    assert daily[1]["w01018-Flag"] == "N" and len(hours) == 24
+    assert abs(float(daily[1]["w01018-Avg"]) - 42.5) < 0.05
+    volume = sum(float(h["w00000-Cou"]) for h in hours)
+    assert abs(float(daily[1]["w00000-Cou"]) - volume) < 0.01 and abs(volume - 864.0) < 0.5
+    assert bureau.counts(MN).duplicates == 0 and bureau.counts(MN).conflicts == 0

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cache import PointCache
+from edge_agent.hj212.cipher import Sm4Ecb
 from edge_agent.hj212.codes import Cn, Protocol, QnRtn, St, make_flag
+from edge_agent.hj212.config import RunStatus
 from edge_agent.hj212.frame import FrameReader, Packet, encode, frame, parse_cp
 from edge_agent.hj212.reporter import Hj212Reporter
 from edge_agent.hj212.spool import Spool
@@ -220,3 +222,50 @@ async def test_wrong_requests_are_answered_and_the_link_goes_on(tmp_path: Path) 
     assert by_qn["5"] == [("9011", {"QnRtn": "2"})]  # a CP item without '='
     assert [cn for cn, _ in by_qn["6"]] == ["9011", "1061", "9012"]  # and the link goes on
     assert status.connects == 1 and status.bad_frames == 3  # garbage, out of form, CRC
+
+
+async def test_run_status_starts_and_stops(tmp_path: Path) -> None:
+    clock = Clock(T0)
+    async with HJ212Platform(loggers={MN: PW}) as bureau:
+        cfg = config([bureau.port], tmp_path / "hj212.db")
+        cfg = cfg.model_copy(update={"run_status": (
+            RunStatus(code="SB1", point="sewage.lift_pump"),
+            RunStatus(code="SB2", point="sewage.blower"),
+        )})  # fmt: skip
+        logger = logger_of(cfg, tmp_path, clock, Events())
+        logger.cache.configure_device("sewage", 60.0)
+        logger.cache.update("sewage", [Reading("lift_pump", True, T0), Reading("blower", 0, T0)])
+        async with running(logger):
+            await bureau.wait_connected(MN)
+            assert (await bureau.request(MN, Cn.RUN_STATUS)).ok
+            clock.now_ms = T0 + 30_000
+            await until(lambda: bureau.records(MN, "2021"))
+            assert (await bureau.request(MN, Cn.RUN_STATUS_STOP)).notified
+    (status,) = bureau.records(MN, "2021").values()
+    assert status == {"SB1-RS": "1", "SB2-RS": "0"}
+
+
+async def test_hj212_2025_encrypts_the_data_segment(tmp_path: Path) -> None:
+    key = bytes(range(16))
+    key_file = tmp_path / "sm4.key"
+    key_file.write_text(key.hex())
+    cipher = Sm4Ecb(key)
+    async with HJ212Platform(
+        loggers={MN: PW}, protocol=Protocol.HJ212_2025, cipher=cipher
+    ) as bureau:
+        cfg = config([bureau.port], tmp_path / "hj212.db", protocol="hj212-2025",
+                     cipher={"name": "sm4-ecb", "key_file": str(key_file)})  # fmt: skip
+        logger = logger_of(cfg, tmp_path, Clock(T0), Events())
+        async with running(logger):
+            await bureau.wait_connected(MN)
+            await logger.spool.call(Spool.make, "p0", made_records(5), T0)
+            logger.links["p0"].wake()
+            await until(lambda: len(bureau.records(MN, "2051")) == 5)
+            got = await bureau.get_time(MN)
+    assert got.ok and got.items["SystemTime"] == "20261206100000"
+    assert bureau.counts(MN).crc_errors == 0
+
+
+def test_a_cipher_needs_hj212_2025(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="2025"):
+        config([1], tmp_path / "hj212.db", cipher={"name": "sm4-ecb", "key_file": "k"})

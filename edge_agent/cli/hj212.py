@@ -18,6 +18,7 @@ from edge_agent.cli.when import when_callback
 from edge_agent.i18n import _
 
 KINDS = ("minute", "hour", "day", "realtime", "run_status")
+NO_BACKLOG = {"owed": "-", "oldest_data_time": None}  # the reporter is still starting
 
 
 @click.group(help=_("The environmental platforms (HJ 212): what they got and what is owed."))
@@ -48,7 +49,7 @@ def status(as_json: bool, socket: Path | None, config_path: Path | None) -> None
 
     blocks: list[Any] = []
     for platform in platforms:
-        link, backlog = platform["link"] or {}, platform["backlog"]
+        link, backlog = platform["link"] or {}, platform["backlog"] or NO_BACKLOG or NO_BACKLOG
         connected = link.get("connected")
         state = _("connected") if connected else _("disconnected")
         head = Text.assemble(
@@ -129,7 +130,7 @@ def _ask(path: Path, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _row(platform: dict[str, Any]) -> tuple[object, ...]:
-    link, backlog = platform["link"] or {}, platform["backlog"]
+    link, backlog = platform["link"] or {}, platform["backlog"] or NO_BACKLOG
     return (
         platform["platform"],
         platform["endpoint"],

@@ -78,6 +78,7 @@ class PlatformLink:
         self._decrypt: Transform | None = transforms[1] if transforms else None
         self._wake = asyncio.Event()
         self._inbox: asyncio.Queue[Packet] = asyncio.Queue()
+        self._asked = asyncio.Event()  # a request came in (set with every put)
         self._waiting: tuple[str, asyncio.Future[None]] | None = None  # (QN, its 9014)
         self._writer: asyncio.StreamWriter | None = None
 
@@ -144,11 +145,9 @@ class PlatformLink:
                     break
             if not owed:
                 self._wake.clear()
-                await _first(self._wake.wait(), self._inbox_ready(), listening, timeout=1.0)
-
-    async def _inbox_ready(self) -> None:
-        request = await self._inbox.get()
-        self._inbox.put_nowait(request)  # look only: _serve takes it
+                self._asked.clear()
+                if self._inbox.empty():
+                    await _first(self._wake.wait(), self._asked.wait(), listening, timeout=1.0)
 
     async def _deliver_owed(self, owed: Owed) -> None:
         await self.spool.call(Spool.sent, owed.id)
@@ -240,6 +239,7 @@ class PlatformLink:
             self.status.extra["refused"] = self.status.extra.get("refused", 0) + 1
             return
         self._inbox.put_nowait(packet)
+        self._asked.set()
 
     def _refusal(self, packet: Packet) -> QnRtn | None:
         """Why a request cannot be served (the 9011 code), or None."""

@@ -104,11 +104,15 @@ class Hj212Reporter:
     # -- making records ---------------------------------------------------------------------
 
     async def _make_forever(self, platform: Platform) -> None:
+        failing: str | None = None  # logged once until it changes or heals
         while True:
             try:
                 await self.make_due(platform)
+                failing = None
             except Exception as exc:  # a bad history row must not stop the uploads
-                log.exception("hj212 records not made", platform=platform.id, error=str(exc))
+                if str(exc) != failing:
+                    log.exception("hj212 records not made", platform=platform.id, error=str(exc))
+                failing = str(exc)
             await asyncio.sleep(TICK_S)
 
     async def make_due(self, platform: Platform) -> int:
@@ -247,7 +251,7 @@ class Hj212Reporter:
     async def status(self) -> list[dict[str, Any]]:
         out = []
         for platform in self.config.platforms:
-            backlog = await self.spool.call(Spool.backlog, platform.id)
+            backlog = await self.spool.call(Spool.backlog, platform.id) if self.states else None
             link = self.links.get(platform.id)
             state = self.states.get(platform.id)
             out.append({
@@ -255,7 +259,7 @@ class Hj212Reporter:
                 "endpoint": f"{platform.host}:{platform.port}",
                 "mn": platform.mn,
                 "link": asdict(link.status) if link is not None else None,
-                "backlog": asdict(backlog),
+                "backlog": asdict(backlog) if backlog else None,
                 "settings": _shown(state) if state is not None else None,
             })  # fmt: skip
         return out

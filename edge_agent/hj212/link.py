@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,6 +67,8 @@ class PlatformLink:
         requests: Requests,
         events: EventSink,
         transforms: tuple[Transform, Transform] | None = None,
+        ask_time: Callable[[], bool] = lambda: False,
+        make_qn: Callable[[], str] | None = None,
     ) -> None:
         self.platform = platform
         self.spool = spool
@@ -81,6 +83,8 @@ class PlatformLink:
         self._asked = asyncio.Event()  # a request came in (set with every put)
         self._waiting: tuple[str, asyncio.Future[None]] | None = None  # (QN, its 9014)
         self._writer: asyncio.StreamWriter | None = None
+        self._ask_time = ask_time  # whether to ask the platform for its time (1013)
+        self._make_qn = make_qn
 
     def wake(self) -> None:
         """New records are owed: send them now rather than at the next look."""
@@ -110,6 +114,8 @@ class PlatformLink:
         self.events.emit("hj212_connected", platform=self.platform.id)
         listening = asyncio.create_task(self._listen(reader), name=f"hj212-{self.platform.id}-in")
         try:
+            if self._make_qn is not None and self._ask_time():
+                await self._ask_for_time(self._make_qn())
             await self._serve(listening)
         except LinkLost as exc:
             self.status.last_error = str(exc)
@@ -148,6 +154,18 @@ class PlatformLink:
                 self._asked.clear()
                 if self._inbox.empty():
                     await _first(self._wake.wait(), self._asked.wait(), listening, timeout=1.0)
+
+    async def _ask_for_time(self, qn: str) -> None:
+        """1013: the platform answers with a set-time (1012), served like any request. It
+        follows the restart time (owed first), which tells the platform who we are."""
+        owed = await self.spool.call(Spool.owed, self.platform.id, 1)
+        if owed:
+            await self._deliver_owed(owed[0])
+        await self.send(Packet(
+            qn=qn, st=self.platform.st, cn=Cn.TIME_CALIBRATION,
+            pw=self.state.password, mn=self.platform.mn,
+            flag=make_flag(self.platform.protocol, ack=False),
+        ))  # fmt: skip
 
     async def _deliver_owed(self, owed: Owed) -> None:
         await self.spool.call(Spool.sent, owed.id)

@@ -99,7 +99,16 @@ class Hj212Reporter:
         if platform.cipher is not None:
             key = _key(platform.cipher.key_file)
             cipher = transforms(CIPHERS[platform.cipher.name](key))
-        return PlatformLink(platform, self.spool, state, desk, self.events, cipher)
+
+        # Ask the platform for its time (1013) only where its answer could be kept.
+        def ask_time() -> bool:
+            policy = platform.set_time
+            return policy == "offset" or (policy == "auto" and not self._synchronised())
+
+        return PlatformLink(
+            platform, self.spool, state, desk, self.events, cipher, ask_time,
+            make_qn=lambda: self.timebase.qn(platform.id),
+        )  # fmt: skip
 
     # -- making records ---------------------------------------------------------------------
 

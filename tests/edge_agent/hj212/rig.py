@@ -63,7 +63,7 @@ def config(ports: Iterable[int], store: Path, **platform: Any) -> Hj212:
     platforms = [
         {"id": f"p{n}", "host": "127.0.0.1", "port": port, "mn": MN, "password": PW,
          "send": ["minute", "hour"], "minute_interval": 10, "over_time": 0.5,
-         "re_count": 2, "reconnect_max": 0.5, "set_time": "offset", **platform}
+         "re_count": 2, "reconnect_max": 0.5, "set_time": "refuse", **platform}
         for n, port in enumerate(ports)
     ]  # fmt: skip
     return Hj212.model_validate(

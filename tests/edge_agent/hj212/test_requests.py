@@ -96,11 +96,17 @@ async def test_a_set_time_never_moves_the_system_clock(
     tmp_path: Path, policy: str, synchronised: bool, kept: bool
 ) -> None:
     events, clock = Events(), Clock(T0)
-    async with HJ212Platform(loggers={MN: PW}) as bureau:
+    async with HJ212Platform(loggers={MN: PW}, clock=lambda: LOCAL_T0) as bureau:
         cfg = config([bureau.port], tmp_path / "hj212.db", set_time=policy)
         logger = logger_of(cfg, tmp_path, clock, events, synchronised)
         async with running(logger):
             await bureau.wait_connected(MN)
+            if kept:  # a logger that may keep the platform's time asks for it first (1013)
+                await until(lambda: bureau.calibrations and bureau.calibrations[0].complete)
+                events.seen.clear()
+            else:
+                await asyncio.sleep(0.3)
+                assert bureau.calibrations == []
             answer = await bureau.set_time(MN, LOCAL_T0 + timedelta(minutes=3))
             now = await bureau.get_time(MN)
     assert answer.answer == QnRtn.READY and answer.result == (1 if kept else 3)
@@ -269,3 +275,19 @@ async def test_hj212_2025_encrypts_the_data_segment(tmp_path: Path) -> None:
 def test_a_cipher_needs_hj212_2025(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="2025"):
         config([1], tmp_path / "hj212.db", cipher={"name": "sm4-ecb", "key_file": "k"})
+
+
+async def test_an_unsynchronised_logger_asks_the_platform_for_its_time(tmp_path: Path) -> None:
+    """1013 once connected (after the restart time): the platform's 1012 is kept as the
+    offset, so that the bureau's timestamps are on its clock, and an event says so."""
+    events = Events()
+    bureau_time = LOCAL_T0 + timedelta(minutes=7)
+    async with HJ212Platform(loggers={MN: PW}, clock=lambda: bureau_time) as bureau:
+        cfg = config([bureau.port], tmp_path / "hj212.db", set_time="auto")
+        logger = logger_of(cfg, tmp_path, Clock(T0), events, synchronised=False)
+        async with running(logger):
+            await until(lambda: bureau.calibrations and bureau.calibrations[0].complete)
+            now = await bureau.get_time(MN)
+    assert bureau.calibrations[0].result == 1
+    assert now.items["SystemTime"] == "20261206100700"
+    assert events.of("hj212_clock_offset")[0]["offset_ms"] == 7 * 60_000

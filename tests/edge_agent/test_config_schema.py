@@ -107,7 +107,7 @@ def test_the_demos_file_and_an_effective_configuration_validate(
 ) -> None:
     from edge_agent.demo import DEFAULT_CONFIG, _demo_config
 
-    demo = _demo_config(DEFAULT_CONFIG, tmp_path, 1883)
+    demo = _demo_config(DEFAULT_CONFIG, tmp_path, 1883, 9212)
     assert problems(validators["site"], read(demo)) == []
     # What `config show` prints: includes resolved, every default filled in (raw seconds,
     # bytes, `.inf` bounds of fake signals).

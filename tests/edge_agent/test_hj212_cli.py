@@ -4,6 +4,7 @@ exit codes, and a re-send that reaches the bureau as copies."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +102,20 @@ def test_without_an_agent_or_a_section(tmp_path: Path, broker) -> None:
         assert "错误" in plain.stderr and "Traceback" not in plain.stderr
     finally:
         agent.kill()
+
+
+def test_a_reload_with_a_new_hj212_section_takes_effect(agent_and_bureau) -> None:
+    agent, _bureau = agent_and_bureau
+    wait_until(lambda: agent.status()["hj212"][0]["connected"], 20, "the bureau connected")
+    config = json.loads(json.dumps(agent.config))
+    config["hj212"]["platforms"][0]["realtime_interval"] = 60
+    agent.write_config(config)
+    agent.signal(signal.SIGHUP)
+
+    def interval() -> float:
+        shown = json.loads(cli(agent, "status", "--json").stdout)[0]
+        return shown["settings"]["realtime_interval_s"] if shown["settings"] else 0
+
+    wait_until(lambda: interval() == 60, 20, "the new real-time interval")
+    wait_until(lambda: agent.status()["hj212"][0]["connected"], 20, "connected again")
+    assert agent.stop() == 0

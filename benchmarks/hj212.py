@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -437,6 +438,17 @@ def _items(cp: str) -> dict[str, str]:
     return items
 
 
+def _stopped_on_error(bureau: Bureau) -> Callable[..., Awaitable[bool]]:
+    """An exit callback that stops the platform (a process, maybe) when the run failed."""
+
+    async def stop(kind: type[BaseException] | None, *_: object) -> bool:
+        if kind is not None:
+            await bureau.stop()
+        return False
+
+    return stop
+
+
 @dataclass(slots=True)
 class Outage:
     result: dict[str, Any]
@@ -457,7 +469,11 @@ async def outage_and_recovery(workdir: Path, hours: float, bureau: Bureau) -> Ou
     log(f"{len(polls):,} polls of {len(SIGNALS)} pollutants written in {write_s:.1f} s")
 
     config = hj212_config(bureau.port, workdir / "hj212.db")
-    async with Logger(config, workdir / "outbox.db", polls, start) as logger:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_exit(_stopped_on_error(bureau))
+        logger = await stack.enter_async_context(
+            Logger(config, workdir / "outbox.db", polls, start)
+        )
         started = time.perf_counter()
         await logger.live_through(start, end)
         make_s = time.perf_counter() - started
@@ -560,8 +576,10 @@ async def baseline(workdir: Path, outage: Outage) -> dict[str, Any]:
     frames = frames_of(outage.made, platform)
     bureau = ChildBureau(workdir, free_port(), platform.mn, platform.password)
     await bureau.accept()
-    elapsed, cpu = await bare_client(bureau.port, frames)
-    arrivals = await bureau.stop()
+    try:
+        elapsed, cpu = await bare_client(bureau.port, frames)
+    finally:
+        arrivals = await bureau.stop()
     log(f"baseline: {len(frames):,} frames by a bare asyncio client in {elapsed:.1f} s")
     return {
         "frame_bytes_mean": round(sum(len(data) for _, data in frames) / len(frames)),

@@ -57,7 +57,7 @@ class Pollutant(Model):
     # of docs/hj212.md); None: the flag comes from the reading's quality and range alone.
     status: PointRef | None = None
     status_map: dict[int, DataFlag] = Field(default_factory=default_status_map)
-    # The measuring range: outside it is flag T.
+    # The measuring range, in the monitor's own unit (before `scale`): outside it is flag T.
     range: Annotated[tuple[float, float] | None, AfterValidator(_ordered)] = None
     # Cou: "volume" of a flow (m3), "load" of a concentration (kg, needs a flow pollutant).
     cou: Literal["none", "volume", "load"] = "none"

@@ -168,21 +168,21 @@ class PlatformLink:
         ))  # fmt: skip
 
     async def _deliver_owed(self, owed: Owed) -> None:
-        await self.spool.call(Spool.sent, owed.id)
-        await self.upload(Packet(
+        sends = await self.upload(Packet(
             qn=owed.qn, st=self.platform.st, cn=owed.cn, pw=self.state.password,
             mn=self.platform.mn, flag=make_flag(self.platform.protocol, ack=True), cp=owed.cp,
         ))  # fmt: skip
-        await self.spool.call(Spool.ack, owed.id, wall_ms())
+        await self.spool.call(Spool.ack, owed.id, wall_ms(), sends)
 
-    async def upload(self, packet: Packet) -> None:
+    async def upload(self, packet: Packet) -> int:
         """Send `packet` (split when long) and wait for each part's 9014; LinkLost when a
-        part goes unanswered ReCount + 1 times."""
+        part goes unanswered ReCount + 1 times. How many frames it took."""
         assert packet.qn is not None
-        for part in split(packet, self.platform.split_at):
-            await self._until_acked(part)
+        return sum(
+            [await self._until_acked(part) for part in split(packet, self.platform.split_at)]
+        )
 
-    async def _until_acked(self, part: Packet) -> None:
+    async def _until_acked(self, part: Packet) -> int:
         assert part.qn is not None
         loop = asyncio.get_running_loop()
         for attempt in range(self.state.re_count + 1):
@@ -199,7 +199,7 @@ class PlatformLink:
                 self._waiting = None
             self.status.acked += 1
             self.status.last_ack_ms = wall_ms()
-            return
+            return attempt + 1
         self.status.drops += 1
         raise LinkLost(f"no 9014 for QN {part.qn} after {self.state.re_count + 1} sends")
 

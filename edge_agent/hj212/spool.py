@@ -114,13 +114,12 @@ class Spool:
         ).fetchall()
         return [Owed(*row) for row in rows]
 
-    def sent(self, packet_id: int) -> None:
-        self._db.execute("UPDATE packets SET sends = sends + 1 WHERE id = ?", (packet_id,))
-
-    def ack(self, packet_id: int, now_ms: int) -> None:
+    def ack(self, packet_id: int, now_ms: int, sends: int = 1) -> None:
+        """The platform answered; `sends`: the frames it took (one commit per packet: the
+        copies are counted here, not as they go)."""
         self._db.execute(
-            "UPDATE packets SET acked_ms = ? WHERE id = ? AND acked_ms IS NULL",
-            (now_ms, packet_id),
+            "UPDATE packets SET acked_ms = ?, sends = sends + ? WHERE id = ? AND acked_ms IS NULL",
+            (now_ms, sends, packet_id),
         )
 
     def records(self, platform: str, cn: str, begin: str, end: str) -> list[Owed]:

@@ -73,6 +73,16 @@ def test_a_field_loggers_frame_checks_and_parses() -> None:
     assert encode(packet) == FIELD_CAPTURE
 
 
+@given(st.binary(max_size=2000))
+def test_the_crc_table_is_the_standards_bit_loop(data: bytes) -> None:
+    crc = 0xFFFF
+    for byte in data:
+        crc = (crc >> 8) ^ byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    assert crc16(data) == crc
+
+
 def test_the_crc_is_not_modbus_crc() -> None:
     # Modbus CRC-16 of the standard's segment is a different number: the CRCs differ.
     segment = STANDARD[6:-6]

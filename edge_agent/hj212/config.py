@@ -114,6 +114,9 @@ class Platform(Model):
     # keeps the platform's time for this platform's timestamps; "auto": refuse while the
     # system clock is synchronised, else offset. Never the system clock.
     set_time: Literal["auto", "refuse", "offset"] = "auto"
+    # A larger difference is refused even where it could be kept: a platform hours off is
+    # more likely in another time zone than right (the clock is the technician's to fix).
+    max_clock_offset: Duration = 3600.0
     cipher: Cipher | None = None  # HJ 212-2025 Appendix A; off unless given
     connect_timeout: Duration = 10.0
     reconnect_max: Duration = 60.0

@@ -29,7 +29,6 @@ from edge_agent.hj212.timebase import Timebase
 
 HISTORY = {Cn.MINUTE_DATA, Cn.HOUR_DATA, Cn.DAY_DATA}
 _TIME = re.compile(r"\d{14}")
-MAX_OFFSET_MS = 366 * 86400 * 1000  # a platform's time more than a year off is refused
 
 
 @dataclass(slots=True)
@@ -125,7 +124,7 @@ class PlatformDesk:
         offset = wanted - self.timebase.wall_ms()
         policy = self.platform.set_time
         refuse = policy == "refuse" or (policy == "auto" and self.clock_synchronised())
-        if refuse or abs(offset) > MAX_OFFSET_MS:
+        if refuse or abs(offset) > self.platform.max_clock_offset * 1000:
             self.events.emit(
                 "hj212_set_time_refused", level="warning", platform=platform_id,
                 platform_time=text, offset_ms=offset,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,11 +50,18 @@ class _Connection:
         return True
 
 
+def china_time() -> datetime:
+    """Now in China (UTC+8, no daylight saving time), naive: a bureau's local time,
+    whatever zone the machine that simulates it is set to."""
+    return datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=8)
+
+
 class HJ212Platform:
     """`loggers`: {MN: password}. `data_st`: the system codes the loggers' data carry (the
-    first is the ST of the platform's requests). `clock`: the platform's local time (QNs,
-    the time it sets). `on_record` sees every record received, `on_link` every logger that
-    connects (True) or goes (False). See docs/simulator.md, "HJ 212 platform"."""
+    first is the ST of the platform's requests). `clock`: the platform's local time,
+    China's by default (QNs, the time it sets). `on_record` sees every record received,
+    `on_link` every logger that connects (True) or goes (False). See docs/simulator.md,
+    "HJ 212 platform"."""
 
     def __init__(
         self,
@@ -65,7 +72,7 @@ class HJ212Platform:
         data_st: Iterable[str] = (St.SURFACE_WATER_SOURCE.value,),
         protocol: Protocol = Protocol.HJ212_2017,
         cipher: BlockCipher | None = None,
-        clock: Callable[[], datetime] = datetime.now,
+        clock: Callable[[], datetime] = china_time,
         log_path: Path | None = None,
         on_record: Callable[[Received], None] | None = None,
         on_link: Callable[[str, str, bool], None] | None = None,

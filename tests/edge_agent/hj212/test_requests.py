@@ -291,3 +291,18 @@ async def test_an_unsynchronised_logger_asks_the_platform_for_its_time(tmp_path:
     assert bureau.calibrations[0].result == 1
     assert now.items["SystemTime"] == "20261206100700"
     assert events.of("hj212_clock_offset")[0]["offset_ms"] == 7 * 60_000
+
+
+async def test_a_set_time_hours_off_is_refused(tmp_path: Path) -> None:
+    events = Events()
+    async with HJ212Platform(loggers={MN: PW}, clock=lambda: LOCAL_T0) as bureau:
+        cfg = config([bureau.port], tmp_path / "hj212.db", set_time="offset")
+        logger = logger_of(cfg, tmp_path, Clock(T0), events)
+        async with running(logger):
+            await bureau.wait_connected(MN)
+            await until(lambda: bureau.calibrations and bureau.calibrations[0].complete)
+            answer = await bureau.set_time(MN, LOCAL_T0 - timedelta(hours=8))  # UTC, not +8
+            now = await bureau.get_time(MN)
+    assert answer.result == 3 and now.items["SystemTime"] == "20261206100000"
+    (refused,) = events.of("hj212_set_time_refused")
+    assert refused["reason"] == "offset_too_large" and refused["offset_ms"] == -8 * 3_600_000

@@ -92,8 +92,8 @@ class Hj212Reporter:
     def _link(self, platform: Platform) -> PlatformLink:
         state = self.states[platform.id]
         desk = PlatformDesk(
-            self.config, platform, state, self.spool, self.timebase, self.events,
-            self._synchronised, changed=lambda: self._due.clear(),
+            platform, state, self.spool, self.timebase, self.events, self._synchronised,
+            changed=lambda: self._due.clear(),
         )  # fmt: skip
         cipher = None
         if platform.cipher is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from edge_agent.events import EventSink
 from edge_agent.hj212.codes import Cn, ExeRtn, QnRtn, make_flag
-from edge_agent.hj212.config import MINUTE_INTERVALS, RTD_INTERVAL_S, Hj212, Platform
+from edge_agent.hj212.config import MINUTE_INTERVALS, RTD_INTERVAL_S, Platform
 from edge_agent.hj212.frame import FrameError, Packet, parse_cp
 from edge_agent.hj212.link import PlatformLink
 from edge_agent.hj212.spool import Spool, SpoolWorker
@@ -35,7 +35,6 @@ _TIME = re.compile(r"\d{14}")
 class PlatformDesk:
     """Serves the requests of one platform (the `Requests` of its link)."""
 
-    config: Hj212
     platform: Platform
     state: PlatformState
     spool: SpoolWorker

@@ -101,8 +101,10 @@ class PlatformLink:
             except (OSError, TimeoutError) as exc:
                 self.status.last_error = f"connect: {exc or type(exc).__name__}"
             else:
-                failures = 0 if self.status.acked else failures
+                acked_before = self.status.acked
                 await self._session(reader, writer)
+                if self.status.acked > acked_before:  # it worked for a while: start over
+                    failures = 0
             failures += 1
             delay = min(self.platform.reconnect_max, 2.0 ** min(failures - 1, 10))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
@@ -225,6 +227,13 @@ class PlatformLink:
     # -- what the platform sends -----------------------------------------------------------
 
     async def _listen(self, reader: asyncio.StreamReader) -> None:
+        await self._read(reader)
+        # Closed (not cancelled): a packet waiting for its 9014 need not wait OverTime.
+        waiting = self._waiting
+        if waiting is not None and not waiting[1].done():
+            waiting[1].set_exception(LinkLost(self.status.last_error or "connection closed"))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
         frames = FrameReader(self._decrypt)
         while True:
             try:

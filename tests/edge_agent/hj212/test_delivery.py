@@ -171,3 +171,21 @@ async def test_a_day_long_outage_makes_every_period_then_delivers_it(tmp_path: P
     volume = sum(float(h["w00000-Cou"]) for h in hours)
     assert abs(float(daily[1]["w00000-Cou"]) - volume) < 0.01 and abs(volume - 864.0) < 0.5
     assert bureau.counts(MN).duplicates == 0 and bureau.counts(MN).conflicts == 0
+
+
+async def test_a_closed_connection_is_noticed_without_waiting_for_overtime(
+    tmp_path: Path,
+) -> None:
+    async with HJ212Platform(loggers={MN: PW}, ack_mode="never") as bureau:
+        cfg = config([bureau.port], tmp_path / "hj212.db", over_time=30, re_count=3)
+        logger = reporter(cfg, tmp_path / "outbox.db", Clock(T0), Events())
+        async with running(logger):
+            await until(lambda: bureau.counts().dropped + bureau.counts().frames >= 1)
+            link = logger.links["p0"]
+            assert link.status.connected
+            await bureau.refuse()  # closes the connection while the 2081 waits for its 9014
+            await until(lambda: not link.status.connected, timeout=3)  # not 4 x 30 s
+            assert "closed" in (link.status.last_error or "")
+            bureau.ack_mode = "ack"
+            await bureau.accept()
+            await until(lambda: link.status.acked == 1, timeout=10)

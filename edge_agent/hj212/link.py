@@ -284,7 +284,9 @@ class PlatformLink:
 
     async def _bad_frame(self, error: FrameError) -> None:
         self.status.bad_frames += 1
-        log.warning("hj212 bad frame", platform=self.platform.id, error=str(error))
+        if self.status.bad_frames % 100 == 1:  # a platform sending garbage floods no log
+            log.warning("hj212 bad frame", platform=self.platform.id, error=str(error),
+                        bad_frames=self.status.bad_frames)  # fmt: skip
         if error.qn is not None:
             refusal = Packet(
                 qn=error.qn, st=St.SYSTEM, cn=Cn.REQUEST_ANSWER, pw=self.state.password,

@@ -176,8 +176,9 @@ class Hj212Reporter:
         tz = self.config.tz_offset_ms
         mark = await self.spool.call(Spool.mark, platform.id, kind)
         closed_by = now - int(self.config.settle * 1000)
-        if mark is None:  # a new platform: from the period under way, not the past
-            mark = ((now + tz) // length) * length - tz
+        if mark is None:  # a new platform: from the first whole period on (none of the past,
+            # nor the one under way, which the logger did not watch from its start)
+            mark = -(-(now + tz) // length) * length - tz  # rounded up to a period start
             await self.spool.call(Spool.set_mark, platform.id, kind, mark)
         mark = max(mark, now - CATCH_UP_MS)
         starts = period_starts(mark, closed_by, length, tz)

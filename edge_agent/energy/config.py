@@ -162,13 +162,14 @@ Problem = tuple[Loc, str, Loc | None]  # (where, message, the earlier item it co
 def energy_problems(energy: Energy) -> Iterator[Problem]:
     """What spans items of the section; each at its key, relative to `energy`."""
     where: dict[str, Loc] = {}
-    for key, items in (("meters", energy.meters), ("virtual", energy.virtual)):
-        for index, item in enumerate(items):
-            if item.id in where:
-                message = _("duplicate meter id {id!r}").format(id=item.id)
-                yield (key, index, "id"), message, where[item.id]
-            else:
-                where[item.id] = (key, index, "id")
+    ids = [("meters", i, m.id) for i, m in enumerate(energy.meters)]
+    ids += [("virtual", i, v.id) for i, v in enumerate(energy.virtual)]
+    for key, index, name in ids:
+        if name in where:
+            message = _("duplicate meter id {id!r}").format(id=name)
+            yield (key, index, "id"), message, where[name]
+        else:
+            where[name] = (key, index, "id")
     yield from _virtual(energy, set(where))
     yield from _mismatches(energy)
     kinds = _kinds(energy)

@@ -75,8 +75,8 @@ class SiteFacts(Model):
     """What indicators divide by. Outpatient visits and revenue are the platform's to send
     (issue 14, item 3); they will have their place beside these."""
 
-    floor_area_m2: float | None = Field(None, gt=0, allow_inf_nan=False)
-    beds: int | None = Field(None, ge=1)
+    floor_area_m2: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    beds: int | None = Field(default=None, ge=1)
 
 
 class Meter(Model):

@@ -198,6 +198,7 @@ def schema_command(part: str) -> None:
       loops           included control loops
       protection      included equipment protection
       hj212           the included HJ 212 data logger (docs/hj212.md)
+      energy          the included energy model (docs/energy-accounting.md)
     """
     from edge_agent.config.schema import schema
 

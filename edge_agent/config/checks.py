@@ -18,6 +18,7 @@ from edge_agent.alarms.rules import rule_problems
 from edge_agent.config.base import DeviceBase
 from edge_agent.config.errors import Level, Loc
 from edge_agent.config.models import AgentConfig, Device
+from edge_agent.energy.config import energy_problems
 from edge_agent.i18n import N_, _
 
 T = TypeVar("T")
@@ -58,6 +59,7 @@ def cross_check(config: AgentConfig) -> list[Finding]:
         *_never_polled(config),
         *_comm_loss(config),
         *_hj212(config),
+        *_energy(config),
     ]
     known_links = list(dict.fromkeys(link.id for link in config.links))
     for index, device in enumerate(config.devices):
@@ -479,6 +481,26 @@ def _hj212(config: AgentConfig) -> Iterator[Finding]:
         (),
         N_("platform endpoint and MN"),
     )
+
+
+def _energy(config: AgentConfig) -> Iterator[Finding]:
+    # A meter counts a polled point in the meter's unit; the model's own rules (ids,
+    # formulas, the tree) come from the energy package.
+    if config.energy is None:
+        return
+    units = {f"{d.id}.{p.id}": p.unit for d in config.devices for p in d.points}
+    for index, meter in enumerate(config.energy.meters):
+        at = ("energy", "meters", index)
+        unit = units.get(meter.point)
+        if unit is None:
+            yield Finding((*at, "point"), _unknown_point(meter.point, units))
+        elif unit and unit != meter.unit:
+            message = _("{point} is in {unit}, the meter in {meter_unit}").format(
+                point=meter.point, unit=unit, meter_unit=meter.unit
+            )
+            yield Finding((*at, "unit"), message)
+    for where, message, first in energy_problems(config.energy):
+        yield Finding(("energy", *where), message, None if first is None else ("energy", *first))
 
 
 def _unknown_point(ref: str, points: Iterable[str]) -> str:

@@ -11,6 +11,7 @@ from control_loops.config import EquipmentProtection, LoopConfig
 from drivers.registry import DEVICE_MODELS
 from edge_agent.alarms.rules import AlarmRule
 from edge_agent.config.base import Duration, Gap, Id, Model
+from edge_agent.energy.config import Energy
 from edge_agent.hj212.config import Hj212
 from edge_agent.i18n import _
 
@@ -123,6 +124,7 @@ class AgentConfig(Model):
     loops: tuple[LoopConfig, ...] = ()
     protection: tuple[EquipmentProtection, ...] = ()
     hj212: Hj212 | None = None  # the environmental platforms (docs/hj212.md)
+    energy: Energy | None = None  # meters, virtual meters, the tree (docs/energy-accounting.md)
 
     @property
     def identity(self) -> dict[str, str]:

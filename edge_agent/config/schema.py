@@ -15,7 +15,7 @@ Schema draft-07):
 
 `schema(part)` gives the top-level file (`site`) or a file that is included: a device or a
 list of them (`devices`), a point list of one driver (`points-modbus`, ...), `alarms`,
-`loops`, `protection`, `hj212`.
+`loops`, `protection`, `hj212`, `energy`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from edge_agent.alarms.rules import AlarmRule
 from edge_agent.config.base import parse_duration
 from edge_agent.config.changes import duration_text, size_text
 from edge_agent.config.models import AgentConfig, Device
+from edge_agent.energy.config import Energy
 from edge_agent.hj212.config import Hj212
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -64,6 +65,7 @@ PARTS: dict[str, tuple[Any, bool, str]] = {
     "loops": (LoopConfig, True, "edge-agent control loops (an included file)"),
     "protection": (EquipmentProtection, True, "edge-agent equipment protection (an included file)"),
     "hj212": (Hj212, False, "edge-agent HJ 212 data logger (an included file)"),
+    "energy": (Energy, False, "edge-agent energy model (an included file)"),
 }
 
 

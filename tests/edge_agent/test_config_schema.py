@@ -33,6 +33,7 @@ INCLUDED = {
     "control/hospital.yaml": "loops",
     "control/protection.yaml": "protection",
     "hj212/*.yaml": "hj212",
+    "energy/*.yaml": "energy",
 }
 NOT_CONFIGURATION = {
     "sim/hospital.yaml": "the simulator's plant",

@@ -32,6 +32,7 @@ _AGENT = ("run", "status", "demo", "install-service")
         "trend": "edge_agent.cli.history:trend",
         "audit": "edge_agent.cli.audit:audit",
         "hj212": "edge_agent.cli.hj212:hj212",
+        "energy": "edge_agent.cli.energy:energy",
     },
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -21,3 +21,5 @@ UPLINK_STATES = (
 )  # fmt: skip
 COMMAND_STATES = (N_("off"), N_("subscribing"), N_("subscribed"), N_("refused"))
 SOURCES = (N_("safety"), N_("manual"), N_("platform"), N_("auto"))
+# The quality of an interval's energy (edge_agent.energy.counters.EnergyQuality).
+ENERGY_QUALITIES = (N_("measured"), N_("estimated"), N_("missing"))

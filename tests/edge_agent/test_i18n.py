@@ -130,6 +130,9 @@ def test_the_words_shown_cover_the_vocabulary_of_the_code():
     commands = set(re.findall(r'self\.commands = "(\w+)"', source("edge_agent", "uplink.py")))
     assert commands | {"off"} == set(words.COMMAND_STATES)
     assert set(words.SOURCES) == {s.name.lower() for s in Source}
+    from edge_agent.energy.counters import EnergyQuality
+
+    assert set(words.ENERGY_QUALITIES) == {q.value for q in EnergyQuality}
     endings = set(re.findall(r'"(rule \w+)"', source("edge_agent", "alarms", "engine.py")))
     assert endings | {"superseded"} == set(words.ALARM_ENDINGS)
 

@@ -52,6 +52,7 @@ from edge_agent.config.errors import ConfigError
 from edge_agent.config.loader import load_config
 from edge_agent.config.models import AgentConfig
 from edge_agent.config_apply import InterruptedApply, PendingApply
+from edge_agent.energy.publisher import EnergyPublisher
 from edge_agent.events import Events
 from edge_agent.hj212.reporter import Hj212Reporter
 from edge_agent.local_api import AgentAlreadyRunning, LocalServer
@@ -59,6 +60,7 @@ from edge_agent.local_api import Handler as LocalHandler
 from edge_agent.local_logs import logs_handler
 from edge_agent.points import Batch, Reading, wall_ms
 from edge_agent.scheduler import ClockWatch, Poller
+from edge_agent.store.outbox import Record, TrafficClass
 from edge_agent.store.worker import StoreWorker
 from edge_agent.uplink import Uplink
 
@@ -192,6 +194,7 @@ class Runtime:
         self._metrics_task: asyncio.Task[None] | None = None
         self.hj212: Hj212Reporter | None = None  # the environmental platforms' data logger
         self._hj212_task: asyncio.Task[None] | None = None
+        self._energy_task: asyncio.Task[None] | None = None  # the `energy` messages
         self._confirm: asyncio.Task[None] | None = None
         # Commands wait while the command layer is rebuilt, and those under way are let
         # finish before it is: they go to one router or the other, never half to each.
@@ -306,6 +309,7 @@ class Runtime:
         """Go over to `new` as `changes` says (at start: everything starts)."""
         self.health = None
         hj212_changed = self._hj212_task is None or self.config.hj212 != new.hj212
+        energy_changed = self._energy_task is None or self.config.energy != new.energy
         specs = reload.device_specs(new)
         if changes.alarms:
             self.alarms = self._alarm_engine(new)
@@ -340,8 +344,27 @@ class Runtime:
                 self._metrics_task = self._tg.create_task(self._metrics(port), name="metrics")
         if hj212_changed:
             await self._start_hj212(new)
+        if energy_changed:
+            await self._start_energy(new)
         assert self._uplink_task is not None
         self.health = watchdog.runtime_health(self.store.stats, self._uplink_task)
+
+    async def _start_energy(self, config: AgentConfig) -> None:
+        """The `energy` messages of the closed 15-minute intervals (docs/energy-accounting.md)."""
+        await _cancel(self._energy_task)
+        self._energy_task = None
+        if config.energy is None:
+            return
+        assert self._tg is not None
+        store = self.store
+
+        def submit(ts: int, payload: bytes) -> None:
+            store.submit(Record(TrafficClass.EVENT, "energy", ts, payload=payload))
+
+        publisher = EnergyPublisher(config.energy, store.path, submit, self.identity, self.events)
+        self._energy_task = self._tg.create_task(
+            supervise("energy", publisher.run, self.events), name="energy"
+        )
 
     async def _start_hj212(self, config: AgentConfig) -> None:
         """The data logger for the environmental platforms, made anew when its section
@@ -475,7 +498,7 @@ class Runtime:
             log.warning("uplink did not stop in time; cancelled")
         others = (
             *self._router_tasks, *self._helpers, self._local_task, self._metrics_task,
-            self._hj212_task,
+            self._hj212_task, self._energy_task,
         )  # fmt: skip
         for other in others:
             if other is not None:

@@ -12,7 +12,7 @@ from tests.harness import REPO
 PACKAGES = ("edge_agent", "control_loops", "drivers")
 # Messages that are not events (their own topics and tables in the doc), and the CLI's
 # own command bodies.
-OTHER_MESSAGES = {"telemetry", "status", "alarm", "command_result", "alarm_ack"}
+OTHER_MESSAGES = {"telemetry", "status", "alarm", "command_result", "alarm_ack", "energy"}
 
 
 def published_events() -> dict[str, str]:

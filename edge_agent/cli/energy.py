@@ -18,6 +18,7 @@ from edge_agent.i18n import _
 
 if TYPE_CHECKING:
     from edge_agent.energy.counters import Period
+    from edge_agent.energy.report import Report
 
 DEFAULT_CONFIG = Path("/etc/edge-agent/site.yaml")
 STEP: dict[str, Period] = {"day": "hour", "month": "day"}
@@ -40,7 +41,14 @@ STEP: dict[str, Period] = {"day": "hour", "month": "day"}
     "--store", "store_path", type=click.Path(path_type=Path), default=None,
     help=_("The store file (default: store.path of the configuration)."),
 )  # fmt: skip
-def energy(period: str, as_json: bool, config_path: Path | None, store_path: Path | None) -> None:
+@click.option(
+    "--png", type=click.Path(path_type=Path, dir_okay=False), default=None,
+    help=_("Also draw the categories' energy of each interval as stacked bars into this PNG."),
+)  # fmt: skip
+def energy(
+    period: str, as_json: bool, config_path: Path | None, store_path: Path | None,
+    png: Path | None,
+) -> None:  # fmt: skip
     from edge_agent.config.errors import ConfigError
     from edge_agent.config.loader import load_config
     from edge_agent.energy.counters import Sample
@@ -71,6 +79,9 @@ def energy(period: str, as_json: bool, config_path: Path | None, store_path: Pat
     # Up to the newest reading: the interval under way counts what has been read of it.
     newest = max((points[-1][0] for points in samples.values() if points), default=now)
     report = build(model, samples, step, start, max(newest, start + 1), tz)
+    if png is not None:
+        _plot(report, png, tz)
+        click.echo(_("wrote {path}").format(path=png), err=True)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
         return
@@ -121,3 +132,36 @@ def _start_of(period: str, now_ms: int, tz_ms: int) -> int:
     if period == "month":
         first = first.replace(day=1)
     return int((first - timedelta(milliseconds=tz_ms)).timestamp() * 1000)
+
+
+def _plot(report: Report, path: Path, tz: int) -> None:
+    """Stacked bars: one per interval (hour or day), a colour per category."""
+    try:
+        import matplotlib
+    except ImportError:
+        fail(_("--png needs matplotlib: pip install edge-agent[charts]"))
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = report.categories or report.meters[:1]
+    labels = [time.strftime("%m-%d %H:%M", time.gmtime((e + tz) / 1000)) for e in report.edges[:-1]]
+    figure, axes = plt.subplots(figsize=(11, 4), dpi=100)
+    bottom = [0.0] * len(labels)
+    for line in lines:
+        values = [i.energy or 0.0 for i in line.intervals]
+        axes.bar(range(len(labels)), values, bottom=bottom, label=line.id)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    # The labels stay English (ids): matplotlib's default fonts have no Chinese glyphs.
+    axes.set_title(f"energy by category ({report.period})")
+    axes.set_ylabel(lines[0].unit if lines else "")
+    step = max(1, len(labels) // 12)
+    axes.set_xticks(range(0, len(labels), step), labels[::step], rotation=30, ha="right")
+    axes.legend(loc="upper left", fontsize="small")
+    axes.grid(True, axis="y", alpha=0.3)
+    figure.tight_layout()
+    try:
+        figure.savefig(path, format="png")
+    except OSError as exc:
+        fail(_("cannot write {path}: {problem}").format(path=path, problem=exc.strerror or exc))
+    finally:
+        plt.close(figure)

@@ -83,8 +83,9 @@ def test_the_days_energy_by_meter_and_category(tmp_path: Path) -> None:
     assert category["id"] == "air_conditioning" and category["total"] == lines["plant"]["total"]
     assert report["indicators"]["kwh_per_bed"] == lines["main"]["total"] / 10
     assert all(not b["exceeded"] for b in report["balances"]["main"])
-    piped = run_cli("energy", "--config", str(site(tmp_path)))
+    piped = run_cli("energy", "--config", str(site(tmp_path)), "--png", str(tmp_path / "d.png"))
     assert piped.stdout.splitlines()[0].split("\t")[0] == "meter"
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_gap_is_missing_not_zero(tmp_path: Path) -> None:

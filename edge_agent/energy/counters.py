@@ -37,6 +37,9 @@ PERIODS: tuple[Period, ...] = ("15min", "hour", "day", "month")
 _FIXED_MS = {"15min": 900_000, "hour": 3_600_000, "day": 86_400_000}
 # A wrapped rise this large a part of the register is no rollover but a reset.
 ROLLOVER_PLAUSIBLE = 0.1
+# ... and one whose pace is more than this many times the meter's own (the nearest rising
+# steps before and after the drop) is no rollover either.
+RATE_PLAUSIBLE = 10.0
 
 
 class EnergyQuality(StrEnum):
@@ -105,19 +108,37 @@ def good_samples(samples: Iterable[Sample]) -> list[tuple[int, float]]:
 
 
 def _steps(points: Sequence[tuple[int, float]], register: Register) -> list[_Step]:
+    pairs = list(pairwise(points))
+    rising = [(v1 - v0) / (t1 - t0) if v1 >= v0 else None for (t0, v0), (t1, v1) in pairs]
+    before, after = _nearest(rising), _nearest(rising[::-1])[::-1]
     steps: list[_Step] = []
-    for (t0, v0), (t1, v1) in pairwise(points):
+    for index, ((t0, v0), (t1, v1)) in enumerate(pairs):
         estimated = t1 - t0 > register.max_gap_ms
         if v1 >= v0:
             steps.append(_Step(t0, t1, (v1 - v0) * register.factor, estimated, None))
             continue
         limit = register.rollover
-        if limit is not None and 0 <= limit - v0 + v1 < ROLLOVER_PLAUSIBLE * limit:
-            energy = (limit - v0 + v1) * register.factor
-            steps.append(_Step(t0, t1, energy, estimated, Flag.ROLLOVER))
-        else:
-            steps.append(_Step(t0, t1, None, True, Flag.RESET))
+        wrapped = None if limit is None else limit - v0 + v1
+        if wrapped is not None and limit is not None and 0 <= wrapped < ROLLOVER_PLAUSIBLE * limit:
+            # A wrap at the meter's own pace, not a jump: a reset near the top of the
+            # register looks like a rollover by size alone.
+            rates = [r for r in (before[index], after[index]) if r is not None]
+            if not rates or wrapped / (t1 - t0) <= RATE_PLAUSIBLE * max(rates):
+                steps.append(_Step(t0, t1, wrapped * register.factor, estimated, Flag.ROLLOVER))
+                continue
+        steps.append(_Step(t0, t1, None, True, Flag.RESET))
     return _fill_resets(steps)
+
+
+def _nearest(rates: list[float | None]) -> list[float | None]:
+    """For each position, the last rate before it that is known (None: none yet)."""
+    out: list[float | None] = []
+    last: float | None = None
+    for rate in rates:
+        out.append(last)
+        if rate is not None:
+            last = rate
+    return out
 
 
 def _fill_resets(steps: list[_Step]) -> list[_Step]:

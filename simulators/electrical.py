@@ -25,6 +25,11 @@ class Substation:
         self.energy_kwh = 0.0
         self.reactive_kvarh = 0.0
         self.plant_energy_kwh = 0.0
+        # Two feeders among the other loads, read by DL/T 645 sub-meters.
+        self.lighting_kw = 0.0
+        self.kitchen_kw = 0.0
+        self.lighting_energy_kwh = 0.0
+        self.kitchen_energy_kwh = 0.0
         # Per phase (L1, L2, L3).
         self.voltages: tuple[float, ...] = (config.nominal_voltage_ln,) * 3
         self.currents: tuple[float, ...] = (0.0, 0.0, 0.0)
@@ -36,6 +41,18 @@ class Substation:
     @property
     def reactive_kvar(self) -> float:
         return self.apparent_kva * math.sqrt(max(1.0 - self.power_factor**2, 0.0))
+
+    @property
+    def lighting_current_a(self) -> float:
+        return self._feeder_amps(self.lighting_kw)
+
+    @property
+    def kitchen_current_a(self) -> float:
+        return self._feeder_amps(self.kitchen_kw)
+
+    def _feeder_amps(self, kw: float) -> float:
+        """Phase current of a balanced three-phase feeder at the substation's power factor."""
+        return kw * 1000.0 / (3.0 * self.voltages[0] * self.power_factor)
 
     @property
     def loading_pct(self) -> float:
@@ -61,6 +78,10 @@ class Substation:
         self.energy_kwh += self.active_kw * hours
         self.reactive_kvarh += self.reactive_kvar * hours
         self.plant_energy_kwh += plant_kw * hours
+        self.lighting_kw = self.other_kw * c.lighting_share
+        self.kitchen_kw = self.other_kw * c.kitchen_share
+        self.lighting_energy_kwh += self.lighting_kw * hours
+        self.kitchen_energy_kwh += self.kitchen_kw * hours
         sag = 1.0 + c.voltage_regulation * (0.5 - k) + self._voltage_noise.step(dt_s)
         self.voltages = tuple(c.nominal_voltage_ln * sag * (1.0 + d) for d in (0.0, -0.004, 0.003))
         total_amps = self.apparent_kva * 1000.0 / (3.0 * c.nominal_voltage_ln * sag)

@@ -24,12 +24,14 @@ import yaml
 from pydantic import Field, TypeAdapter
 
 from drivers.bacnet.config import BacnetPoint
+from drivers.dlt645.config import Dlt645Point, SerialConnection
 from drivers.modbus.config import ModbusPoint
 from edge_agent.config.base import Id, Model
 from simulators.analyzers import parse_states
 from simulators.bacnet_server import BacnetSimDevice, SimObject, SimRef
 from simulators.clock import SimClock
 from simulators.config import PlantConfig
+from simulators.dlt645_server import Dlt645SimServer, MeterPoint, SimMeter
 from simulators.errors import ServerStartError, reason
 from simulators.modbus_server import MapPoint, ModbusSimServer
 from simulators.plant import PlantRoom
@@ -62,6 +64,25 @@ class BacnetSim(Model):
     tags: str
 
 
+class Dlt645SimMeter(Model):
+    address: str  # 12 digits, as on the meter's name plate
+    map: Path  # a configs/maps/*.dlt645.yaml, relative to the simulator config file
+    tags: str
+
+    @property
+    def checked_address(self) -> str:
+        """The address as the driver's config checks it (12 digits)."""
+        return SerialConnection.model_validate({"port": "-", "address": self.address}).address
+
+
+class Dlt645Sim(Model):
+    """An RS-485 bus of DL/T 645 meters on a pty pair (the agent opens `pty`)."""
+
+    id: Id
+    pty: Path
+    meters: list[Dlt645SimMeter] = Field(min_length=1)
+
+
 class SimConfig(Model):
     seed: int = 0
     # Faults, in the same form as the control file (see `PlantSite.apply_faults`), at start.
@@ -71,6 +92,7 @@ class SimConfig(Model):
     plant: PlantConfig = PlantConfig()
     modbus: tuple[ModbusSim, ...] = ()
     bacnet: tuple[BacnetSim, ...] = ()
+    dlt645: tuple[Dlt645Sim, ...] = ()
 
 
 def load_sim_config(path: Path) -> tuple[SimConfig, Path]:
@@ -91,6 +113,7 @@ _BACNET_UNITS = {
 
 _MODBUS_MAP = TypeAdapter(list[ModbusPoint])
 _BACNET_MAP = TypeAdapter(list[BacnetPoint])
+_DLT645_MAP = TypeAdapter(list[Dlt645Point])
 
 
 def _map(path: Path, points: TypeAdapter[list[M]]) -> list[M]:
@@ -105,6 +128,19 @@ def modbus_units(sim: ModbusSim, base: Path) -> dict[int, list[MapPoint]]:
         ]
         for u in sim.units
     }
+
+
+def dlt645_meters(sim: Dlt645Sim, base: Path) -> list[SimMeter]:
+    return [
+        SimMeter(
+            m.checked_address,
+            [
+                MeterPoint(**p.model_dump(), tag=f"{m.tags}.{p.id}")
+                for p in _map(base / m.map, _DLT645_MAP)
+            ],
+        )
+        for m in sim.meters
+    ]
 
 
 def bacnet_objects(sim: BacnetSim, base: Path) -> list[SimObject]:
@@ -124,10 +160,11 @@ class PtyPair:
     """A virtual RS-485 line: socat joins two ptys; the agent opens one end, the server
     the other. A pty does not enforce baud rate or inter-frame timing."""
 
-    def __init__(self, agent_end: Path, name: str = "") -> None:
+    def __init__(self, agent_end: Path, name: str = "", what: str = "modbus server") -> None:
         self.agent_end = agent_end
         self.sim_end = agent_end.with_name(agent_end.name + ".sim")
-        self.name = name or agent_end.name  # the Modbus server's id, for messages
+        self.name = name or agent_end.name  # the server's id, for messages
+        self.what = what
         self._process: subprocess.Popen | None = None
 
     async def start(self) -> None:
@@ -138,7 +175,7 @@ class PtyPair:
         except Exception as exc:
             self.stop()
             raise ServerStartError(
-                f"modbus server {self.name} (rtu) cannot create pty pair {self.agent_end}: "
+                f"{self.what} {self.name} (rtu) cannot create pty pair {self.agent_end}: "
                 f"{reason(exc)}"
             ) from exc
 
@@ -204,6 +241,7 @@ class PlantSite:
         self.plant = PlantRoom(config.plant, seed=config.seed, clock=SimClock(speed=config.speed))
         self.modbus: dict[str, ModbusSimServer] = {}
         self.bacnet: dict[str, BacnetSimDevice] = {}
+        self.dlt645: dict[str, Dlt645SimServer] = {}
         self.ptys: list[PtyPair] = []
         for sim in config.modbus:
             serial = None
@@ -221,6 +259,12 @@ class PlantSite:
                 sim.port,
                 serial,
                 name=sim.id,
+            )
+        for bus in config.dlt645:
+            pair = PtyPair(bus.pty, bus.id, "dlt645 bus")
+            self.ptys.append(pair)
+            self.dlt645[bus.id] = Dlt645SimServer(
+                dlt645_meters(bus, base), self.plant, str(pair.sim_end), name=bus.id
             )
         for device in config.bacnet:
             self.bacnet[device.id] = BacnetSimDevice(
@@ -240,6 +284,7 @@ class PlantSite:
 
         {"modbus": {"chillers": {"2": {"offline": true}}},       # per server and unit id
          "bacnet": {"chiller-3": {"offline": true, "delay": 0.5}},
+         "dlt645": {"rs485-2": {"000000000201": {"offline": true}}},  # per bus and address
          "sensors": {"chiller-1.chws_temp": {"stuck": 9.5}},     # stuck|drift|noise|offset
          "load": {"kw": 3600},                                    # building load, fixed
          "sewage": {"cod": "calibration", "all": "maintenance"}}  # the monitor's instruments
@@ -256,6 +301,8 @@ class PlantSite:
         sewage.set_states(states)
         for server in self.modbus.values():
             server.clear_faults()
+        for bus in self.dlt645.values():
+            bus.clear_faults()
         for device in self.bacnet.values():
             device.offline, device.delay = False, 0.0
         for tag, info in self.plant.tags.items():
@@ -264,6 +311,9 @@ class PlantSite:
         for server_id, units in spec.get("modbus", {}).items():
             for unit, settings in units.items():
                 self.modbus[server_id].set_faults(int(unit), settings)
+        for bus_id, meters in spec.get("dlt645", {}).items():
+            for address, settings in meters.items():
+                self.dlt645[bus_id].set_faults(str(address), settings)
         for device_id, settings in spec.get("bacnet", {}).items():
             device = self.bacnet[device_id]
             device.offline = bool(settings.get("offline", False))
@@ -299,6 +349,8 @@ class PlantSite:
                 await stack.enter_async_context(modbus)
             for bacnet in self.bacnet.values():
                 await stack.enter_async_context(bacnet)
+            for meters in self.dlt645.values():
+                await stack.enter_async_context(meters)
             self.apply_faults(self.config.faults)
             tasks = [asyncio.create_task(self.plant.run(), name="physics")]
             if self.config.control_file is not None:

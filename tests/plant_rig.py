@@ -38,6 +38,10 @@ def relocated(tmp_path: Path, broker_port: int) -> tuple[Path, dict]:
             serial[server["pty"]] = server["pty"] = str(tmp_path / server["id"])
         else:
             tcp_ports[server["port"]] = server["port"] = free_port()
+    for bus in sim.get("dlt645", ()):
+        for meter in bus["meters"]:
+            meter["map"] = str((SIM_CONFIG.parent / meter["map"]).resolve())
+        serial[bus["pty"]] = bus["pty"] = str(tmp_path / bus["id"])
     bacnet_ports = {}
     for device in sim["bacnet"]:
         device["map"] = str((SIM_CONFIG.parent / device["map"]).resolve())
@@ -59,7 +63,7 @@ def relocated(tmp_path: Path, broker_port: int) -> tuple[Path, dict]:
         if device["driver"] == "bacnet":
             conn["address"] = bacnet_ports[conn["address"]]
             conn["local_port"] = agent_bacnet_port
-        elif conn["transport"] == "rtu":
+        elif device["driver"] == "dlt645" or conn["transport"] == "rtu":
             conn["port"] = serial[conn["port"]]
         else:
             conn["port"] = tcp_ports[conn["port"]]

@@ -193,6 +193,7 @@ def schema_command(part: str) -> None:
       devices         included devices (one, or a list of them)
       points-modbus   included Modbus points (a map in configs/maps/)
       points-bacnet   included BACnet points
+      points-dlt645   included DL/T 645 points (a map in configs/maps/)
       points-fake     included points of the fake driver
       alarms          included alarm rules
       loops           included control loops

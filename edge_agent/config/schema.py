@@ -30,6 +30,7 @@ from pydantic_core import core_schema
 
 from control_loops.config import EquipmentProtection, LoopConfig
 from drivers.bacnet.config import BacnetPoint
+from drivers.dlt645.config import Dlt645Point
 from drivers.fake import FakePoint
 from drivers.modbus.config import ModbusPoint
 from edge_agent.alarms.rules import AlarmRule
@@ -60,6 +61,7 @@ PARTS: dict[str, tuple[Any, bool, str]] = {
     "devices": (Device, True, "edge-agent devices (an included file)"),
     "points-modbus": (ModbusPoint, True, "edge-agent Modbus points (an included map)"),
     "points-bacnet": (BacnetPoint, True, "edge-agent BACnet points (an included map)"),
+    "points-dlt645": (Dlt645Point, True, "edge-agent DL/T 645 points (an included map)"),
     "points-fake": (FakePoint, True, "edge-agent fake driver points (an included file)"),
     "alarms": (AlarmRule, True, "edge-agent alarm rules (an included file)"),
     "loops": (LoopConfig, True, "edge-agent control loops (an included file)"),

@@ -145,14 +145,14 @@ CASES = {
         "    driver: profinet",
         13,
         "devices[0].driver",
-        "expected one of 'fake', 'modbus', 'bacnet' (got 'profinet')",
+        "expected one of 'fake', 'modbus', 'bacnet', 'dlt645' (got 'profinet')",
     ),
     "driver missing": Case(
         "    driver: fake",
         "    name: Chiller 1",
         12,
         "devices[0].driver",
-        "required key missing (one of 'fake', 'modbus', 'bacnet')",
+        "required key missing (one of 'fake', 'modbus', 'bacnet', 'dlt645')",
     ),
     "bad duration": Case(
         "    poll_interval: 5s",

@@ -29,6 +29,7 @@ INCLUDED = {
     "points/*.yaml": "points-fake",
     "maps/*.modbus.yaml": "points-modbus",
     "maps/*.bacnet.yaml": "points-bacnet",
+    "maps/*.dlt645.yaml": "points-dlt645",
     "alarms/*.yaml": "alarms",
     "control/hospital.yaml": "loops",
     "control/protection.yaml": "protection",

@@ -43,6 +43,10 @@ def _config(tmp_path: Path, modbus: dict | None = None, bacnet: dict | None = No
         device["map"] = str((SIM_CONFIG.parent / device["map"]).resolve())
         device["address"] = "127.0.0.1:0"
         device.update((bacnet or {}).get(device["id"], {}))
+    for bus in sim.get("dlt645", ()):
+        for meter in bus["meters"]:
+            meter["map"] = str((SIM_CONFIG.parent / meter["map"]).resolve())
+        bus["pty"] = str(tmp_path / bus["id"])
     path = tmp_path / "sim.yaml"
     path.write_text(yaml.safe_dump(sim))
     return path

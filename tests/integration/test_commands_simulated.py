@@ -91,7 +91,7 @@ def test_refused_commands_write_nothing(plant, platform):
 def test_status_and_rebirth_of_the_whole_plant(plant, platform):
     assert platform.wait_for(lambda p: len(p.latest) >= 15, 40)
     status = _run(platform, "st", type="status")[-1]["result"]
-    assert status["site"] == "demo-hospital" and len(status["devices"]) == 19
+    assert status["site"] == "demo-hospital" and len(status["devices"]) == 21
     seen = len(platform.telemetry().get("plant", []))
     started = time.time()
     rebirth = _run(platform, "rb", type="rebirth")[-1]["result"]

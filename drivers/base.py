@@ -8,7 +8,7 @@ import enum
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, ClassVar, Final, Generic, Self, TypeAlias, TypeVar
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeAlias, TypeVar
 
 from edge_agent.config.base import DeviceBase, PointBase
 from edge_agent.points import Reading, Value
@@ -40,6 +40,22 @@ class Keeps(enum.Enum):
 
 
 KEEPS: Final = Keeps.KEEPS
+
+
+class SerialSettings(Protocol):
+    """A serial port and its settings: what a driver on RS-485 opens (Modbus RTU, DL/T 645,
+    discovery, the simulator's buses)."""
+
+    @property
+    def port(self) -> str: ...
+    @property
+    def baudrate(self) -> int: ...
+    @property
+    def parity(self) -> str: ...
+    @property
+    def stopbits(self) -> int: ...
+    @property
+    def bytesize(self) -> int: ...
 
 
 class Link:

@@ -6,24 +6,10 @@ from __future__ import annotations
 import asyncio
 import termios
 import time
-from typing import Protocol
 
 import serial
 
-
-class SerialSettings(Protocol):
-    """A port and its settings (`SerialConnection`, the simulator's bus)."""
-
-    @property
-    def port(self) -> str: ...
-    @property
-    def baudrate(self) -> int: ...
-    @property
-    def parity(self) -> str: ...
-    @property
-    def stopbits(self) -> int: ...
-    @property
-    def bytesize(self) -> int: ...
+from drivers.base import SerialSettings
 
 
 class SerialLine:

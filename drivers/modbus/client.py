@@ -11,22 +11,9 @@ from typing import Any, Literal, Protocol, cast
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerType
 
+from drivers.base import SerialSettings
+
 Transport = Literal["tcp", "rtu-over-tcp", "rtu"]
-
-
-class SerialLine(Protocol):
-    """A serial port and its settings (`RtuConnection`, discovery's `SerialTarget`)."""
-
-    @property
-    def port(self) -> str: ...
-    @property
-    def baudrate(self) -> int: ...
-    @property
-    def parity(self) -> str: ...
-    @property
-    def stopbits(self) -> int: ...
-    @property
-    def bytesize(self) -> int: ...
 
 
 class TcpEndpoint(Protocol):
@@ -38,13 +25,13 @@ class TcpEndpoint(Protocol):
     def port(self) -> int: ...
 
 
-def new_client(transport: Transport, endpoint: SerialLine | TcpEndpoint, timeout: float) -> Any:
+def new_client(transport: Transport, endpoint: SerialSettings | TcpEndpoint, timeout: float) -> Any:
     """A pymodbus client, not yet connected: RTU frames on a serial line (`rtu`), MBAP
     frames over TCP (`tcp`), or RTU frames through a TCP socket (`rtu-over-tcp`, a
     serial server passing them on). `timeout` bounds the connect and every response."""
     common: dict[str, Any] = {"timeout": timeout, "retries": 0, "reconnect_delay": 0}
     if transport == "rtu":
-        line = cast(SerialLine, endpoint)
+        line = cast(SerialSettings, endpoint)
         return AsyncModbusSerialClient(
             line.port,
             framer=FramerType.RTU,
